@@ -1,0 +1,134 @@
+"""The ``byhand`` command.
+
+``byhand verify`` runs the registry matrix (op × device × dtype) outside pytest, shows progress,
+prints a table of worst errors against the tolerance, optionally writes JSON, and exits 1 on any
+failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy
+import sympy
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from checks import devices, matrix
+from checks.verify import CellResult, verify
+
+JSON_SCHEMA_VERSION = 1
+
+
+def _environment() -> dict:
+    return {
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "sympy": sympy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "devices": devices.describe(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _fmt_ulp(result: CellResult, phase_prefix: str) -> str:
+    records = [r for phase, r in result.worst.items() if phase.startswith(phase_prefix)]
+    if not records:
+        return "—"
+    worst = max(records, key=lambda r: r.max_ulp_err)
+    return f"{worst.max_ulp_err:.2f} / {worst.k:g}"
+
+
+def _table(results: list[CellResult]) -> Table:
+    table = Table(title="byhand verify: worst error in ULPs (floored) / tolerance k")
+    table.add_column("op", no_wrap=True)
+    for column in ("device", "dtype", "examples", "forward", "gradient", "result"):
+        table.add_column(column, justify="right" if column in ("examples", "forward", "gradient") else "left")
+    for r in results:
+        if r.skipped:
+            status = f"[yellow]skipped[/]: {r.skipped}"
+        elif r.passed:
+            status = "[green]pass[/]"
+        else:
+            status = "[bold red]FAIL[/]"
+        table.add_row(r.cell.spec.name, r.cell.device, r.cell.dtype, str(r.examples), _fmt_ulp(r, "forward"), _fmt_ulp(r, "grad"), status)
+    return table
+
+
+def _report_failures(console: Console, results: list[CellResult]) -> None:
+    for r in results:
+        if r.failure is not None:
+            console.print(f"[bold red]FAIL[/] {r.cell.id}\n{r.failure.message()}", highlight=False)
+        if r.error is not None:
+            console.print(f"[bold red]ERROR[/] {r.cell.id}: {r.error}", highlight=False)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    console = Console(stderr=False)
+    try:
+        cells = matrix.cells(args.device, args.dtype, args.ops)
+    except ValueError as exc:
+        console.print(f"byhand verify: {exc}")
+        return 2
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True, disable=args.quiet) as progress:
+        task = progress.add_task("verifying", total=len(cells))
+
+        def advance(result: CellResult) -> None:
+            progress.update(task, advance=1, description=f"verifying {result.cell.id}")
+
+        results = verify(cells, examples=args.examples, on_cell=advance)
+    elapsed = time.perf_counter() - started
+    console.print(_table(results))
+    _report_failures(console, results)
+    failed = [r for r in results if not r.passed]
+    checked = sum(r.examples for r in results)
+    console.print(f"{len(cells)} cells, {checked} examples, {len(failed)} failed, in {elapsed:.1f} s")
+    if args.json:
+        payload = {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "environment": _environment(),
+            "examples_per_cell": args.examples,
+            "elapsed_s": round(elapsed, 3),
+            "passed": not failed,
+            "cells": [r.to_dict() for r in results],
+        }
+        path = Path(args.json)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.replace(path)  # atomic: a reader never sees half a file
+        console.print(f"wrote {path}")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="byhand", description="Prove the math you write by hand is the math PyTorch runs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    v = commands.add_parser("verify", help="check every registry op against torch on every device and dtype")
+    v.add_argument("--device", default="auto", help="comma-separated devices (cpu,cuda,mps); default: all found here")
+    v.add_argument("--dtype", default="all", help="comma-separated float dtypes; default: all four")
+    v.add_argument("--ops", default="all", help="comma-separated op names; default: the whole registry")
+    v.add_argument("--examples", type=int, default=20, help="hypothesis examples per cell (default 20)")
+    v.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(run=cmd_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "examples", 1) < 1:
+        build_parser().error("--examples must be at least 1")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Comparison of a torch result against the reference, as a frozen record.
+
+Every check in byhand ends in a :class:`Comparison`: tests assert on it, ``byhand verify`` tabulates
+it, reports and baselines store it. Non-finite values agree only with themselves (NaN with NaN, inf
+with the same inf), except that a torch inf is right where the reference's value overflows the dtype.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from checks.dtypes import DtypeInfo, ulp
+from checks.tolerance import bound, ulp_error
+
+
+@dataclass(frozen=True)
+class Context:
+    """What was compared: enough to name a failure and to reproduce it."""
+
+    op: str
+    phase: str  # "forward", "grad[input]", "grad[weight]", ...
+    path: str  # "functional", "module", "autograd"
+    device: str
+    dtype: str
+    shape: tuple[int, ...]
+    params: str = ""
+    repro: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    context: Context
+    n: int
+    n_bad: int
+    max_abs_err: float
+    max_rel_err: float
+    max_ulp_err: float  # floored ULP error, see checks.tolerance.ulp_error
+    k: float
+    worst_index: tuple[int, ...]
+    worst_actual: float
+    worst_expected: float
+    worst_bound: float
+    passed: bool
+    notes: tuple[str, ...] = field(default=())
+
+    def message(self) -> str:
+        c = self.context
+        idx = ",".join(map(str, self.worst_index))
+        verdict = "agrees" if self.passed else "DISAGREES"
+        lines = [
+            f"{c.op} {c.phase} via {c.path} {verdict} with the reference [{c.device} {c.dtype}, shape {c.shape}{', ' + c.params if c.params else ''}]",
+            f"  worst element [{idx}]: torch gave {self.worst_actual!r}, but should be {self.worst_expected!r}"
+            f" (|diff| {abs(self.worst_actual - self.worst_expected):.3g} > allowed {self.worst_bound:.3g})"
+            if not self.passed
+            else f"  worst element [{idx}]: torch {self.worst_actual!r}, reference {self.worst_expected!r}",
+            f"  {self.n_bad} of {self.n} elements off; max error {self.max_ulp_err:.3g} ULP (floored) against k = {self.k:g};"
+            f" max abs {self.max_abs_err:.3g}, max rel {self.max_rel_err:.3g}",
+        ]
+        lines += [f"  note: {note}" for note in self.notes]
+        if c.repro:
+            lines.append(f"  reproduce: {c.repro}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: non-finite floats become the strings 'nan', 'inf', '-inf' (strict JSON)."""
+        return _jsonable(asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value
+
+
+def _nonfinite_agreement(actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, info: DtypeInfo) -> np.ndarray:
+    """Where non-finite values are right: NaN = NaN, same-signed infs, or a correct overflow to inf."""
+    both_nan = np.isnan(actual) & np.isnan(expected)
+    same_inf = np.isinf(actual) & (actual == expected)
+    overflow_threshold = info.max + ulp(info.max, info) / 2  # values at or beyond round to inf
+    overflow = np.isinf(actual) & np.isfinite(expected) & (np.sign(actual) == np.sign(expected)) & (
+        np.abs(expected) + limit >= overflow_threshold
+    )
+    return both_nan | same_inf | overflow
+
+
+def compare(
+    actual: Any, expected: Any, *, scale: Any, info: DtypeInfo, k: float, context: Context, notes: tuple[str, ...] = ()
+) -> Comparison:
+    """Compare element by element under the tolerance policy and summarise as a record."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        return _shape_mismatch(a, e, k, context)
+    s = np.broadcast_to(np.abs(np.asarray(scale, dtype=np.float64)), e.shape)
+    limit = bound(e, s, info, k)
+    with np.errstate(all="ignore"):
+        agreed = _nonfinite_agreement(a, e, limit, info)
+        abs_err = np.where(agreed, 0.0, np.abs(a - e))
+        abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)  # NaN against a number is maximally wrong
+        ok = agreed | (abs_err <= limit)
+        score = np.where(agreed, 0.0, abs_err / limit)  # > 1 fails; the largest is the worst element
+        rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))
+        ulps = np.where(agreed, 0.0, ulp_error(a, e, s, info))
+    if e.size == 0:
+        return Comparison(context, 0, 0, 0.0, 0.0, 0.0, k, (), float("nan"), float("nan"), 0.0, True, notes)
+    worst = np.unravel_index(int(np.argmax(score)), e.shape)
+    return Comparison(
+        context=context,
+        n=int(e.size),
+        n_bad=int((~ok).sum()),
+        max_abs_err=float(abs_err.max()),
+        max_rel_err=float(np.nan_to_num(rel_err, nan=np.inf).max()),
+        max_ulp_err=float(ulps.max()),
+        k=k,
+        worst_index=tuple(int(i) for i in worst),
+        worst_actual=float(a[worst]),
+        worst_expected=float(e[worst]),
+        worst_bound=float(limit[worst]),
+        passed=bool(ok.all()),
+        notes=notes,
+    )
+
+
+def _shape_mismatch(a: np.ndarray, e: np.ndarray, k: float, context: Context) -> Comparison:
+    note = f"torch returned shape {a.shape}, the reference {e.shape}"
+    nan = float("nan")
+    return Comparison(context, int(e.size), int(e.size), nan, nan, float("inf"), k, (), nan, nan, 0.0, False, (note,))
+
+
+def assert_agrees(comparison: Comparison) -> None:
+    """Fail with the record's full explanation; hidden from pytest tracebacks."""
+    __tracebackhide__ = True
+    if not comparison.passed:
+        raise AssertionError(comparison.message())

@@ -1,0 +1,57 @@
+"""Which devices exist here, which device × dtype pairs torch can run, and how each is configured.
+
+Devices are detected, never assumed. CUDA float32 matmuls are pinned to full precision (TF32 off):
+TF32 keeps 10 mantissa bits, so a float32 Linear would otherwise be checked against a float32
+tolerance it can never meet. ``byhand verify --tf32`` is not offered on purpose: a TF32 result is a
+different dtype, not a float32 one with a looser bound.
+"""
+from __future__ import annotations
+
+import torch
+
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def unavailable_reason(device: str) -> str | None:
+    """Why ``device`` cannot be used on this machine, or None when it can."""
+    if device == "cpu":
+        return None
+    if device == "cuda":
+        return None if torch.cuda.is_available() else "no CUDA device (torch.cuda.is_available() is False)"
+    if device == "mps":
+        return None if _mps_available() else "no MPS device (torch.backends.mps.is_available() is False)"
+    raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+
+
+def unsupported_reason(device: str, dtype: str) -> str | None:
+    """Why torch cannot run ``dtype`` on ``device`` at all, or None."""
+    if device == "mps" and dtype == "float64":
+        return "MPS has no float64 support"
+    return None
+
+
+def available() -> tuple[str, ...]:
+    return tuple(d for d in DEVICES if unavailable_reason(d) is None)
+
+
+def configure(device: str) -> None:
+    """Full-precision float32 math on GPUs: no TF32 in matmuls or convolutions."""
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
+def describe() -> str:
+    """One line for headers and reports: the devices found and their models."""
+    parts = ["cpu"]
+    if torch.cuda.is_available():
+        parts.append(f"cuda ({torch.cuda.get_device_name(0)})")
+    if _mps_available():
+        parts.append("mps")
+    return ", ".join(parts)

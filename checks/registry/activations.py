@@ -1,0 +1,68 @@
+"""Registry entries for the elementwise activations."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from checks.spec import Case, OpSpec
+from checks.strategies import knobs, shapes, unit_floats
+from checks.values import reals, special_reals
+
+
+def _make_reals(rng, recipe, info) -> Case:
+    return Case({"input": reals(rng, recipe.shape, recipe.regime, info)}, dict(recipe.knobs))
+
+
+def _make_elu(rng, recipe, info) -> Case:
+    # torch's ELU gradient at NaN is NaN in its vectorized loop but the upstream gradient in the
+    # scalar tail, so it depends on the NaN's position: pinned in tests/test_conventions.py.
+    x = reals(rng, recipe.shape, recipe.regime, info, specials=special_reals(info, nan=False))
+    return Case({"input": x}, dict(recipe.knobs))
+
+
+def _alpha_upstream(case: Case, grad_output: np.ndarray) -> dict:
+    return {"input": np.abs(grad_output) * max(1.0, case.params["alpha"])}
+
+
+SPECS = (
+    OpSpec(
+        name="sigmoid",
+        functional=torch.sigmoid,
+        module=lambda input: nn.Sigmoid()(input),
+        make=_make_reals,
+        shapes=shapes(),
+        # sigmoid's backward in torch is g * s * (1 - s) on the *rounded* output s, so 1 - s has
+        # absolute (not relative) accuracy: the gradient is judged at the upstream gradient's size.
+        notes="torch flushes sigmoid(x) to 0 below -88.72 (float32) and -709.78 (float64); the "
+        "tolerance's smallest-normal term absorbs that flush.",
+    ),
+    OpSpec(
+        name="relu",
+        functional=F.relu,
+        module=lambda input: nn.ReLU()(input),
+        make=_make_reals,
+        shapes=shapes(),
+        grad_scale=lambda case, g: {"input": 0.0},
+    ),
+    OpSpec(
+        name="leaky_relu",
+        functional=F.leaky_relu,
+        module=lambda input, negative_slope: nn.LeakyReLU(negative_slope)(input),
+        make=_make_reals,
+        shapes=shapes(),
+        knobs=knobs(negative_slope=unit_floats(1e-3, 1.0, 0.01, 0.2, 0.0)),
+        grad_scale=lambda case, g: {"input": 0.0},
+    ),
+    OpSpec(
+        name="elu",
+        functional=F.elu,
+        module=lambda input, alpha: nn.ELU(alpha)(input),
+        make=_make_elu,
+        shapes=shapes(),
+        knobs=knobs(alpha=unit_floats(0.05, 3.0, 1.0)),
+        grad_scale=_alpha_upstream,
+        exclusions=("NaN inputs (torch's gradient there depends on the NaN's position; tests/test_conventions.py)",),
+    ),
+)

@@ -1,0 +1,99 @@
+"""Registry entries for binary cross-entropy, on probabilities and on logits."""
+from __future__ import annotations
+
+import numpy as np
+import torch.nn.functional as F
+from hypothesis import strategies as st
+from torch import nn
+
+from checks.spec import Case, OpSpec
+from checks.strategies import knobs, reductions, shapes
+from checks.values import binary_targets, positive_weights, probabilities, reals, special_reals
+
+
+def _weight(rng, recipe, shape) -> np.ndarray | None:
+    kind = recipe.knobs["weight"]
+    if kind == "none" or not shape:
+        return None
+    return positive_weights(rng, shape if kind == "full" else shape[-1:], recipe.regime)
+
+
+def _make_bce(rng, recipe, info) -> Case:
+    # torch computes the gradient (p - y) / max(p (1 - p), 1e-12) in float16 itself, with three
+    # quirks pinned in tests/test_conventions.py: the floor 1e-12 underflows (p exactly 0 or 1
+    # gives NaN or inf); the quotient overflows before the upstream gradient scales it (p < 2**-16);
+    # and p (1 - p) is subnormal, with fewer bits, below 2**-14 (errors ~1%). The float16 draws
+    # keep p in [2**-13, 1 - 2**-11], 1 - 2**-11 being float16's largest number below 1.
+    half = info.name == "float16"
+    p = probabilities(rng, recipe.shape, recipe.regime, info, endpoints=not half)
+    if half:
+        p = np.clip(p, 2.0**-13, 1 - 2.0**-11)
+    y = binary_targets(rng, recipe.shape, recipe.knobs["soft"])
+    return Case({"input": p, "target": y}, {"weight": _weight(rng, recipe, recipe.shape), "reduction": recipe.knobs["reduction"]})
+
+
+def _make_bcel(rng, recipe, info) -> Case:
+    # torch returns NaN at z = ±inf where the loss has a limit (0 or inf): pinned in
+    # tests/test_conventions.py, so the draws keep logits finite (NaN is still drawn).
+    z = reals(rng, recipe.shape, recipe.regime, info, specials=special_reals(info, infinite=False, huge=False))
+    y = binary_targets(rng, recipe.shape, recipe.knobs["soft"])
+    pos_weight = positive_weights(rng, recipe.shape[-1:], "normal") if recipe.knobs["pos_weight"] and recipe.shape else None
+    params = {"weight": _weight(rng, recipe, recipe.shape), "reduction": recipe.knobs["reduction"], "pos_weight": pos_weight}
+    return Case({"input": z, "target": y}, params)
+
+
+def _reduce_like(case: Case, elementwise: np.ndarray) -> np.ndarray:
+    reduction = case.params["reduction"]
+    full = np.broadcast_to(elementwise, case.inputs["input"].shape)
+    if reduction == "none":
+        return full
+    return np.sum(full) if reduction == "sum" else np.mean(full) if full.size else np.float64(0.0)
+
+
+def _weights(case: Case) -> np.ndarray:
+    w = case.params["weight"]
+    return np.ones(()) if w is None else w
+
+
+def _pos_weights(case: Case) -> np.ndarray:
+    pw = case.params.get("pos_weight")
+    return np.ones(()) if pw is None else np.maximum(pw, 1.0)
+
+
+def _upstream(case: Case, g: np.ndarray) -> np.ndarray:
+    shape, reduction = case.inputs["input"].shape, case.params["reduction"]
+    if reduction == "none":
+        return np.abs(g)
+    n = max(int(np.prod(shape)), 1)
+    return np.broadcast_to(np.abs(g) / (n if reduction == "mean" else 1), shape)
+
+
+BCE_KNOBS = dict(reduction=reductions(), soft=st.booleans(), weight=st.sampled_from(["none", "full", "last"]))
+
+SPECS = (
+    OpSpec(
+        name="binary_cross_entropy",
+        functional=F.binary_cross_entropy,
+        module=lambda input, target, weight, reduction: nn.BCELoss(weight=weight, reduction=reduction)(input, target),
+        make=_make_bce,
+        shapes=shapes(),
+        knobs=knobs(**BCE_KNOBS),
+        # torch takes log(1 - p), which is 0 for p below eps/2 where the truth is -p: judged at
+        # the weight's size, the natural size of a loss term.
+        scale=lambda case, expected: _reduce_like(case, _weights(case)),
+        exclusions=("float16: p outside [2**-13, 1 - 2**-11] (torch's float16 gradient underflows, overflows or goes subnormal there; tests/test_conventions.py)",),
+    ),
+    OpSpec(
+        name="binary_cross_entropy_with_logits",
+        functional=F.binary_cross_entropy_with_logits,
+        module=lambda input, target, weight, reduction, pos_weight: nn.BCEWithLogitsLoss(weight=weight, reduction=reduction, pos_weight=pos_weight)(input, target),
+        make=_make_bcel,
+        shapes=shapes(),
+        knobs=knobs(pos_weight=st.booleans(), **BCE_KNOBS),
+        # torch's (1 - y) z + (1 + (pw - 1) y) softplus(-z) cancels for soft labels at large |z|:
+        # its error is about |z| eps (TORCH_NUMERICS.md), so the size is (1 + |z|) max(1, pw).
+        scale=lambda case, expected: _reduce_like(case, _weights(case) * (1 + np.abs(case.inputs["input"])) * _pos_weights(case)),
+        grad_scale=lambda case, g: {"input": _upstream(case, g) * _weights(case) * _pos_weights(case)},
+        exclusions=("z = ±inf (torch returns NaN where the loss has a limit; tests/test_conventions.py)",),
+    ),
+)

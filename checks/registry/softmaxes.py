@@ -1,0 +1,48 @@
+"""Registry entries for softmax and log-softmax."""
+from __future__ import annotations
+
+import numpy as np
+import torch.nn.functional as F
+from torch import nn
+
+from checks.spec import Case, OpSpec
+from checks.strategies import shapes
+from checks.values import logits
+
+
+def _make(rng, recipe, info) -> Case:
+    ndim = len(recipe.shape)
+    dim = int(rng.integers(-ndim, ndim))
+    return Case({"input": logits(rng, recipe.shape, recipe.regime, info)}, {"dim": dim})
+
+
+def _row_max(case: Case, grad_output: np.ndarray) -> dict:
+    return {"input": np.max(np.abs(grad_output), axis=case.params["dim"], keepdims=True, initial=0.0)}
+
+
+def _row_sum(case: Case, grad_output: np.ndarray) -> dict:
+    return {"input": np.sum(np.abs(grad_output), axis=case.params["dim"], keepdims=True)}
+
+
+SPECS = (
+    OpSpec(
+        name="softmax",
+        functional=F.softmax,
+        module=lambda input, dim: nn.Softmax(dim=dim)(input),
+        make=_make,
+        shapes=shapes(min_dims=1, max_dims=3, max_side=10),
+        scale=lambda case, expected: 1.0,  # probabilities
+        # p_j (g_j - sum_i g_i p_i): the difference inside is O(max|g|), so is its rounding.
+        grad_scale=_row_max,
+    ),
+    OpSpec(
+        name="log_softmax",
+        functional=F.log_softmax,
+        module=lambda input, dim: nn.LogSoftmax(dim=dim)(input),
+        make=_make,
+        shapes=shapes(min_dims=1, max_dims=3, max_side=10),
+        scale=lambda case, expected: 1.0,  # log-probabilities near 0 are differences of O(1) terms
+        # g_j - p_j sum_i g_i: the sum is as large as sum|g|, and so is its rounding.
+        grad_scale=_row_sum,
+    ),
+)

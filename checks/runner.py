@@ -1,0 +1,165 @@
+"""Run one case of one op on one device and dtype, and return its comparison records.
+
+The recipe becomes arrays (rounded to the dtype under test), the reference runs on exactly those
+values in float64, torch runs its functional and its module on the same values as tensors, and
+autograd's gradients are compared with the hand-derived ``_backward``.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import torch
+
+from checks import devices, dtypes
+from checks.compare import Comparison, Context, compare
+from checks.dtypes import DtypeInfo
+from checks.registry import get
+from checks.spec import Case, OpSpec, Recipe
+from checks.tolerance import k_for
+
+LAYOUTS = ("contiguous", "strided")
+
+
+def info_for(dtype: str) -> DtypeInfo:
+    return dtypes.INT64 if dtype == "int64" else dtypes.get(dtype)
+
+
+def build_case(spec: OpSpec, recipe: Recipe, info: DtypeInfo) -> Case:
+    """The recipe's arrays, floats rounded to the dtype under test (the reference sees those values)."""
+    case = spec.make(np.random.default_rng(recipe.seed), recipe, info)
+
+    def rounded(value: Any) -> Any:
+        if isinstance(value, np.generic):  # numpy draws of shape () come back as scalars
+            value = np.asarray(value)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            return dtypes.round_to(value, info) if info.name != "int64" else value
+        return value
+
+    return Case({k: rounded(v) for k, v in case.inputs.items()}, {k: rounded(v) for k, v in case.params.items()})
+
+
+def _strided(array: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """The same values in a non-contiguous tensor: a transposed buffer, or every other element."""
+    if array.ndim >= 2:
+        buffer = torch.from_numpy(np.ascontiguousarray(np.swapaxes(array, -1, -2))).to(device=device, dtype=dtype)
+        return buffer.transpose(-1, -2)
+    if array.ndim == 1:
+        return torch.from_numpy(np.repeat(array, 2)).to(device=device, dtype=dtype)[::2]
+    return torch.from_numpy(np.array(array)).to(device=device, dtype=dtype)
+
+
+def to_tensor(value: Any, info: DtypeInfo, device: str, *, layout: str = "contiguous", grad: bool = False) -> Any:
+    if not isinstance(value, np.ndarray):
+        return value
+    dtype = torch.int64 if value.dtype.kind in "iu" else info.torch
+    if layout == "strided":
+        tensor = _strided(value, dtype, device)
+    else:
+        tensor = torch.from_numpy(np.array(value, order="C")).to(device=device, dtype=dtype)
+    return tensor.requires_grad_(grad) if grad else tensor
+
+
+def _describe_params(case: Case) -> str:
+    def show(value: Any) -> str:
+        return f"array{value.shape}" if isinstance(value, np.ndarray) else repr(value)
+
+    extra = {k: v for k, v in case.inputs.items() if k != next(iter(case.inputs))}
+    return ", ".join(f"{k}={show(v)}" for k, v in {**extra, **case.params}.items())
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to("cpu", torch.float64).numpy()
+
+
+class Runner:
+    """Runs the cases of one op on one device and dtype."""
+
+    def __init__(self, spec: OpSpec, device: str, dtype: str) -> None:
+        self.spec, self.device, self.dtype, self.info = spec, device, dtype, info_for(dtype)
+        devices.configure(device)
+
+    def _context(self, case: Case, recipe: Recipe, phase: str, path: str, layout: str) -> Context:
+        shape = tuple(next(iter(case.inputs.values())).shape)
+        repro = f"checks.runner.reproduce({self.spec.name!r}, {recipe!r}, {self.device!r}, {self.dtype!r}" + (
+            f", layout={layout!r})" if layout != "contiguous" else ")"
+        )
+        return Context(self.spec.name, phase, path, self.device, self.dtype, shape, _describe_params(case), repro)
+
+    def run(self, recipe: Recipe, *, gradient: bool = True, layout: str = "contiguous") -> list[Comparison]:
+        spec, info = self.spec, self.info
+        case = build_case(spec, recipe, info)
+        wants_grad = gradient and spec.differentiable
+        tensors = {
+            name: to_tensor(v, info, self.device, layout=layout, grad=wants_grad and name in spec.grad_inputs)
+            for name, v in case.inputs.items()
+        }
+        params = {k: to_tensor(v, info, self.device) for k, v in case.params.items()}
+        expected = spec.forward(*case.inputs.values(), **case.params)
+        with np.errstate(all="ignore"):  # scales of inf/NaN inputs are inf/NaN, by design
+            scale = spec.scale(case, expected)
+        k = k_for("forward", self.dtype, spec.overrides)
+        out = spec.functional(*tensors.values(), **params)
+        records = [compare(_numpy(out), expected, scale=scale, info=info, k=k, context=self._context(case, recipe, "forward", "functional", layout))]
+        if spec.module is not None:
+            with torch.no_grad():
+                module_out = spec.module(*tensors.values(), **params)
+            records.append(compare(_numpy(module_out), expected, scale=scale, info=info, k=k, context=self._context(case, recipe, "forward", "module", layout)))
+        if wants_grad:
+            records += self._gradients(case, recipe, tensors, out, layout)
+        return records
+
+    def _gradients(self, case: Case, recipe: Recipe, tensors: dict, out: torch.Tensor, layout: str) -> list[Comparison]:
+        spec, info = self.spec, self.info
+        rng = np.random.default_rng(recipe.seed + 1)
+        grad_output = dtypes.round_to(rng.normal(0.0, 1.0, tuple(out.shape)), info)
+        out.backward(to_tensor(grad_output, info, self.device))
+        hand = spec.backward(grad_output, *case.inputs.values(), **case.params)
+        hand = dict(zip(spec.grad_inputs, hand if isinstance(hand, tuple) else (hand,)))
+        with np.errstate(all="ignore"):
+            scales = spec.grad_scale(case, grad_output)
+        k = k_for("gradient", self.dtype, spec.overrides)
+        records = []
+        for name, expected in hand.items():
+            if tensors.get(name) is None:
+                continue
+            actual = tensors[name].grad
+            actual = np.zeros(expected.shape) if actual is None else _numpy(actual)
+            context = self._context(case, recipe, f"grad[{name}]", "autograd", layout)
+            records.append(compare(actual, expected, scale=scales[name], info=info, k=k, context=context))
+        return records
+
+
+@functools.lru_cache(maxsize=None)
+def unsupported(name: str, device: str, dtype: str) -> str | None:
+    """Why torch cannot run op ``name`` in ``dtype`` on ``device`` (found by trying), or None."""
+    reason = devices.unavailable_reason(device) or devices.unsupported_reason(device, dtype)
+    if reason:
+        return reason
+    spec = get(name)
+    if dtype not in spec.dtypes:
+        return f"{name} is not defined for {dtype} (its dtypes: {', '.join(spec.dtypes)})"
+    probe = Recipe(seed=0, regime=spec.regimes[0], shape=(2, 3), knobs=_probe_knobs(spec))
+    try:
+        Runner(spec, device, dtype).run(probe)
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        if "not implemented" in str(exc).lower() or "not supported" in str(exc).lower():
+            return f"torch {torch.__version__} cannot run {name} in {dtype} on {device}: {exc}".splitlines()[0]
+        raise
+    return None
+
+
+def _probe_knobs(spec: OpSpec) -> dict[str, Any]:
+    """The simplest knobs hypothesis can draw for ``spec`` (its shrink target)."""
+    from hypothesis import find
+
+    return find(spec.knobs, lambda _: True)
+
+
+def reproduce(name: str, recipe: Recipe, device: str = "cpu", dtype: str = "float64", layout: str = "contiguous") -> list[Comparison]:
+    """Re-run a case from the 'reproduce:' line of a failure; prints and returns its records."""
+    records = Runner(get(name), device, dtype).run(recipe, layout=layout)
+    for record in records:
+        print(record.message())
+    return records

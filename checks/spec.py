@@ -1,0 +1,91 @@
+"""What a registry entry is: an :class:`OpSpec`, the :class:`Recipe` hypothesis draws for it, and the
+:class:`Case` (arrays and parameters) a recipe becomes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+
+import reference
+from checks.dtypes import DtypeInfo
+from checks.tolerance import Override
+from checks.values import REGIMES
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything needed to rebuild a case: hypothesis draws and shrinks this, numpy does the rest."""
+
+    seed: int
+    regime: str
+    shape: tuple[int, ...]
+    knobs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Case:
+    """The arguments of one call, in float64 (floats already rounded to the dtype under test) or int64.
+
+    ``inputs`` are passed positionally in torch's order; ``params`` by keyword. Arrays in either
+    become tensors on the device; None stays None.
+    """
+
+    inputs: dict[str, np.ndarray | None]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: v for k, v in {**self.inputs, **self.params}.items() if isinstance(v, np.ndarray)}
+
+
+Make = Callable[[np.random.Generator, Recipe, DtypeInfo], Case]
+Scale = Callable[[Case, np.ndarray], Any]
+GradScale = Callable[[Case, np.ndarray], dict[str, Any]]
+
+
+def _zero_scale(case: Case, expected: np.ndarray) -> float:
+    return 0.0
+
+
+def _upstream_scale(case: Case, grad_output: np.ndarray) -> dict[str, Any]:
+    return {"input": np.abs(grad_output)}
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op: how to draw its inputs, what to call in torch, and how to judge the answer.
+
+    The reference forward and backward are found by name in :mod:`reference`
+    (``reference.<name>`` and ``reference.<name>_backward``), as torch names them.
+    """
+
+    name: str
+    functional: Callable[..., torch.Tensor]
+    module: Callable[..., torch.Tensor] | None  # the nn.Module path, called like the functional
+    make: Make
+    shapes: st.SearchStrategy[tuple[int, ...]]
+    knobs: st.SearchStrategy[dict[str, Any]] = st.just({})
+    regimes: tuple[str, ...] = REGIMES
+    scale: Scale = _zero_scale  # natural size of the output (see checks.tolerance)
+    grad_scale: GradScale = _upstream_scale  # natural size of each gradient, by input name
+    grad_inputs: tuple[str, ...] = ("input",)
+    dtypes: tuple[str, ...] = FLOAT_DTYPES
+    overrides: tuple[Override, ...] = ()
+    exclusions: tuple[str, ...] = ()  # input regions the draws avoid on purpose, each with its reason
+    notes: str = ""
+
+    @property
+    def forward(self) -> Callable[..., np.ndarray]:
+        return getattr(reference, self.name)
+
+    @property
+    def backward(self) -> Callable[..., Any] | None:
+        return getattr(reference, f"{self.name}_backward", None)
+
+    @property
+    def differentiable(self) -> bool:
+        return self.backward is not None

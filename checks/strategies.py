@@ -1,0 +1,40 @@
+"""Hypothesis strategies: the recipe of a case, and the shapes and knobs registry entries use."""
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes
+
+from checks.spec import OpSpec, Recipe
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 0, max_side: int = 8) -> st.SearchStrategy[tuple[int, ...]]:
+    """Array shapes, empty ones included (min_side 0) unless an op needs elements."""
+    return array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
+
+
+def reductions() -> st.SearchStrategy[str]:
+    return st.sampled_from(REDUCTIONS)
+
+
+def unit_floats(low: float, high: float, *special: float) -> st.SearchStrategy[float]:
+    """A float parameter: one of the given special values (defaults, boundaries) or any in [low, high]."""
+    return st.one_of(st.sampled_from(special), st.floats(low, high)) if special else st.floats(low, high)
+
+
+def knobs(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(fields)
+
+
+def recipes(spec: OpSpec) -> st.SearchStrategy[Recipe]:
+    """The recipe of one case of ``spec``: shrinks toward seed 0, the first regime, small shapes."""
+    return st.builds(
+        Recipe,
+        seed=st.integers(0, 2**32 - 1),
+        regime=st.sampled_from(spec.regimes),
+        shape=spec.shapes,
+        knobs=spec.knobs,
+    )

@@ -1,0 +1,76 @@
+"""The one tolerance policy: how far torch may be from the float64 reference.
+
+The rule, element by element, for torch's result ``a`` and the reference ``r``::
+
+    |a - r| <= k * ulp_dtype(max(|r|, scale)) + tiny_dtype
+
+Why this shape:
+- The reference is computed in float64 from the *dtype-rounded* inputs, so input rounding is not an
+  error torch is charged for; what is left is torch's own arithmetic and its final rounding.
+- ``ulp_dtype`` measures the error in units of the dtype's own spacing at the value, so one k fits
+  float16 (eps 2**-10) and float64 (eps 2**-52) alike.
+- ``scale`` is the op's natural size (1 for probabilities and bounded losses, ``sum|w x| + |b|`` for
+  Linear, ``(1 + |z|)·max(1, pos_weight)`` for BCE-with-logits, the upstream gradient's size for
+  gradients), declared in the registry. It stops pure relative error from flagging results far below
+  the size of what they were computed from: log_softmax of a dominated class, a loss that cancels to
+  1e-14 and is returned as 0, a gradient formed as a difference of O(1) terms.
+- ``tiny_dtype`` (the smallest normal number) absorbs flush-to-zero and subnormal results.
+
+k, measured (../shared/TORCH_NUMERICS.md: worst floored error over ~1M outputs per dtype was 2.8 ULP
+in float16, 2.5 in bfloat16, 5.05 in float32, 6.4 in float64): 4 for float16/bfloat16, 8 for
+float32/float64. That had no false alarms and detects a relative error of ~7 eps in float16/bfloat16
+and ~14 eps in float32/float64 (3e-15 in float64), where torch's own default (assert_close) misses
+anything under 2e-7 in float64 and false-alarms thousands of times in float16.
+
+An op may override k for a phase and dtype in its registry entry, always with its reason; nothing
+else may loosen a comparison.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from checks.dtypes import DtypeInfo, ulp
+
+FORWARD_K = {"float16": 4.0, "bfloat16": 4.0, "float32": 8.0, "float64": 8.0, "int64": 0.0}
+GRADIENT_K = {"float16": 4.0, "bfloat16": 4.0, "float32": 8.0, "float64": 8.0}
+
+
+@dataclass(frozen=True)
+class Override:
+    """A registry entry's exception to the tables above, with the reason it is needed."""
+
+    phase: str  # "forward" or "gradient"
+    dtypes: tuple[str, ...]
+    k: float
+    reason: str
+
+
+def k_for(phase: str, dtype: str, overrides: tuple[Override, ...] = ()) -> float:
+    for override in overrides:
+        if override.phase == phase and dtype in override.dtypes:
+            return override.k
+    table = FORWARD_K if phase == "forward" else GRADIENT_K
+    return table[dtype]
+
+
+def _magnitude(expected: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
+    # fmax ignores NaN: a scale made NaN by a NaN input falls back to |expected|.
+    return np.fmax(np.abs(expected), np.abs(np.asarray(scale, dtype=np.float64)))
+
+
+def bound(expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo, k: float) -> np.ndarray:
+    """The largest |actual - expected| the policy accepts, element by element."""
+    magnitude = _magnitude(expected, scale)
+    return k * ulp(magnitude, info) + info.tiny
+
+
+def ulp_error(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo) -> np.ndarray:
+    """The 'floored ULP' error: |actual - expected| beyond the smallest-normal allowance, in ULPs of
+    the dtype at max(|expected|, scale). An element passes exactly when this is <= k; NaN where
+    either side is NaN is reported as inf."""
+    magnitude = _magnitude(expected, scale)
+    with np.errstate(invalid="ignore"):
+        excess = np.maximum(np.abs(actual - expected) - info.tiny, 0.0)
+        return np.nan_to_num(excess / ulp(magnitude, info), nan=np.inf)

@@ -1,0 +1,72 @@
+"""pytest setup: hypothesis profiles, the --device/--dtype/--ops options, the version header, and
+the registry × device × dtype parametrisation every matrix test uses."""
+from __future__ import annotations
+
+import os
+
+import hypothesis
+import numpy
+import pytest
+import sympy
+import torch
+from hypothesis import HealthCheck, settings
+
+from checks import devices, matrix
+from checks.runner import unsupported
+
+# The matrix fixtures hold immutable cells, so sharing one across examples is safe.
+_COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+settings.register_profile("default", max_examples=25, **_COMMON)
+# Derandomized so a CI run is reproducible; no example database to carry between runs.
+settings.register_profile("ci", max_examples=25, derandomize=True, database=None, **_COMMON)
+settings.register_profile("thorough", max_examples=500, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("byhand")
+    group.addoption("--device", default="auto", help="comma-separated devices (cpu,cuda,mps); default: all found here")
+    group.addoption("--dtype", default="all", help="comma-separated float dtypes (float16,bfloat16,float32,float64)")
+    group.addoption("--ops", default="all", help="comma-separated registry ops; default: all")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"byhand: torch {torch.__version__}, numpy {numpy.__version__}, sympy {sympy.__version__}, hypothesis {hypothesis.__version__}",
+        f"byhand: devices found: {devices.describe()}; CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads",
+        f"byhand: hypothesis profile {settings.get_current_profile_name()!r}",
+    ]
+
+
+def _cells(config: pytest.Config, differentiable_only: bool) -> list[matrix.Cell]:
+    try:
+        return matrix.cells(
+            config.getoption("--device"), config.getoption("--dtype"), config.getoption("--ops"), differentiable_only=differentiable_only
+        )
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for fixture, differentiable_only in (("cell", False), ("grad_cell", True)):
+        if fixture in metafunc.fixturenames:
+            found = _cells(metafunc.config, differentiable_only)
+            metafunc.parametrize(fixture, found, ids=[c.id for c in found])
+
+
+def _skip_unsupported(c: matrix.Cell) -> matrix.Cell:
+    reason = unsupported(c.spec.name, c.device, c.dtype)
+    if reason:
+        pytest.skip(reason)
+    return c
+
+
+@pytest.fixture
+def checked_cell(cell: matrix.Cell) -> matrix.Cell:
+    """The matrix cell, skipped with torch's reason where torch cannot run it."""
+    return _skip_unsupported(cell)
+
+
+@pytest.fixture
+def checked_grad_cell(grad_cell: matrix.Cell) -> matrix.Cell:
+    return _skip_unsupported(grad_cell)

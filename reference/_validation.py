@@ -1,0 +1,119 @@
+"""Argument checks and reductions shared by the references.
+
+Every public reference converts its inputs here, so a bad argument fails at the door with a
+``ValueError``/``TypeError`` that names it, never deep inside numpy.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+REDUCTIONS = ("none", "mean", "sum")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def quiet(fn: F) -> F:
+    """Silence numpy's floating-point warnings: NaN and inf propagate by design, as in torch."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _describe(value: Any) -> str:
+    return f"dtype {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+
+
+def as_float(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float64 array; real numbers only (bool, complex and objects are refused)."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a real-valued array, got {type(value).__name__}") from exc
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real-valued array, got {_describe(array)}")
+    return array.astype(np.float64)
+
+
+def as_optional_float(value: Any, name: str) -> np.ndarray | None:
+    return None if value is None else as_float(value, name)
+
+
+def as_index(value: Any, name: str) -> np.ndarray:
+    """``value`` as an int64 array of class indices; floats and bools are refused."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class indices, got {_describe(array)}")
+    return array.astype(np.int64)
+
+
+def check_reduction(reduction: Any) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def check_dim(dim: Any, ndim: int, name: str = "dim") -> int:
+    """Normalise a possibly negative dimension index, as torch does (a 0-d tensor has dim 0 or -1)."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(dim).__name__}")
+    rank = max(ndim, 1)
+    if not -rank <= dim < rank:
+        raise ValueError(f"{name}={dim} is out of range for an input with {ndim} dimensions")
+    return int(dim) % rank
+
+
+def check_same_shape(input: np.ndarray, target: np.ndarray, name: str = "target") -> None:
+    if input.shape != target.shape:
+        raise ValueError(f"{name} shape {target.shape} must equal the input shape {input.shape}")
+
+
+def check_broadcastable(value: np.ndarray | None, shape: tuple[int, ...], name: str) -> None:
+    if value is None:
+        return
+    try:
+        if np.broadcast_shapes(value.shape, shape) != shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{name} of shape {value.shape} does not broadcast to the input shape {shape}") from None
+
+
+def reduce(loss: np.ndarray, reduction: str, divisor: float | None = None) -> np.ndarray:
+    """Apply ``reduction``; 'mean' divides the sum by ``divisor`` (default: the element count)."""
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return np.asarray(total)
+    return np.asarray(total / (loss.size if divisor is None else divisor))
+
+
+def reduce_backward(grad_output: Any, shape: tuple[int, ...], reduction: str, divisor: float | None = None) -> np.ndarray:
+    """Spread the upstream gradient of a reduction back over the ``shape`` of the unreduced loss.
+
+    d sum/d l_i = 1 and d mean/d l_i = 1/divisor, so each element receives g (or g/divisor).
+    """
+    g = as_float(grad_output, "grad_output")
+    if reduction == "none":
+        if g.shape != shape:
+            raise ValueError(f"grad_output shape {g.shape} must equal the loss shape {shape}")
+        return g
+    if g.size != 1:
+        raise ValueError(f"grad_output of a reduced loss must be a scalar, got shape {g.shape}")
+    g = np.broadcast_to(g.reshape(()), shape)
+    if reduction == "sum":
+        return g
+    count = int(np.prod(shape)) if divisor is None else divisor
+    return g / count
+
+
+def check_grad_shape(grad_output: Any, shape: tuple[int, ...]) -> np.ndarray:
+    g = as_float(grad_output, "grad_output")
+    if g.shape != shape:
+        raise ValueError(f"grad_output shape {g.shape} must equal the output shape {shape}")
+    return g

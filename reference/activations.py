@@ -1,0 +1,88 @@
+"""Elementwise activations: sigmoid, ReLU, LeakyReLU, ELU, and their hand-derived gradients.
+
+Conventions where the derivative is undefined follow torch (measured in TORCH_NUMERICS.md):
+at exactly 0, ReLU's gradient is 0, LeakyReLU's is the negative slope and ELU's is alpha; at NaN,
+ReLU's and ELU's gradient is the upstream gradient and LeakyReLU's is ``slope * g`` (torch tests
+``x > 0`` / ``x <= 0`` and NaN fails both comparisons).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reference._validation import as_float, check_grad_shape, quiet
+
+
+@quiet
+def sigmoid(input: Any) -> np.ndarray:
+    r"""$\sigma(x) = 1/(1 + e^{-x})$, $\sigma'(x) = \sigma(x)\,\sigma(-x)$.
+
+    Two branches so ``exp`` never overflows: $1/(1+e^{-x})$ for $x \ge 0$ and $e^{x}/(1+e^{x})$ below,
+    which keeps the true (possibly subnormal) value for very negative x.
+    """
+    x = as_float(input, "input")
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+@quiet
+def sigmoid_backward(grad_output: Any, input: Any) -> np.ndarray:
+    r"""$\partial L/\partial x = g\,\sigma(x)(1-\sigma(x)) = g\,\sigma(x)\sigma(-x)$.
+
+    Written with $\sigma(-x)$ instead of $1-\sigma(x)$ so the tail does not cancel to 0.
+    """
+    x = as_float(input, "input")
+    g = check_grad_shape(grad_output, x.shape)
+    return g * sigmoid(x) * sigmoid(-x)
+
+
+@quiet
+def relu(input: Any) -> np.ndarray:
+    r"""$\mathrm{relu}(x) = \max(x, 0)$, $\mathrm{relu}'(x) = [x > 0]$.
+
+    ``where(x < 0, 0, x)`` keeps -0.0 and NaN as they are, like torch's ``clamp_min``.
+    """
+    x = as_float(input, "input")
+    return np.where(x < 0, 0.0, x)
+
+
+@quiet
+def relu_backward(grad_output: Any, input: Any) -> np.ndarray:
+    r"""$\partial L/\partial x = g\,[x > 0]$; torch's convention: 0 at $x = 0$, $g$ at NaN."""
+    x = as_float(input, "input")
+    g = check_grad_shape(grad_output, x.shape)
+    return np.where(x <= 0, 0.0, g)
+
+
+@quiet
+def leaky_relu(input: Any, negative_slope: float = 0.01) -> np.ndarray:
+    r"""$f(x) = x$ for $x > 0$, $a x$ otherwise; $f'(x) = 1$ for $x > 0$, $a$ otherwise."""
+    x = as_float(input, "input")
+    return np.where(x > 0, x, x * float(negative_slope))
+
+
+@quiet
+def leaky_relu_backward(grad_output: Any, input: Any, negative_slope: float = 0.01) -> np.ndarray:
+    r"""$\partial L/\partial x = g$ for $x > 0$, $a\,g$ otherwise (so $a\,g$ at 0 and at NaN, as torch)."""
+    x = as_float(input, "input")
+    g = check_grad_shape(grad_output, x.shape)
+    return np.where(x > 0, g, g * float(negative_slope))
+
+
+@quiet
+def elu(input: Any, alpha: float = 1.0) -> np.ndarray:
+    r"""$f(x) = x$ for $x > 0$, $\alpha(e^{x} - 1)$ otherwise; $f'(x) = 1$, resp. $\alpha e^{x}$.
+
+    ``expm1`` keeps full relative precision for small negative x.
+    """
+    x = as_float(input, "input")
+    return np.where(x > 0, x, float(alpha) * np.expm1(np.minimum(x, 0.0)))
+
+
+@quiet
+def elu_backward(grad_output: Any, input: Any, alpha: float = 1.0) -> np.ndarray:
+    r"""$\partial L/\partial x = g$ for $x > 0$, $\alpha e^{x} g$ for $x \le 0$ (torch: $\alpha g$ at 0, $g$ at NaN)."""
+    x = as_float(input, "input")
+    g = check_grad_shape(grad_output, x.shape)
+    return np.where(x <= 0, g * float(alpha) * np.exp(np.minimum(x, 0.0)), g)

@@ -1,0 +1,117 @@
+"""Binary cross-entropy on probabilities and on logits, and their hand-derived gradients.
+
+``binary_cross_entropy`` reproduces two torch conventions that make it finite at p = 0 and 1:
+each log term is clamped at -100 in the forward, and the gradient's denominator $p(1-p)$ is floored
+at $10^{-12}$ (the float32 constant 9.99999996e-13, as torch uses it in every dtype).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reference._validation import (
+    as_float,
+    as_optional_float,
+    check_broadcastable,
+    check_reduction,
+    check_same_shape,
+    quiet,
+    reduce,
+    reduce_backward,
+)
+from reference.activations import sigmoid
+
+LOG_CLAMP = -100.0
+GRAD_EPS = float(np.float32(1e-12))  # torch's EPSILON in the BCE backward kernel
+
+
+def _check_unit_interval(value: np.ndarray, name: str) -> None:
+    inside = (value >= 0) & (value <= 1)  # False for NaN
+    if not inside.all():
+        where = tuple(int(i) for i in np.argwhere(~inside)[0])
+        raise ValueError(f"{name}{list(where)}={value[where]!r} is outside [0, 1]; all elements of {name} must be in [0, 1]")
+
+
+def _bce_args(input: Any, target: Any, weight: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p, y, w = as_float(input, "input"), as_float(target, "target"), as_optional_float(weight, "weight")
+    check_same_shape(p, y)
+    check_broadcastable(w, p.shape, "weight")
+    _check_unit_interval(p, "input")
+    _check_unit_interval(y, "target")
+    return p, y, np.ones(()) if w is None else w
+
+
+@quiet
+def binary_cross_entropy(input: Any, target: Any, weight: Any = None, reduction: str = "mean") -> np.ndarray:
+    r"""$\ell = -w\,[y\max(\log p, -100) + (1-y)\max(\log(1-p), -100)]$;
+    $\partial\ell/\partial p = w\,(p - y)/\max(p(1-p), 10^{-12})$ (torch's floored form).
+
+    ``log1p(-p)`` keeps $\log(1-p)$ accurate for small p.
+    """
+    check_reduction(reduction)
+    p, y, w = _bce_args(input, target, weight)
+    log_p = np.maximum(np.log(p), LOG_CLAMP)
+    log_q = np.maximum(np.log1p(-p), LOG_CLAMP)
+    loss = -w * (y * log_p + (1.0 - y) * log_q)
+    return reduce(loss, reduction)
+
+
+@quiet
+def binary_cross_entropy_backward(
+    grad_output: Any, input: Any, target: Any, weight: Any = None, reduction: str = "mean"
+) -> np.ndarray:
+    r"""$\partial L/\partial p = \bar g\,w\,(p - y)/\max(p(1-p), 10^{-12})$.
+
+    At p = 0, y = 1 this is $-10^{12}$ rather than the clamped loss's true derivative 0: torch's
+    convention, kept so that training at a saturated output still pushes the right way.
+    """
+    check_reduction(reduction)
+    p, y, w = _bce_args(input, target, weight)
+    g = reduce_backward(grad_output, p.shape, reduction)
+    return g * w * (p - y) / np.maximum(p * (1.0 - p), GRAD_EPS)
+
+
+def _softplus(z: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, z)  # log(1 + e^z) without overflow
+
+
+def _times(coefficient: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """coefficient * value with 0 * inf = 0: a term whose coefficient is 0 is absent, not undefined."""
+    return np.where(coefficient == 0, 0.0, coefficient * value)
+
+
+def _bcel_args(input: Any, target: Any, weight: Any, pos_weight: Any) -> tuple[np.ndarray, ...]:
+    z, y = as_float(input, "input"), as_float(target, "target")
+    w, pw = as_optional_float(weight, "weight"), as_optional_float(pos_weight, "pos_weight")
+    check_same_shape(z, y)
+    check_broadcastable(w, z.shape, "weight")
+    check_broadcastable(pw, z.shape, "pos_weight")
+    return z, y, np.ones(()) if w is None else w, np.ones(()) if pw is None else pw
+
+
+@quiet
+def binary_cross_entropy_with_logits(
+    input: Any, target: Any, weight: Any = None, reduction: str = "mean", pos_weight: Any = None
+) -> np.ndarray:
+    r"""$\ell = w\,[\,p_w\,y\,\mathrm{softplus}(-z) + (1-y)\,\mathrm{softplus}(z)\,]$, i.e. BCE of $\sigma(z)$
+    with $-\log\sigma(z) = \mathrm{softplus}(-z)$; $\partial\ell/\partial z = w\,[(1-y)\sigma(z) - p_w\,y\,\sigma(-z)]$.
+
+    softplus via ``logaddexp`` has no cancellation, so soft labels at large |z| stay exact, and at
+    $z = \pm\infty$ the loss is its limit (torch returns NaN there; see tests/test_conventions.py).
+    """
+    check_reduction(reduction)
+    z, y, w, pw = _bcel_args(input, target, weight, pos_weight)
+    loss = w * (_times(pw * y, _softplus(-z)) + _times(1.0 - y, _softplus(z)))
+    return reduce(loss, reduction)
+
+
+@quiet
+def binary_cross_entropy_with_logits_backward(
+    grad_output: Any, input: Any, target: Any, weight: Any = None, reduction: str = "mean", pos_weight: Any = None
+) -> np.ndarray:
+    r"""$\partial L/\partial z = \bar g\,w\,[(1-y)\,\sigma(z) - p_w\,y\,\sigma(-z)]$."""
+    check_reduction(reduction)
+    z, y, w, pw = _bcel_args(input, target, weight, pos_weight)
+    g = reduce_backward(grad_output, z.shape, reduction)
+    return g * w * ((1.0 - y) * sigmoid(z) - pw * y * sigmoid(-z))

@@ -1,0 +1,195 @@
+r"""Cross-entropy and negative log-likelihood, with class-index or probability targets.
+
+Shapes as in torch: input (C,), (N, C) or (N, C, d1, ...), class dimension 1 (0 when unbatched).
+Internally the class axis is moved last, so a "row" is one sample's C scores.
+
+Every variant is one formula: per sample, $\ell = -\sum_c a_c \log p_c$ with coefficients
+- class index t: $a_c = w_t(1-\varepsilon)[c=t] + w_c\,\varepsilon/C$ (0 for an ignored sample);
+- probabilities q: $a_c = w_c((1-\varepsilon) q_c + \varepsilon/C)$.
+so $\partial\ell/\partial z = p\sum_c a_c - a$. 'mean' divides by $\sum_n w_{t_n}$ over the
+non-ignored samples for class indices (torch: NaN when that is 0, with a zero gradient where
+every sample is ignored) and by the number of samples for probability targets, weights or not.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reference._validation import (
+    as_float,
+    as_index,
+    as_optional_float,
+    check_reduction,
+    quiet,
+    reduce,
+    reduce_backward,
+)
+from reference.softmaxes import log_softmax, softmax
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Input with the class axis last, and what the reduction needs to know about the targets."""
+
+    x: np.ndarray  # (..., C)
+    shape: tuple[int, ...]  # the unreduced loss shape, batch dims only
+    weight: np.ndarray  # (C,)
+    target: np.ndarray  # (...) int64 or (..., C) float64
+    valid: np.ndarray  # (...) bool: sample not ignored
+    probabilities: bool
+
+
+def _class_last(x: np.ndarray, name: str) -> np.ndarray:
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have a class dimension, got a 0-d array")
+    return x if x.ndim == 1 else np.moveaxis(x, 1, -1)
+
+
+def _rows(input: Any, target: Any, weight: Any, ignore_index: int, name: str = "input") -> _Rows:
+    x = as_float(input, name)
+    xl = _class_last(x, name)
+    n_classes, batch = xl.shape[-1], xl.shape[:-1]
+    w = as_optional_float(weight, "weight")
+    if w is None:
+        w = np.ones(n_classes)
+    elif w.shape != (n_classes,):
+        raise ValueError(f"weight must have shape (C,) = ({n_classes},), got {w.shape}")
+    t = np.asarray(target)
+    if t.dtype.kind == "f":
+        if t.shape != x.shape:
+            raise ValueError(
+                f"target: probability targets must have the input's shape {x.shape}, got {t.shape} "
+                "(class-index targets must be integers)"
+            )
+        if ignore_index >= 0:
+            raise ValueError(f"ignore_index={ignore_index} is not supported with probability targets")
+        return _Rows(xl, batch, w, _class_last(t.astype(np.float64), "target"), np.ones(batch, bool), True)
+    t = as_index(target, "target")
+    if t.shape != batch:
+        raise ValueError(f"target shape {t.shape} must be the input shape without its class dimension, {batch}")
+    valid = t != ignore_index
+    bad = valid & ((t < 0) | (t >= n_classes))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"target{list(where)}={int(t[where])} is not a class index in [0, {n_classes}) nor ignore_index={ignore_index}")
+    return _Rows(xl, batch, w, t, valid, False)
+
+
+def _check_smoothing(label_smoothing: float) -> float:
+    eps = float(label_smoothing)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    return eps
+
+
+def _target_onehot(rows: _Rows) -> np.ndarray:
+    safe = np.where(rows.valid, rows.target, 0)
+    return (safe[..., None] == np.arange(rows.x.shape[-1])) & rows.valid[..., None]
+
+
+def _divisor(rows: _Rows) -> float:
+    if rows.probabilities:
+        return float(np.prod(rows.shape))
+    safe = np.where(rows.valid, rows.target, 0)
+    return float(np.sum(np.where(rows.valid, rows.weight[safe], 0.0)))
+
+
+def _coefficients(rows: _Rows, eps: float) -> np.ndarray:
+    """The $a_c$ of the module docstring, shape (..., C)."""
+    n_classes = rows.x.shape[-1]
+    if rows.probabilities:
+        return rows.weight * ((1.0 - eps) * rows.target + eps / n_classes)
+    picked = _target_onehot(rows) * rows.weight
+    smooth = rows.valid[..., None] * rows.weight * (eps / n_classes)
+    return (1.0 - eps) * picked + (smooth if eps > 0 else 0.0)
+
+
+def _sample_loss(rows: _Rows, logp: np.ndarray, eps: float) -> np.ndarray:
+    if rows.probabilities:
+        return -np.sum(_coefficients(rows, eps) * logp, axis=-1)
+    # Gather rather than multiply: a -inf log-probability of a class that is not the target must
+    # not turn 0 * -inf into NaN (torch gathers too).
+    safe = np.where(rows.valid, rows.target, 0)
+    picked = np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
+    nll = np.where(rows.valid, -rows.weight[safe] * picked, 0.0)
+    if eps == 0:
+        return nll
+    smooth = np.where(rows.valid, -np.sum(rows.weight * logp, axis=-1), 0.0)
+    return (1.0 - eps) * nll + (eps / rows.x.shape[-1]) * smooth
+
+
+def _restore(grad: np.ndarray, ndim: int) -> np.ndarray:
+    return grad if ndim == 1 else np.moveaxis(grad, -1, 1)
+
+
+@quiet
+def cross_entropy(
+    input: Any,
+    target: Any,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> np.ndarray:
+    r"""$\ell_n = -\sum_c a_c \log\mathrm{softmax}(z_n)_c$ (see module docstring for $a$);
+    $\partial \ell_n/\partial z_n = \mathrm{softmax}(z_n)\sum_c a_c - a$."""
+    check_reduction(reduction)
+    eps = _check_smoothing(label_smoothing)
+    rows = _rows(input, target, weight, ignore_index)
+    loss = _sample_loss(rows, log_softmax(rows.x, -1), eps)
+    return reduce(loss, reduction, _divisor(rows))
+
+
+@quiet
+def cross_entropy_backward(
+    grad_output: Any,
+    input: Any,
+    target: Any,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> np.ndarray:
+    r"""$\partial L/\partial z_n = \bar g_n\,(p_n \sum_c a_{nc} - a_n)$, $\bar g_n$ = g, g/divisor or $g_n$ by reduction.
+
+    Ignored samples get 0, even when the mean's divisor is 0 (torch: zero gradient, NaN loss).
+    """
+    check_reduction(reduction)
+    eps = _check_smoothing(label_smoothing)
+    rows = _rows(input, target, weight, ignore_index)
+    g = reduce_backward(grad_output, rows.shape, reduction, _divisor(rows))
+    a = _coefficients(rows, eps)
+    local = softmax(rows.x, -1) * np.sum(a, axis=-1, keepdims=True) - a
+    # An ignored sample's upstream gradient is 0, not g/0: its row stays 0 (or NaN where its
+    # softmax is NaN, as in torch, whose zero gradient meets that NaN in log_softmax's backward).
+    return _restore(local * np.where(rows.valid, g, 0.0)[..., None], np.ndim(input))
+
+
+@quiet
+def nll_loss(
+    input: Any, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"
+) -> np.ndarray:
+    r"""$\ell_n = -w_{t_n}\,x_{n,t_n}$ on log-probabilities x; $\partial\ell_n/\partial x_{n,c} = -w_{t_n}[c = t_n]$."""
+    check_reduction(reduction)
+    rows = _rows(input, as_index(target, "target"), weight, ignore_index)
+    safe = np.where(rows.valid, rows.target, 0)
+    picked = np.take_along_axis(rows.x, safe[..., None], axis=-1)[..., 0]
+    loss = np.where(rows.valid, -rows.weight[safe] * picked, 0.0)
+    return reduce(loss, reduction, _divisor(rows))
+
+
+@quiet
+def nll_loss_backward(
+    grad_output: Any, input: Any, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"
+) -> np.ndarray:
+    r"""$\partial L/\partial x_{n,c} = -\bar g_n\,w_{t_n}[c = t_n]$, 0 for ignored samples."""
+    check_reduction(reduction)
+    rows = _rows(input, as_index(target, "target"), weight, ignore_index)
+    g = reduce_backward(grad_output, rows.shape, reduction, _divisor(rows))
+    picked = _target_onehot(rows)
+    # Only the target entry is written (torch too): -w_t g / 0 is NaN there when every selected
+    # weight is 0, and the other entries stay exactly 0.
+    grad = np.where(picked, -(rows.weight * picked) * g[..., None], 0.0)
+    return _restore(grad, np.ndim(input))

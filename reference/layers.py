@@ -1,0 +1,67 @@
+"""The Linear layer and one-hot encoding.
+
+``linear`` follows ``torch.nn.functional.linear``: input (*, in_features), weight (out_features,
+in_features), bias (out_features,), output (*, out_features).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reference._validation import as_float, as_index, as_optional_float, check_grad_shape, quiet
+
+
+def _check_linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
+    if w.ndim != 2:
+        raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
+    if x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"input shape {x.shape} does not end in in_features={w.shape[1]} (weight shape {w.shape})")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"bias shape {b.shape} must be (out_features,) = ({w.shape[0]},)")
+
+
+@quiet
+def linear(input: Any, weight: Any, bias: Any = None) -> np.ndarray:
+    r"""$y = x W^\top + b$; $\partial y_k/\partial x_i = W_{ki}$, $\partial y_k/\partial W_{ki} = x_i$, $\partial y_k/\partial b_k = 1$."""
+    x, w, b = as_float(input, "input"), as_float(weight, "weight"), as_optional_float(bias, "bias")
+    _check_linear(x, w, b)
+    y = x @ w.T
+    return y if b is None else y + b
+
+
+@quiet
+def linear_backward(
+    grad_output: Any, input: Any, weight: Any, bias: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    r"""$\bar x = G W$, $\bar W = G^\top X$, $\bar b = \sum_n G_n$ (batch dimensions flattened into n).
+
+    Returns ``(grad_input, grad_weight, grad_bias)``; ``grad_bias`` is None without a bias.
+    """
+    x, w, b = as_float(input, "input"), as_float(weight, "weight"), as_optional_float(bias, "bias")
+    _check_linear(x, w, b)
+    g = check_grad_shape(grad_output, x.shape[:-1] + (w.shape[0],))
+    g2, x2 = g.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])
+    grad_bias = None if b is None else g2.sum(axis=0)
+    return g @ w, g2.T @ x2, grad_bias
+
+
+def one_hot(tensor: Any, num_classes: int = -1) -> np.ndarray:
+    r"""$\mathrm{one\_hot}(t)_{\dots,c} = [t_{\dots} = c]$, int64, shape (*, num_classes); not differentiable.
+
+    ``num_classes=-1`` infers ``max(t) + 1``, which an empty tensor cannot do.
+    """
+    t = as_index(tensor, "tensor")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
+    if num_classes < -1:
+        raise ValueError(f"num_classes must be -1 (infer) or >= 0, got {num_classes}")
+    if t.size and t.min() < 0:
+        raise ValueError(f"tensor: class values must be non-negative, got {int(t.min())}")
+    if num_classes == -1:
+        if t.size == 0:
+            raise ValueError("num_classes=-1 cannot infer the number of classes from an empty tensor")
+        num_classes = int(t.max()) + 1
+    if t.size and t.max() >= num_classes:
+        raise ValueError(f"tensor: class values must be smaller than num_classes={num_classes}, got {int(t.max())}")
+    return (t[..., None] == np.arange(num_classes)).astype(np.int64)

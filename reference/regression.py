@@ -1,0 +1,102 @@
+"""Regression losses: MSE, L1, Huber and SmoothL1, and their hand-derived gradients.
+
+Unlike torch, which only warns and broadcasts, a target whose shape differs from the input's is a
+``ValueError``: silent broadcasting of (N, 1) against (N,) is the classic wrong-number bug.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reference._validation import as_float, check_reduction, check_same_shape, quiet, reduce, reduce_backward
+
+
+def _difference(input: Any, target: Any) -> np.ndarray:
+    x, y = as_float(input, "input"), as_float(target, "target")
+    check_same_shape(x, y)
+    return x - y
+
+
+def _positive(value: float, name: str, allow_zero: bool) -> float:
+    v = float(value)
+    if not (v >= 0 if allow_zero else v > 0):
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
+    return v
+
+
+@quiet
+def mse_loss(input: Any, target: Any, reduction: str = "mean") -> np.ndarray:
+    r"""$\ell = (x - y)^2$; $\partial\ell/\partial x = 2(x - y)$."""
+    check_reduction(reduction)
+    return reduce(_difference(input, target) ** 2, reduction)
+
+
+@quiet
+def mse_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str = "mean") -> np.ndarray:
+    r"""$\partial L/\partial x = 2(x - y)\,\bar g$."""
+    check_reduction(reduction)
+    d = _difference(input, target)
+    return 2.0 * d * reduce_backward(grad_output, d.shape, reduction)
+
+
+@quiet
+def l1_loss(input: Any, target: Any, reduction: str = "mean") -> np.ndarray:
+    r"""$\ell = |x - y|$; $\partial\ell/\partial x = \mathrm{sign}(x - y)$, 0 at $x = y$ (torch's subgradient)."""
+    check_reduction(reduction)
+    return reduce(np.abs(_difference(input, target)), reduction)
+
+
+@quiet
+def l1_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str = "mean") -> np.ndarray:
+    r"""$\partial L/\partial x = \mathrm{sign}(x - y)\,\bar g$; torch's sign is 0 at 0 and at NaN."""
+    check_reduction(reduction)
+    d = _difference(input, target)
+    sign = np.where(np.isnan(d), 0.0, np.sign(d))
+    return sign * reduce_backward(grad_output, d.shape, reduction)
+
+
+@quiet
+def huber_loss(input: Any, target: Any, reduction: str = "mean", delta: float = 1.0) -> np.ndarray:
+    r"""$\ell = \tfrac12 d^2$ for $|d| < \delta$, else $\delta(|d| - \tfrac12\delta)$, $d = x - y$;
+    $\partial\ell/\partial x = \mathrm{clip}(d, -\delta, \delta)$."""
+    check_reduction(reduction)
+    delta = _positive(delta, "delta", allow_zero=False)
+    d = _difference(input, target)
+    a = np.abs(d)
+    return reduce(np.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta)), reduction)
+
+
+@quiet
+def huber_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str = "mean", delta: float = 1.0) -> np.ndarray:
+    r"""$\partial L/\partial x = \mathrm{clip}(d, -\delta, \delta)\,\bar g$ (NaN at NaN)."""
+    check_reduction(reduction)
+    delta = _positive(delta, "delta", allow_zero=False)
+    d = _difference(input, target)
+    clipped = np.where(d < -delta, -delta, np.where(d > delta, delta, d))
+    return clipped * reduce_backward(grad_output, d.shape, reduction)
+
+
+@quiet
+def smooth_l1_loss(input: Any, target: Any, reduction: str = "mean", beta: float = 1.0) -> np.ndarray:
+    r"""$\ell = \tfrac12 d^2/\beta$ for $|d| < \beta$, else $|d| - \tfrac12\beta$ (plain L1 when $\beta = 0$);
+    $\partial\ell/\partial x = d/\beta$, resp. $\mathrm{sign}(d)$."""
+    check_reduction(reduction)
+    beta = _positive(beta, "beta", allow_zero=True)
+    if beta == 0:
+        return l1_loss(input, target, reduction)
+    d = _difference(input, target)
+    a = np.abs(d)
+    return reduce(np.where(a < beta, 0.5 * d * d / beta, a - 0.5 * beta), reduction)
+
+
+@quiet
+def smooth_l1_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str = "mean", beta: float = 1.0) -> np.ndarray:
+    r"""$\partial L/\partial x = (d/\beta$ for $|d| < \beta$, else $\mathrm{sign}(d))\,\bar g$ (NaN at NaN)."""
+    check_reduction(reduction)
+    beta = _positive(beta, "beta", allow_zero=True)
+    if beta == 0:
+        return l1_loss_backward(grad_output, input, target, reduction)
+    d = _difference(input, target)
+    local = np.where(np.abs(d) < beta, d / beta, np.where(np.isnan(d), np.nan, np.sign(d)))
+    return local * reduce_backward(grad_output, d.shape, reduction)

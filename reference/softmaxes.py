@@ -1,0 +1,60 @@
+"""Softmax and log-softmax along a dimension, and their hand-derived gradients.
+
+Both subtract the maximum before ``exp`` (the log-sum-exp trick), so logits of ±1e4 neither overflow
+nor underflow the normaliser. A -inf logit is a class of probability 0; a +inf (or NaN) logit makes
+the slice NaN, as in torch: inf - inf is undefined.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reference._validation import as_float, check_dim, check_grad_shape, quiet
+
+
+@quiet
+def log_softmax(input: Any, dim: int) -> np.ndarray:
+    r"""$\log\mathrm{softmax}(x)_i = x_i - \log\sum_j e^{x_j}$; $\partial/\partial x_j = \delta_{ij} - p_j$."""
+    x = as_float(input, "input")
+    d = check_dim(dim, x.ndim)
+    if x.ndim == 0:
+        return x - x  # a single class: log 1 = 0 (NaN stays NaN)
+    m = np.max(x, axis=d, keepdims=True, initial=-np.inf)
+    shifted = x - m
+    return shifted - np.log(np.sum(np.exp(shifted), axis=d, keepdims=True))
+
+
+@quiet
+def softmax(input: Any, dim: int) -> np.ndarray:
+    r"""$\mathrm{softmax}(x)_i = e^{x_i - m}/\sum_j e^{x_j - m}$ with $m = \max_j x_j$;
+    $\partial p_i/\partial x_j = p_i(\delta_{ij} - p_j)$."""
+    x = as_float(input, "input")
+    d = check_dim(dim, x.ndim)
+    if x.ndim == 0:
+        return x - x + 1.0
+    e = np.exp(x - np.max(x, axis=d, keepdims=True, initial=-np.inf))
+    return e / np.sum(e, axis=d, keepdims=True)
+
+
+@quiet
+def softmax_backward(grad_output: Any, input: Any, dim: int) -> np.ndarray:
+    r"""$\partial L/\partial x_j = \sum_i g_i p_i(\delta_{ij} - p_j) = p_j\,(g_j - \sum_i g_i p_i)$."""
+    x = as_float(input, "input")
+    g = check_grad_shape(grad_output, x.shape)
+    d = check_dim(dim, x.ndim)
+    p = softmax(x, d)
+    if x.ndim == 0:
+        return g * 0.0
+    return p * (g - np.sum(g * p, axis=d, keepdims=True))
+
+
+@quiet
+def log_softmax_backward(grad_output: Any, input: Any, dim: int) -> np.ndarray:
+    r"""$\partial L/\partial x_j = \sum_i g_i(\delta_{ij} - p_j) = g_j - p_j \sum_i g_i$."""
+    x = as_float(input, "input")
+    g = check_grad_shape(grad_output, x.shape)
+    d = check_dim(dim, x.ndim)
+    if x.ndim == 0:
+        return g * 0.0
+    return g - softmax(x, d) * np.sum(g, axis=d, keepdims=True)
