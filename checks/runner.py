@@ -37,7 +37,7 @@ def build_case(spec: OpSpec, recipe: Recipe, info: DtypeInfo) -> Case:
             return dtypes.round_to(value, info) if info.name != "int64" else value
         return value
 
-    return Case({k: rounded(v) for k, v in case.inputs.items()}, {k: rounded(v) for k, v in case.params.items()})
+    return Case({k: rounded(v) for k, v in case.inputs.items()}, {k: rounded(v) for k, v in case.params.items()}, info)
 
 
 def _strided(array: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
@@ -51,6 +51,10 @@ def _strided(array: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor
 
 
 def to_tensor(value: Any, info: DtypeInfo, device: str, *, layout: str = "contiguous", grad: bool = False) -> Any:
+    """Arrays (numpy scalars included) become tensors of ``info``'s dtype, int64 for integers;
+    anything else (None, ints, strings) is passed through as it is."""
+    if isinstance(value, np.generic):
+        value = np.asarray(value)
     if not isinstance(value, np.ndarray):
         return value
     dtype = torch.int64 if value.dtype.kind in "iu" else info.torch

@@ -37,6 +37,7 @@ class Case:
 
     inputs: dict[str, np.ndarray | None]
     params: dict[str, Any] = field(default_factory=dict)
+    info: DtypeInfo | None = None  # the dtype under test, for scales that depend on it
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in {**self.inputs, **self.params}.items() if isinstance(v, np.ndarray)}

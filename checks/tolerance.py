@@ -55,6 +55,12 @@ def k_for(phase: str, dtype: str, overrides: tuple[Override, ...] = ()) -> float
     return table[dtype]
 
 
+def k_for_sum(dtype: str, n: int) -> float:
+    """k for a quantity formed by adding n rounded terms (a softmax row's sum, a dot product): the
+    worst-case error of recursive summation grows by about half an ULP per term added."""
+    return FORWARD_K[dtype] + n / 2
+
+
 def _magnitude(expected: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
     # fmax ignores NaN: a scale made NaN by a NaN input falls back to |expected|.
     return np.fmax(np.abs(expected), np.abs(np.asarray(scale, dtype=np.float64)))

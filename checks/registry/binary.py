@@ -19,11 +19,11 @@ def _weight(rng, recipe, shape) -> np.ndarray | None:
 
 
 def _make_bce(rng, recipe, info) -> Case:
-    # torch computes the gradient (p - y) / max(p (1 - p), 1e-12) in float16 itself, with three
-    # quirks pinned in tests/test_conventions.py: the floor 1e-12 underflows (p exactly 0 or 1
-    # gives NaN or inf); the quotient overflows before the upstream gradient scales it (p < 2**-16);
-    # and p (1 - p) is subnormal, with fewer bits, below 2**-14 (errors ~1%). The float16 draws
-    # keep p in [2**-13, 1 - 2**-11], 1 - 2**-11 being float16's largest number below 1.
+    # torch computes the float16 gradient in float16 itself, as (g (p - y)) / max((1 - p) p, 1e-12)
+    # (bitwise; tests/test_conventions.py). The floor 1e-12 underflows to 0, so p exactly 0 or 1
+    # gives NaN or inf, and below 2**-14 the denominator is subnormal and loses bits (p < 2**-24
+    # rounds to 0 and gives inf). The float16 draws keep p in [2**-13, 1 - 2**-11], the latter
+    # being float16's largest number below 1.
     half = info.name == "float16"
     p = probabilities(rng, recipe.shape, recipe.regime, info, endpoints=not half)
     if half:
@@ -60,6 +60,15 @@ def _pos_weights(case: Case) -> np.ndarray:
     return np.ones(()) if pw is None else np.maximum(pw, 1.0)
 
 
+def _bce_grad_scale(case: Case, g: np.ndarray) -> dict:
+    """torch forms g (p - y) in the dtype before dividing by p (1 - p): when that product is
+    subnormal it keeps fewer bits, an absolute error up to eps·tiny/2 that the division magnifies
+    by 1 / (p (1 - p)). A scale of tiny / max(p (1 - p), 1e-12) allows exactly that (it matters in
+    float16 only; elsewhere tiny is ~1e-38)."""
+    p = case.inputs["input"]
+    return {"input": case.info.tiny / np.maximum(p * (1.0 - p), 1e-12)}
+
+
 def _upstream(case: Case, g: np.ndarray) -> np.ndarray:
     shape, reduction = case.inputs["input"].shape, case.params["reduction"]
     if reduction == "none":
@@ -81,6 +90,7 @@ SPECS = (
         # torch takes log(1 - p), which is 0 for p below eps/2 where the truth is -p: judged at
         # the weight's size, the natural size of a loss term.
         scale=lambda case, expected: _reduce_like(case, _weights(case)),
+        grad_scale=_bce_grad_scale,
         exclusions=("float16: p outside [2**-13, 1 - 2**-11] (torch's float16 gradient underflows, overflows or goes subnormal there; tests/test_conventions.py)",),
     ),
     OpSpec(
@@ -90,9 +100,10 @@ SPECS = (
         make=_make_bcel,
         shapes=shapes(),
         knobs=knobs(pos_weight=st.booleans(), **BCE_KNOBS),
-        # torch's (1 - y) z + (1 + (pw - 1) y) softplus(-z) cancels for soft labels at large |z|:
-        # its error is about |z| eps (TORCH_NUMERICS.md), so the size is (1 + |z|) max(1, pw).
-        scale=lambda case, expected: _reduce_like(case, _weights(case) * (1 + np.abs(case.inputs["input"])) * _pos_weights(case)),
+        # torch's (1 - y) z + (1 + (pw - 1) y)(log1p(e^-|z|) + max(-z, 0)) cancels for z < 0: terms
+        # of size |z| max(1, pw) leave an error of about |z| eps (TORCH_NUMERICS.md). For z > 0 both
+        # terms are positive. So the size is max(1, pw)(1 + max(-z, 0)).
+        scale=lambda case, expected: _reduce_like(case, _weights(case) * (1 + np.maximum(-case.inputs["input"], 0)) * _pos_weights(case)),
         grad_scale=lambda case, g: {"input": _upstream(case, g) * _weights(case) * _pos_weights(case)},
         exclusions=("z = ±inf (torch returns NaN where the loss has a limit; tests/test_conventions.py)",),
     ),

@@ -75,19 +75,26 @@ def _weights(case: Case) -> np.ndarray:
     return np.ones(x.shape[_class_dim(x.shape)]) if w is None else w
 
 
+def _batch(x: np.ndarray) -> tuple[int, ...]:
+    return x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+
+
+def _divisor(case: Case) -> float:
+    """The 'mean' divisor: sum of w_t over non-ignored samples, or N for probability targets."""
+    x, target = case.inputs["input"], case.inputs["target"]
+    if target.dtype.kind == "f":
+        return float(np.prod(_batch(x)))
+    valid = target != case.params["ignore_index"]
+    return float(np.sum(_weights(case)[np.where(valid, target, 0)] * valid))
+
+
 def _per_sample_upstream(case: Case, g: np.ndarray) -> np.ndarray:
     """|upstream gradient| reaching each sample's loss: g, g / divisor ('mean') or g_n ('none')."""
-    x, target, reduction = case.inputs["input"], case.inputs["target"], case.params["reduction"]
-    batch = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+    reduction = case.params["reduction"]
     if reduction == "none":
         return np.abs(g)
-    if reduction == "sum" or target.dtype.kind == "f":
-        divisor = 1.0 if reduction == "sum" else float(np.prod(batch))
-    else:
-        valid = target != case.params["ignore_index"]
-        divisor = float(np.sum(_weights(case)[np.where(valid, target, 0)] * valid))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.broadcast_to(np.abs(g) / divisor, batch)
+    divisor = _divisor(case) if reduction == "mean" else 1.0
+    return np.broadcast_to(np.abs(g) / divisor, _batch(case.inputs["input"]))
 
 
 def _ce_grad_scale(case: Case, g: np.ndarray) -> dict:
@@ -103,7 +110,10 @@ def _nll_scale(case: Case, expected: np.ndarray) -> np.ndarray:
     safe = np.where(valid, target, 0)
     picked = np.take_along_axis(np.moveaxis(x, _class_dim(x.shape), -1), safe[..., None], axis=-1)[..., 0]
     terms = np.where(valid, np.abs(picked * _weights(case)[safe]), 0.0)
-    return terms if case.params["reduction"] == "none" else np.sum(terms)
+    reduction = case.params["reduction"]
+    if reduction == "none":
+        return terms
+    return np.sum(terms) / (_divisor(case) if reduction == "mean" else 1.0)
 
 
 CE_KNOBS = knobs(

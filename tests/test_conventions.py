@@ -1,0 +1,264 @@
+"""torch's conventions and quirks, pinned.
+
+Where the math is undefined (a kink, log 0, 0/0), the references follow torch and each rule is
+checked on both sides here. Where torch departs from exact math (low-precision intermediates, a NaN
+where a limit exists), the test shows what torch does, that the reference is right, and, where the
+registry's draws avoid the region, that the exclusion is still needed. Expected values come from
+hand arithmetic or TORCH_NUMERICS.md, never from the torch call under test. All on the CPU: these are
+facts about torch's CPU kernels.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import reference
+from checks import dtypes
+from checks.tolerance import bound
+
+inf, nan = math.inf, math.nan
+F64 = torch.float64
+
+
+def t(values, dtype=F64, grad=False):
+    return torch.tensor(values, dtype=dtype, requires_grad=grad)
+
+
+def torch_grad(fn, x, g=None):
+    out = fn(x)
+    out.backward(torch.ones_like(out) if g is None else g)
+    return x.grad
+
+
+# --- gradients at kinks: the subgradient torch picks --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "op, kwargs, expected",
+    [("relu", {}, 0.0), ("leaky_relu", {"negative_slope": 0.3}, 0.3), ("elu", {"alpha": 1.7}, 1.7)],
+)
+def test_activation_gradient_at_exactly_zero(op, kwargs, expected):
+    x = np.array([0.0, -0.0])
+    assert list(getattr(reference, f"{op}_backward")(np.ones(2), x, **kwargs)) == [expected, expected]
+    assert torch_grad(lambda v: getattr(F, op)(v, **kwargs), t(x, grad=True)).tolist() == [expected, expected]
+
+
+def test_relu_keeps_negative_zero_and_nan():
+    x = np.array([-0.0, nan])
+    ours, theirs = reference.relu(x), F.relu(t(x)).numpy()
+    assert np.signbit(ours[0]) and np.signbit(theirs[0]), "relu(-0.0) is -0.0 (clamp keeps it)"
+    assert np.isnan(ours[1]) and np.isnan(theirs[1])
+
+
+def test_relu_gradient_at_nan_is_the_upstream_gradient():
+    """torch tests x <= 0 to zero the gradient; NaN fails that test, so the gradient passes."""
+    assert reference.relu_backward(np.array([2.5]), np.array([nan]))[0] == 2.5
+    assert torch_grad(F.relu, t([nan], grad=True), t([2.5])).item() == 2.5
+
+
+def test_l1_gradient_at_zero_and_nan_is_zero():
+    x, y = np.array([1.0, nan, 3.0]), np.array([1.0, 0.0, 1.0])
+    assert reference.l1_loss_backward(np.ones(()), x, y, reduction="sum").tolist() == [0.0, 0.0, 1.0]
+    grad = torch_grad(lambda v: F.l1_loss(v, t(y), reduction="sum"), t(x, grad=True))
+    assert grad.tolist() == [0.0, 0.0, 1.0]
+
+
+def test_elu_gradient_at_nan_depends_on_position_in_torch():
+    """torch's ELU backward gives NaN for a NaN in its vectorised loop but the upstream gradient in
+    the scalar tail: 64 float64 elements fill whole vectors, the last 3 of 67 do not. The reference
+    returns g (torch's scalar rule); the registry's ELU draws contain no NaN because of this."""
+    x = t([nan] * 67, grad=True)
+    grad = torch_grad(lambda v: F.elu(v, alpha=2.0), x)
+    assert grad[:64].isnan().all() and grad[64:].tolist() == [1.0, 1.0, 1.0]
+    assert reference.elu_backward(np.ones(67), np.full(67, nan), alpha=2.0).tolist() == [1.0] * 67
+
+
+# --- BCE: the clamp, the gradient floor, and float16 ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "p, y, expected",
+    [(0.0, 1.0, 100.0), (0.0, 0.0, 0.0), (0.0, 0.5, 50.0), (1.0, 0.0, 100.0), (1e-50, 1.0, 100.0)],
+    ids=["p0-y1", "p0-y0", "p0-yhalf", "p1-y0", "below-e^-100"],
+)
+def test_bce_clamps_each_log_term_at_minus_100(p, y, expected):
+    assert reference.binary_cross_entropy(np.array([p]), np.array([y])) == expected
+    assert F.binary_cross_entropy(t([p]), t([y])).item() == expected
+
+
+def test_bce_loss_at_p_one_y_one_is_negative_zero_in_torch():
+    """-(1·log 1 + 0·max(log 0, -100)) = -(0 + 0·(-100)) = -0.0: the sign survives in both."""
+    ours = reference.binary_cross_entropy(np.array([1.0]), np.array([1.0]), reduction="none")
+    theirs = F.binary_cross_entropy(t([1.0]), t([1.0]), reduction="none")
+    assert ours[0] == 0 and np.signbit(ours[0]) and np.signbit(theirs.item())
+
+
+def test_bce_gradient_denominator_is_floored_at_float32_1e_minus_12():
+    """(p - y) / max(p (1 - p), 1e-12), with 1e-12 the float32 constant 9.99999996e-13."""
+    floor = float(np.float32(1e-12))
+    expected = [-1.0 / floor, 0.0, 0.0, 1.0 / floor]
+    p, y = [0.0, 0.0, 1.0, 1.0], [1.0, 0.0, 1.0, 0.0]
+    assert reference.binary_cross_entropy_backward(np.ones(4), np.array(p), np.array(y), reduction="none").tolist() == expected
+    grad = torch_grad(lambda v: F.binary_cross_entropy(v, t(y), reduction="none"), t(p, grad=True))
+    assert grad.tolist() == expected
+
+
+def test_bce_gradient_in_float16_is_float16_arithmetic_in_torch():
+    """torch's float16 BCE backward is exactly (g (p - y)) / max((1 - p) p, 1e-12) evaluated in
+    float16, in that order (bitwise, here over 2,000 draws). So the floor 1e-12 underflows to 0 and
+    p = 0 or 1 gives NaN or inf, where the reference (and torch in float32) is finite."""
+    rng = np.random.default_rng(0)
+    h = np.float16
+    p = np.concatenate([[0.0, 0.0, 1.0, 1.0], rng.uniform(0, 1, 1996) ** 3]).astype(h)
+    y = np.concatenate([[1.0, 0.0, 1.0, 0.0], rng.uniform(0, 1, 1996)]).astype(h)
+    g = (rng.normal(0, 1, p.size) * 10 ** rng.uniform(-7, 0, p.size)).astype(h)
+    with np.errstate(all="ignore"):
+        model = (g * (p - y)).astype(h) / np.maximum(((h(1) - p) * p).astype(h), h(1e-12))
+    pt = torch.tensor(p, requires_grad=True)
+    grad = torch_grad(lambda v: F.binary_cross_entropy(v, torch.tensor(y), reduction="none"), pt, torch.tensor(g)).numpy()
+    np.testing.assert_array_equal(grad, model.astype(h))
+    assert np.isnan(grad[1]) and np.isnan(grad[2]), "0/0 at p=0,y=0 and p=1,y=1"
+    assert np.isfinite(reference.binary_cross_entropy_backward(g[:4], p[:4], y[:4], reduction="none")[1:3]).all()
+
+
+def test_bce_float16_gradient_needs_the_registry_exclusion_below_2_to_minus_14():
+    """The registry draws float16 p in [2**-13, 1 - 2**-11]: below 2**-14 torch's denominator
+    p (1 - p) is a float16 subnormal and the gradient leaves the tolerance."""
+    p = np.array([3e-7, 1e-6, 3e-6], dtype=np.float16).astype(np.float64)
+    ours = reference.binary_cross_entropy_backward(np.ones(3), p, np.ones(3), reduction="none")
+    theirs = torch_grad(lambda v: F.binary_cross_entropy(v, torch.ones(3, dtype=torch.float16), reduction="none"), torch.tensor(p, dtype=torch.float16, requires_grad=True))
+    info = dtypes.get("float16")
+    finite = np.isfinite(theirs.double().numpy())
+    outside = np.abs(theirs.double().numpy() - ours) > bound(ours, 0.0, info, 4)
+    assert (outside | ~finite).any()
+
+
+# --- sigmoid: the flush to zero and the saturated gradient -------------------------------------
+
+
+@pytest.mark.parametrize("dtype, x", [("float32", -89.0), ("float64", -710.0)])
+def test_sigmoid_flushes_to_zero_where_the_truth_is_subnormal(dtype, x):
+    info = dtypes.get(dtype)
+    truth = math.exp(x) / (1 + math.exp(x))  # hand math: e^x / (1 + e^x), a subnormal of the dtype
+    assert 0 < dtypes.round_to(np.array(truth), info) < info.tiny
+    assert torch.sigmoid(torch.tensor(x, dtype=info.torch)).item() == 0.0
+    assert reference.sigmoid(np.array(x)) == pytest.approx(truth, rel=1e-12)
+    assert np.abs(0.0 - truth) <= bound(np.array(truth), 0.0, info, 8), "the policy's tiny term absorbs the flush"
+
+
+@pytest.mark.parametrize("dtype, x", [("float32", 16.7), ("float16", 8.32), ("bfloat16", 8.0)])
+def test_sigmoid_gradient_is_exactly_zero_past_saturation(dtype, x):
+    """torch's backward is g·s·(1 - s) on the rounded output s, which is exactly 1 here; the true
+    gradient e^-x / (1 + e^-x)^2 is positive (3.4e-4 at x = 8)."""
+    info = dtypes.get(dtype)
+    truth = math.exp(-x) / (1 + math.exp(-x)) ** 2
+    grad = torch_grad(torch.sigmoid, torch.tensor([x], dtype=info.torch, requires_grad=True))
+    assert grad.item() == 0.0 and truth > 0
+    assert reference.sigmoid_backward(np.ones(1), np.array([x]))[0] == pytest.approx(truth, rel=1e-12)
+
+
+# --- BCE with logits at infinite logits -------------------------------------------------------
+
+
+@pytest.mark.parametrize("z, y, limit", [(-inf, 0.0, 0.0), (inf, 1.0, 0.0), (-inf, 1.0, inf)])
+def test_bce_with_logits_is_nan_at_infinite_logits_where_the_limit_exists(z, y, limit):
+    """The loss w[y·softplus(-z) + (1 - y)·softplus(z)] tends to ``limit``; torch computes
+    (1 - y) z + softplus(-z) and meets inf - inf or 0·inf. The registry's draws keep logits finite."""
+    assert math.isnan(F.binary_cross_entropy_with_logits(t([z]), t([y])).item())
+    assert reference.binary_cross_entropy_with_logits(np.array([z]), np.array([y])) == limit
+
+
+def test_bce_with_logits_soft_label_cancellation_at_large_logits():
+    """float32, z = -270.13, y = 1.1e-6: torch's (1 - y) z + softplus(-z) cancels; its error is
+    about |z| eps, which the registry's scale (1 + |z|) max(1, pos_weight) allows for."""
+    z, y = np.float32(-270.13), np.float32(1.1e-6)
+    truth = float(y) * -float(z) + math.log1p(math.exp(float(z)))  # y·softplus(-z) + (1 - y)·softplus(z)
+    theirs = F.binary_cross_entropy_with_logits(torch.tensor([z]), torch.tensor([y])).item()
+    ours = reference.binary_cross_entropy_with_logits(np.array([z], dtype=np.float64), np.array([y], dtype=np.float64))
+    assert ours == pytest.approx(truth, rel=1e-12)
+    assert abs(theirs - truth) / truth > 0.01, "torch is off by several percent here"
+    assert abs(theirs - truth) <= bound(np.array(truth), 1 + abs(float(z)), dtypes.get("float32"), 8)
+
+
+# --- cross-entropy: ignore_index, weights, empty batches, label smoothing ---------------------
+
+
+def _ce(x, target, **kwargs):
+    ours = reference.cross_entropy(x, target, **kwargs)
+    theirs = F.cross_entropy(t(x), torch.tensor(target), **{k: (t(v) if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()})
+    return ours, theirs.numpy()
+
+
+def test_cross_entropy_all_targets_ignored():
+    x, target = np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([-100, -100])
+    assert all(np.isnan(v) for v in _ce(x, target))  # mean: 0 / 0
+    assert all(v == 0 for v in _ce(x, target, reduction="sum"))
+    assert all((v == 0).all() for v in _ce(x, target, reduction="none"))
+    xt = t(x, grad=True)
+    F.cross_entropy(xt, torch.tensor(target)).backward()
+    assert (xt.grad == 0).all() and (reference.cross_entropy_backward(np.ones(()), x, target) == 0).all()
+
+
+def test_cross_entropy_with_every_selected_weight_zero_is_nan_with_nan_gradient():
+    x, target, w = np.array([[0.0, 0.0]]), np.array([0]), np.array([0.0, 1.0])
+    assert all(np.isnan(v) for v in _ce(x, target, weight=w))
+    xt = t(x, grad=True)
+    F.cross_entropy(xt, torch.tensor(target), weight=t(w)).backward()
+    assert xt.grad.isnan().all() and np.isnan(reference.cross_entropy_backward(np.ones(()), x, target, weight=w)).all()
+
+
+@pytest.mark.parametrize("reduction, expected", [("mean", nan), ("sum", 0.0)])
+def test_cross_entropy_of_an_empty_batch(reduction, expected):
+    for value in _ce(np.zeros((0, 3)), np.zeros(0, dtype=np.int64), reduction=reduction):
+        assert (np.isnan(value) and np.isnan(expected)) or value == expected
+
+
+def test_label_smoothing_with_weights_differs_between_index_and_probability_targets():
+    """Index targets: sum_n [(1-eps) w_t (-log p_t) + eps/C sum_c w_c (-log p_c)] / sum_n w_t.
+    Smoothed one-hot probabilities: -sum_c w_c ((1-eps) q_c + eps/C) log p_c, divided by N.
+    Both are torch's, and they differ; the reference reproduces each."""
+    x, target, w, eps = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]), np.array([1, 2]), np.array([1.0, 2.0, 0.5]), 0.2
+    logp = reference.log_softmax(x, 1)
+    by_hand_index = sum((1 - eps) * w[k] * -logp[n, k] + eps / 3 * np.sum(w * -logp[n]) for n, k in enumerate(target)) / w[target].sum()
+    q = np.eye(3)[target]
+    by_hand_probs = np.sum(-w * ((1 - eps) * q + eps / 3) * logp) / 2
+    index_ours, index_torch = _ce(x, target, weight=w, label_smoothing=eps)
+    probs_ours, probs_torch = _ce(x, q, weight=w, label_smoothing=eps)
+    assert index_ours == pytest.approx(by_hand_index, rel=1e-14) and index_torch == pytest.approx(by_hand_index, rel=1e-14)
+    assert probs_ours == pytest.approx(by_hand_probs, rel=1e-14) and probs_torch == pytest.approx(by_hand_probs, rel=1e-14)
+    assert abs(by_hand_index - by_hand_probs) > 0.1
+
+
+def test_negative_label_smoothing_is_zero_in_torch_and_an_error_in_the_reference():
+    x, target = np.array([[1.0, 2.0]]), np.array([0])
+    assert F.cross_entropy(t(x), torch.tensor(target), label_smoothing=-0.5).item() == pytest.approx(float(reference.cross_entropy(x, target)), rel=1e-15)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        reference.cross_entropy(x, target, label_smoothing=-0.5)
+
+
+def test_probability_targets_are_not_normalised():
+    """torch takes the targets as given (rows need not sum to 1, may be negative); so does the reference."""
+    x, q = np.array([[0.3, -1.2, 2.0]]), np.array([[0.5, 0.9, -0.2]])
+    by_hand = -np.sum(q * reference.log_softmax(x, 1))
+    assert all(v == pytest.approx(by_hand, rel=1e-14) for v in _ce(x, q))
+
+
+def test_float16_label_smoothing_overflows_an_intermediate_sum():
+    """torch sums sum_c w_c (-log p_c) in float16 before scaling by eps / C: 7·1e4 > 65504 is inf,
+    though the loss is (eps / 8)·7e4 = 875. The registry's low-precision draws bound |logits| for it."""
+    row = [[0.0] + [-1e4] * 7]
+    by_hand = 0.1 / 8 * 7 * 1e4  # log p_0 = 0 and log p_c = -1e4 up to e^-1e4 terms
+    assert math.isinf(F.cross_entropy(torch.tensor(row, dtype=torch.float16), torch.tensor([0]), label_smoothing=0.1).item())
+    assert reference.cross_entropy(np.array(row), np.array([0]), label_smoothing=0.1) == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_float32_logits_with_float64_probability_targets_give_float64_of_float32_precision():
+    """torch promotes the result to float64, but log_softmax has already run in float32: the loss
+    is float32(log 3), not log 3. (The reference always computes in float64.)"""
+    out = F.cross_entropy(torch.zeros(1, 3), torch.tensor([[0.0, 1.0, 0.0]], dtype=F64))
+    assert out.dtype == F64 and out.item() == float(np.float32(math.log(3))) != math.log(3)
+    assert reference.cross_entropy(np.zeros((1, 3)), np.array([[0.0, 1.0, 0.0]])) == pytest.approx(math.log(3), rel=1e-15)
