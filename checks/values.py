@@ -9,7 +9,9 @@ Regimes:
 - normal: O(1) values, the everyday case;
 - small: magnitudes 1e-8..1e-2, where absolute tolerances would hide relative errors;
 - large: magnitudes up to 1e4 (logits that overflow a naive exp);
-- extremal: normal values with a third of the elements replaced by special values.
+- extremal: normal values with a third of the elements replaced by special values;
+- ties: values from a tiny set (-2..2; probabilities 0, 1/4, ..., 1), so exact ties happen on
+  purpose: equal maxima in a softmax row, ReLU at exactly 0, x = y in L1, |x - y| = delta in Huber.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from checks.dtypes import DtypeInfo
 
-REGIMES = ("normal", "small", "large", "extremal")
+REGIMES = ("normal", "small", "large", "extremal", "ties")
 EXTREMAL_SHARE = 1 / 3
 
 
@@ -69,6 +71,8 @@ def reals(rng: np.random.Generator, shape: tuple[int, ...], regime: str, info: D
     if regime == "extremal":
         table = special_reals(info) if specials is None else specials
         return _sprinkle(rng, rng.normal(0.0, 3.0, shape), table)
+    if regime == "ties":
+        return rng.integers(-2, 3, shape).astype(np.float64)
     raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
 
 
@@ -87,6 +91,8 @@ def probabilities(rng: np.random.Generator, shape: tuple[int, ...], regime: str,
         return 1.0 - 10.0 ** rng.uniform(-12, 0, shape)
     if regime == "extremal":
         return _sprinkle(rng, rng.uniform(0.0, 1.0, shape), special_probabilities(info, endpoints=endpoints))
+    if regime == "ties":
+        return rng.choice([0.0, 0.25, 0.5, 0.75, 1.0] if endpoints else [0.25, 0.5, 0.75], shape)
     raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
 
 

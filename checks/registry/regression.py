@@ -23,41 +23,23 @@ def _exact_gradient(case: Case, g) -> dict:
     return {"input": 0.0}
 
 
+def _loss(name: str, module: type[nn.Module], **extra_knobs) -> OpSpec:
+    """A regression loss: F.<name>(input, target, reduction, **extra) against nn.<module>(...)."""
+    return OpSpec(
+        name=name,
+        functional=getattr(F, name),
+        module=lambda input, target, **kw: module(**kw)(input, target),
+        make=_make,
+        shapes=shapes(),
+        knobs=knobs(reduction=reductions(), **extra_knobs),
+        # Each term is computed from one difference d = x - y: relative accuracy, no cancellation.
+        grad_scale=_exact_gradient,
+    )
+
+
 SPECS = (
-    OpSpec(
-        name="mse_loss",
-        functional=F.mse_loss,
-        module=lambda input, target, reduction: nn.MSELoss(reduction=reduction)(input, target),
-        make=_make,
-        shapes=shapes(),
-        knobs=knobs(reduction=reductions()),
-        grad_scale=_exact_gradient,
-    ),
-    OpSpec(
-        name="l1_loss",
-        functional=F.l1_loss,
-        module=lambda input, target, reduction: nn.L1Loss(reduction=reduction)(input, target),
-        make=_make,
-        shapes=shapes(),
-        knobs=knobs(reduction=reductions()),
-        grad_scale=_exact_gradient,
-    ),
-    OpSpec(
-        name="huber_loss",
-        functional=F.huber_loss,
-        module=lambda input, target, reduction, delta: nn.HuberLoss(reduction=reduction, delta=delta)(input, target),
-        make=_make,
-        shapes=shapes(),
-        knobs=knobs(reduction=reductions(), delta=unit_floats(0.01, 5.0, 1.0)),
-        grad_scale=_exact_gradient,
-    ),
-    OpSpec(
-        name="smooth_l1_loss",
-        functional=F.smooth_l1_loss,
-        module=lambda input, target, reduction, beta: nn.SmoothL1Loss(reduction=reduction, beta=beta)(input, target),
-        make=_make,
-        shapes=shapes(),
-        knobs=knobs(reduction=reductions(), beta=unit_floats(0.01, 5.0, 1.0, 0.0)),
-        grad_scale=_exact_gradient,
-    ),
+    _loss("mse_loss", nn.MSELoss),
+    _loss("l1_loss", nn.L1Loss),
+    _loss("huber_loss", nn.HuberLoss, delta=unit_floats(0.01, 5.0, 1.0)),
+    _loss("smooth_l1_loss", nn.SmoothL1Loss, beta=unit_floats(0.01, 5.0, 1.0, 0.0)),
 )
