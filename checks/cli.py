@@ -50,7 +50,9 @@ def _fmt_ulp(result: CellResult, phase_prefix: str) -> str:
 def _table(results: list[CellResult]) -> Table:
     table = Table(title="byhand verify: worst error in ULPs (floored) / tolerance k")
     table.add_column("op", no_wrap=True)
-    for column in ("device", "dtype", "examples", "forward", "gradient", "result"):
+    table.add_column("device", no_wrap=True)
+    table.add_column("dtype", no_wrap=True)
+    for column in ("examples", "forward", "gradient", "result"):
         table.add_column(column, justify="right" if column in ("examples", "forward", "gradient") else "left")
     for r in results:
         if r.skipped:
@@ -72,7 +74,8 @@ def _report_failures(console: Console, results: list[CellResult]) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    console = Console(stderr=False)
+    # A terminal sets its own width; piped into a file or a CI log, 80 columns would wrap the table.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
     try:
         cells = matrix.cells(args.device, args.dtype, args.ops)
     except ValueError as exc:
