@@ -78,21 +78,26 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _nonfinite_agreement(actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, info: DtypeInfo) -> np.ndarray:
-    """Where non-finite values are right: NaN = NaN, same-signed infs, or a correct overflow to inf."""
+def _nonfinite_agreement(actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, info: DtypeInfo, terms_overflow: bool) -> np.ndarray:
+    """Where non-finite values are right: NaN = NaN, same-signed infs, or a correct overflow to inf:
+    the value itself overflows the dtype, or (``terms_overflow``) it reduces terms that do."""
     both_nan = np.isnan(actual) & np.isnan(expected)
     same_inf = np.isinf(actual) & (actual == expected)
     overflow_threshold = info.max + ulp(info.max, info) / 2  # values at or beyond round to inf
     overflow = np.isinf(actual) & np.isfinite(expected) & (np.sign(actual) == np.sign(expected)) & (
-        np.abs(expected) + limit >= overflow_threshold
+        terms_overflow | (np.abs(expected) + limit >= overflow_threshold)
     )
     return both_nan | same_inf | overflow
 
 
 def compare(
-    actual: Any, expected: Any, *, scale: Any, info: DtypeInfo, k: float, context: Context, notes: tuple[str, ...] = ()
+    actual: Any, expected: Any, *, scale: Any, info: DtypeInfo, k: float, context: Context, notes: tuple[str, ...] = (),
+    terms_overflow: bool = False,
 ) -> Comparison:
-    """Compare element by element under the tolerance policy and summarise as a record."""
+    """Compare element by element under the tolerance policy and summarise as a record.
+
+    ``terms_overflow``: the result reduces terms that overflow the dtype on their own, so torch,
+    which rounds each term to the dtype before reducing, may rightly return inf."""
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape:
@@ -100,7 +105,7 @@ def compare(
     s = np.broadcast_to(np.abs(np.asarray(scale, dtype=np.float64)), e.shape)
     limit = bound(e, s, info, k)
     with np.errstate(all="ignore"):
-        agreed = _nonfinite_agreement(a, e, limit, info)
+        agreed = _nonfinite_agreement(a, e, limit, info, terms_overflow)
         abs_err = np.where(agreed, 0.0, np.abs(a - e))
         abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)  # NaN against a number is maximally wrong
         # The numeric test only applies where the reference is finite (its bound is inf otherwise).

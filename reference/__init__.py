@@ -32,6 +32,7 @@ from reference.regression import (
     smooth_l1_loss,
     smooth_l1_loss_backward,
 )
+from reference import network, optim  # networks and optimizers by hand (submodules)
 from reference.softmaxes import log_softmax, log_softmax_backward, softmax, softmax_backward
 
 __all__ = [

@@ -26,9 +26,10 @@ FLOATS = ("float16", "bfloat16", "float32", "float64")
 CONTEXT = Context("op", "forward", "functional", "cpu", "float32", (3,), "dim=1", "checks.runner.reproduce(...)")
 
 
-def run_compare(actual, expected, dtype="float32", scale=0.0, k=None):
+def run_compare(actual, expected, dtype="float32", scale=0.0, k=None, **kwargs):
     info = dtypes.get(dtype)
-    return compare(np.asarray(actual, float), np.asarray(expected, float), scale=scale, info=info, k=FORWARD_K[dtype] if k is None else k, context=dataclasses.replace(CONTEXT, dtype=dtype, shape=np.shape(expected)))
+    context = dataclasses.replace(CONTEXT, dtype=dtype, shape=np.shape(expected))
+    return compare(np.asarray(actual, float), np.asarray(expected, float), scale=scale, info=info, k=FORWARD_K[dtype] if k is None else k, context=context, **kwargs)
 
 
 # --- ULPs and rounding -------------------------------------------------------------------------
@@ -82,6 +83,15 @@ def test_an_error_just_inside_k_ulp_passes_and_just_outside_fails(dtype):
 )
 def test_nonfinite_values_agree_only_with_themselves(actual, expected, passed):
     assert run_compare(actual, expected).passed is passed
+
+
+def test_a_reduction_of_overflowing_terms_may_be_inf_and_nothing_else():
+    """float16 BCE-with-logits terms of 9e4 are inf in the dtype, so their mean (1682) may be too."""
+    assert run_compare([np.inf], [1682.0], "float16", terms_overflow=True).passed
+    assert not run_compare([np.inf], [1682.0], "float16").passed
+    assert not run_compare([-np.inf], [1682.0], "float16", terms_overflow=True).passed
+    assert not run_compare([np.nan], [1682.0], "float16", terms_overflow=True).passed
+    assert not run_compare([1600.0], [1682.0], "float16", terms_overflow=True).passed
 
 
 def test_a_shape_mismatch_fails_with_a_note():
