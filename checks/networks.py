@@ -1,0 +1,184 @@
+"""Whole small networks: a random nn.Sequential against reference.network, link by link.
+
+A stack of Linear layers and activations is a chain of registry ops, so it is checked as one:
+forward hooks capture each layer's input and output in torch, retained gradients capture what flows
+back into it, and each link is compared with its reference (forward, ``_backward``, parameter
+gradients) under that op's own registry scale and tolerance, on torch's own inputs to the link.
+That proves every step of the chain rule in every dtype, without charging torch for the rounding
+it was handed by earlier layers. End to end (the hand network run from x alone) is compared in
+float64, where the chain's accumulated rounding is far below the policy's bound times its length.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+from torch import nn
+
+from reference import network
+from checks import dtypes
+from checks.compare import Comparison, Context, compare
+from checks.registry import get
+from checks.spec import Case
+from checks.tolerance import k_for
+
+ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "elu", "softmax", None)
+LOSSES = ("cross_entropy", "binary_cross_entropy", "mse_loss", "l1_loss")
+_MODULES = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "softmax": lambda **kw: nn.Softmax(**kw)}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    widths: tuple[int, ...]  # input width, then each Linear layer's output width
+    activations: tuple[str | None, ...]  # after each Linear layer
+    params: tuple[dict[str, Any], ...]
+    loss: str
+    batch: int
+    seed: int
+
+    def describe(self) -> str:
+        parts = []
+        for (a, b), act in zip(zip(self.widths[:-1], self.widths[1:]), self.activations):
+            parts.append(f"Linear({a}, {b})" + (f" > {act}" if act else ""))
+        return " > ".join(parts) + f" > {self.loss} (batch {self.batch}, seed {self.seed})"
+
+
+@st.composite
+def architectures(draw: st.DrawFn) -> Architecture:
+    """Depth 1-4, widths 1-16, any activation after each layer, CE / BCE / MSE / L1 at the end
+    (BCE needs probabilities: its last activation is a sigmoid)."""
+    depth = draw(st.integers(1, 4), label="depth")
+    widths = tuple(draw(st.lists(st.integers(1, 16), min_size=depth + 1, max_size=depth + 1), label="widths"))
+    activations = list(draw(st.lists(st.sampled_from(ACTIVATIONS), min_size=depth, max_size=depth), label="activations"))
+    loss = draw(st.sampled_from(LOSSES), label="loss")
+    if loss == "binary_cross_entropy":
+        activations[-1] = "sigmoid"
+    params = tuple(_layer_params(act, draw) for act in activations)
+    return Architecture(widths, tuple(activations), params, loss, draw(st.integers(1, 8), label="batch"), draw(st.integers(0, 2**31 - 1), label="seed"))
+
+
+def _layer_params(activation: str | None, draw: st.DrawFn) -> dict[str, Any]:
+    if activation == "leaky_relu":
+        return {"negative_slope": draw(st.sampled_from([0.01, 0.2]))}
+    if activation == "elu":
+        return {"alpha": draw(st.sampled_from([1.0, 0.5]))}
+    if activation == "softmax":
+        return {"dim": -1}
+    return {}
+
+
+def build_model(arch: Architecture, info: dtypes.DtypeInfo, device: str) -> nn.Sequential:
+    """torch's own initialisation under ``torch.manual_seed(arch.seed)``, then cast."""
+    torch.manual_seed(arch.seed)
+    modules: list[nn.Module] = []
+    for (a, b), act, params in zip(zip(arch.widths[:-1], arch.widths[1:]), arch.activations, arch.params):
+        modules.append(nn.Linear(a, b))
+        if act:
+            modules.append(_MODULES[act](**params))
+    return nn.Sequential(*modules).to(device=device, dtype=info.torch)
+
+
+def draw_data(arch: Architecture, info: dtypes.DtypeInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets for the loss, rounded to the dtype (targets of CE are class indices)."""
+    rng = np.random.default_rng(arch.seed)
+    x = dtypes.round_to(rng.normal(0, 2, (arch.batch, arch.widths[0])), info)
+    out = arch.widths[-1]
+    if arch.loss == "cross_entropy":
+        return x, rng.integers(0, out, arch.batch)
+    if arch.loss == "binary_cross_entropy":
+        return x, dtypes.round_to(rng.integers(0, 2, (arch.batch, out)).astype(float), info)
+    return x, dtypes.round_to(rng.normal(0, 1, (arch.batch, out)), info)
+
+
+def reference_layers(model: nn.Sequential, arch: Architecture) -> list[network.Layer]:
+    """The same stack for reference.network, with the model's parameters as float64 arrays."""
+    layers: list[network.Layer] = []
+    activations = iter(zip(arch.activations, arch.params))
+    for module in model:
+        if isinstance(module, nn.Linear):
+            layers.append(("linear", {"weight": _np(module.weight), "bias": _np(module.bias)}))
+        else:
+            act, params = next(a for a in activations if a[0])
+            layers.append((act, params))
+    return layers
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+@dataclass
+class Trace:
+    """What torch computed: each module's input and output, and the gradients that reached them."""
+
+    inputs: list[torch.Tensor]
+    outputs: list[torch.Tensor]
+    loss: torch.Tensor
+
+
+def run_torch(model: nn.Sequential, x: np.ndarray, target: np.ndarray, arch: Architecture, info: dtypes.DtypeInfo, device: str) -> Trace:
+    trace = Trace([], [], torch.empty(()))
+
+    def hook(module: nn.Module, args: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        args[0].retain_grad()
+        output.retain_grad()
+        trace.inputs.append(args[0])
+        trace.outputs.append(output)
+
+    handles = [m.register_forward_hook(hook) for m in model]
+    try:
+        xt = torch.tensor(x, dtype=info.torch, device=device, requires_grad=True)
+        tt = torch.tensor(target, device=device, dtype=torch.int64 if arch.loss == "cross_entropy" else info.torch)
+        trace.loss = getattr(nn.functional, arch.loss)(model(xt), tt)
+        trace.loss.backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return trace
+
+
+def check_links(model: nn.Sequential, arch: Architecture, dtype: str, device: str) -> list[Comparison]:
+    """Every layer's forward, input gradient and parameter gradients, on torch's own inputs."""
+    info = dtypes.get(dtype)
+    x, target = draw_data(arch, info)
+    trace = run_torch(model, x, target, arch, info, device)
+    layers = reference_layers(model, arch)
+    records = []
+    for i, ((name, params), h_in, h_out) in enumerate(zip(layers, trace.inputs, trace.outputs)):
+        spec, h = get(name), _np(h_in)
+        inputs = {"input": h, **{k: v for k, v in params.items() if isinstance(v, np.ndarray)}}
+        case = Case(inputs, {k: v for k, v in params.items() if not isinstance(v, np.ndarray)}, info)
+        context = Context(f"layer {i} ({name})", "forward", "network", device, dtype, h.shape, arch.describe())
+        expected = spec.forward(*case.inputs.values(), **case.params)
+        records.append(compare(_np(h_out), expected, scale=spec.scale(case, expected), info=info, k=k_for("forward", dtype), context=context))
+        g_out = _np(h_out.grad)
+        hand = spec.backward(g_out, *case.inputs.values(), **case.params)
+        hand = dict(zip(spec.grad_inputs, hand if isinstance(hand, tuple) else (hand,)))
+        actual = {"input": h_in.grad, **({"weight": model[i].weight.grad, "bias": model[i].bias.grad} if name == "linear" else {})}
+        scales = spec.grad_scale(case, g_out)
+        for key, value in hand.items():
+            ctx = Context(f"layer {i} ({name})", f"grad[{key}]", "network", device, dtype, value.shape, arch.describe())
+            records.append(compare(_np(actual[key]), value, scale=scales[key], info=info, k=k_for("gradient", dtype), context=ctx))
+    return records
+
+
+def check_end_to_end(model: nn.Sequential, arch: Architecture, device: str) -> list[Comparison]:
+    """float64 only: the hand network from x alone against the model's loss and every .grad, with
+    k multiplied by the number of ops in the chain (each may add its own k ULPs)."""
+    info = dtypes.get("float64")
+    x, target = draw_data(arch, info)
+    trace = run_torch(model, x, target, arch, info, device)
+    layers = reference_layers(model, arch)
+    loss, grads = network.loss_and_gradients(layers, x, target, arch.loss)
+    chain = len(layers) + 1
+    k_fwd, k_grad = k_for("forward", "float64") * chain, k_for("gradient", "float64") * chain
+    records = [compare(_np(trace.loss), loss, scale=1.0, info=info, k=k_fwd, context=Context("network loss", "forward", "end-to-end", device, "float64", (), arch.describe()))]
+    for i, (module, layer_grads) in enumerate(zip(model, grads)):
+        for key, expected in layer_grads.items():
+            actual = _np(getattr(module, key).grad)
+            ctx = Context(f"layer {i} {key}.grad", "gradient", "end-to-end", device, "float64", expected.shape, arch.describe())
+            records.append(compare(actual, expected, scale=np.abs(expected).max(initial=0.0), info=info, k=k_grad, context=ctx))
+    return records

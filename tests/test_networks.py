@@ -1,0 +1,53 @@
+"""Whole networks by hand: random nn.Sequential stacks against reference.network (see
+checks/networks.py for why links are compared in every dtype and the end-to-end chain in float64)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from torch import nn
+
+from checks import dtypes, networks
+from checks.compare import assert_agrees
+from checks.spec import FLOAT_DTYPES
+from reference.network import count_parameters
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@given(arch=networks.architectures())
+def test_every_link_of_the_chain_rule_matches_torch(dtype, arch):
+    model = networks.build_model(arch, dtypes.get(dtype), "cpu")
+    for record in networks.check_links(model, arch, dtype, "cpu"):
+        assert_agrees(record)
+
+
+@given(arch=networks.architectures())
+def test_hand_network_end_to_end_equals_model_loss_and_every_grad(arch):
+    model = networks.build_model(arch, dtypes.get("float64"), "cpu")
+    for record in networks.check_end_to_end(model, arch, "cpu"):
+        assert_agrees(record)
+
+
+@given(arch=networks.architectures())
+@settings(max_examples=50)
+def test_parameter_count_by_hand(arch):
+    """sum over layers of fan_in * fan_out + fan_out = sum(p.numel() for p in model.parameters())."""
+    model = networks.build_model(arch, dtypes.get("float32"), "cpu")
+    assert count_parameters(arch.widths) == sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_count_rejects_a_single_width():
+    with pytest.raises(ValueError, match="sizes"):
+        count_parameters([4])
+
+
+def test_a_forgotten_activation_derivative_is_caught(monkeypatch):
+    """Meta-test: a chain rule that skips sigmoid' (passes g through unchanged) must fail."""
+    from reference import network
+
+    monkeypatch.setitem(network._LAYERS, "sigmoid", (network._LAYERS["sigmoid"][0], lambda g, x: g))
+    arch = networks.Architecture(widths=(3, 4, 2), activations=("sigmoid", None), params=({}, {}), loss="mse_loss", batch=4, seed=1)
+    model = networks.build_model(arch, dtypes.get("float64"), "cpu")
+    records = networks.check_end_to_end(model, arch, "cpu")
+    assert not all(r.passed for r in records)
+    assert len(records) == 5  # the loss and four parameter gradients
