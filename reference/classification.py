@@ -106,18 +106,26 @@ def _coefficients(rows: _Rows, eps: float) -> np.ndarray:
     return (1.0 - eps) * picked + (smooth if eps > 0 else 0.0)
 
 
-def _sample_loss(rows: _Rows, logp: np.ndarray, eps: float) -> np.ndarray:
-    if rows.probabilities:
-        return -np.sum(_coefficients(rows, eps) * logp, axis=-1)
+def _index_parts(rows: _Rows, logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: the NLL term $-w_t \log p_t$ and the smoothing term $-\sum_c w_c \log p_c$."""
     # Gather rather than multiply: a -inf log-probability of a class that is not the target must
     # not turn 0 * -inf into NaN (torch gathers too).
     safe = np.where(rows.valid, rows.target, 0)
     picked = np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
     nll = np.where(rows.valid, -rows.weight[safe] * picked, 0.0)
+    return nll, np.where(rows.valid, -np.sum(rows.weight * logp, axis=-1), 0.0)
+
+
+def _reduced_loss(rows: _Rows, logp: np.ndarray, eps: float, reduction: str) -> np.ndarray:
+    divisor = _divisor(rows)
+    if rows.probabilities:
+        return reduce(-np.sum(_coefficients(rows, eps) * logp, axis=-1), reduction, divisor)
+    nll, smooth = _index_parts(rows, logp)
     if eps == 0:
-        return nll
-    smooth = np.where(rows.valid, -np.sum(rows.weight * logp, axis=-1), 0.0)
-    return (1.0 - eps) * nll + (eps / rows.x.shape[-1]) * smooth
+        return reduce(nll, reduction, divisor)
+    # torch reduces the two parts separately: the same number, except that when every selected
+    # weight is 0 the NLL part's mean is 0/0, so the loss is NaN rather than inf.
+    return (1.0 - eps) * reduce(nll, reduction, divisor) + (eps / rows.x.shape[-1]) * reduce(smooth, reduction, divisor)
 
 
 def _restore(grad: np.ndarray, ndim: int) -> np.ndarray:
@@ -138,8 +146,7 @@ def cross_entropy(
     check_reduction(reduction)
     eps = _check_smoothing(label_smoothing)
     rows = _rows(input, target, weight, ignore_index)
-    loss = _sample_loss(rows, log_softmax(rows.x, -1), eps)
-    return reduce(loss, reduction, _divisor(rows))
+    return _reduced_loss(rows, log_softmax(rows.x, -1), eps, reduction)
 
 
 @quiet
@@ -159,7 +166,10 @@ def cross_entropy_backward(
     check_reduction(reduction)
     eps = _check_smoothing(label_smoothing)
     rows = _rows(input, target, weight, ignore_index)
-    g = reduce_backward(grad_output, rows.shape, reduction, _divisor(rows))
+    divisor = _divisor(rows)
+    g = reduce_backward(grad_output, rows.shape, reduction, divisor)
+    if reduction == "mean" and divisor == 0 and not rows.probabilities:
+        g = np.full(rows.shape, np.nan)  # 0/0: every selected weight is 0 (torch: NaN rows)
     a = _coefficients(rows, eps)
     local = softmax(rows.x, -1) * np.sum(a, axis=-1, keepdims=True) - a
     # An ignored sample's upstream gradient is 0, not g/0: its row stays 0 (or NaN where its

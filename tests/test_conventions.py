@@ -262,3 +262,16 @@ def test_float32_logits_with_float64_probability_targets_give_float64_of_float32
     out = F.cross_entropy(torch.zeros(1, 3), torch.tensor([[0.0, 1.0, 0.0]], dtype=F64))
     assert out.dtype == F64 and out.item() == float(np.float32(math.log(3))) != math.log(3)
     assert reference.cross_entropy(np.zeros((1, 3)), np.array([[0.0, 1.0, 0.0]])) == pytest.approx(math.log(3), rel=1e-15)
+
+
+def test_label_smoothing_with_every_selected_weight_zero_is_nan_not_inf():
+    """Found by the thorough profile: the weighted mean divides by sum_n w_t = 0. torch averages
+    the NLL part (0/0 = NaN) and the smoothing part (x/0 = inf) separately, so the loss is NaN and
+    the gradient NaN in the non-ignored rows, 0 in the ignored ones; the reference does the same."""
+    x, target, w = np.array([[1.0, -2.0, 0.5], [0.3, 0.1, 0.2]]), np.array([1, -100]), np.array([1.0, 0.0, 2.0])
+    assert all(np.isnan(v) for v in _ce(x, target, weight=w, label_smoothing=0.1))
+    xt = t(x, grad=True)
+    F.cross_entropy(xt, torch.tensor(target), weight=t(w), label_smoothing=0.1).backward()
+    hand = reference.cross_entropy_backward(np.ones(()), x, target, weight=w, label_smoothing=0.1)
+    for grad in (xt.grad.numpy(), hand):
+        assert np.isnan(grad[0]).all() and (grad[1] == 0).all()
