@@ -5,8 +5,14 @@ forward hooks capture each layer's input and output in torch, retained gradients
 back into it, and each link is compared with its reference (forward, ``_backward``, parameter
 gradients) under that op's own registry scale and tolerance, on torch's own inputs to the link.
 That proves every step of the chain rule in every dtype, without charging torch for the rounding
-it was handed by earlier layers. End to end (the hand network run from x alone) is compared in
-float64, where the chain's accumulated rounding is far below the policy's bound times its length.
+it was handed by earlier layers.
+
+End to end (the hand network run from x alone against the model's loss and every .grad) is
+compared in float64. Two float64 computations of a composition differ by its rounding times its
+condition, so each gradient is judged at its natural scale from gradient_magnitudes (a forward and
+backward error analysis in magnitudes), with k times the chain length. Measured over 300 random
+networks: the scale is a median 149x the gradient itself; a 1e-10 relative error in a parameter
+gradient is caught in 95% of gradient tensors, 1e-12 in 64%. The tight proof is the link check.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import torch
 from hypothesis import strategies as st
 from torch import nn
 
+import reference
 from reference import network
 from checks import dtypes
 from checks.compare import Comparison, Context, compare
@@ -165,6 +172,70 @@ def check_links(model: nn.Sequential, arch: Architecture, dtype: str, device: st
     return records
 
 
+def forward_magnitudes(layers: list[network.Layer], x: np.ndarray) -> list[np.ndarray]:
+    """The size at which each layer's input carries rounding error: |x|, then |W| M + |b| through
+    a Linear layer (a sum can cancel to far below its terms), M through ReLU-like layers (slopes
+    <= 1; ELU scales by alpha), and p + M/4 (sigmoid) or p + max M/2 (softmax): their derivatives
+    are at most 1/4 and 1/2 in the infinity norm."""
+    m, h, sizes = np.abs(x), x, []
+    for name, params in layers:
+        sizes.append(m)
+        out = network._LAYERS[name][0](h, **params)
+        if name == "linear":
+            m = reference.linear(m, np.abs(params["weight"]), None if params.get("bias") is None else np.abs(params["bias"]))
+        elif name == "elu":
+            m = m * max(1.0, params.get("alpha", 1.0))
+        elif name == "sigmoid":
+            m = out + m / 4
+        elif name == "softmax":
+            m = out + np.max(m, axis=params["dim"], keepdims=True) / 2
+        h = out
+    return sizes + [m]
+
+
+def _loss_gradient_magnitude(loss: str, out: np.ndarray, size: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The size of dLoss/dout's terms (mean reduction), plus its sensitivity to the error the
+    network's output carries (at the scale ``size``)."""
+    n = out.shape[0] if loss == "cross_entropy" else out.size
+    if loss == "cross_entropy":  # (p - onehot) / N; p moves by at most 2 p max|dz|
+        p = reference.softmax(out, -1)
+        return (p + reference.one_hot(target, out.shape[-1]) + 2 * p * np.max(size, axis=-1, keepdims=True)) / n
+    if loss == "binary_cross_entropy":  # (p - y) / (p (1 - p)) / N, whose p-derivative is <= 2 / (p (1 - p))^2
+        q = np.maximum(out * (1 - out), 1e-12)
+        return ((np.abs(out) + np.abs(target)) / q + 2 * size / q**2) / n
+    if loss == "mse_loss":
+        return 2 * (np.abs(out) + np.abs(target) + size) / n
+    return np.full(out.shape, 1.0 / n)  # l1: sign / N
+
+
+def gradient_magnitudes(layers: list[network.Layer], x: np.ndarray, loss: str, target: np.ndarray, info: dtypes.DtypeInfo) -> list[dict[str, np.ndarray]]:
+    """The natural scale of every parameter gradient: the chain rule run in magnitudes. Forward
+    values enter at their forward magnitudes (see forward_magnitudes), weights as |W|, local
+    derivatives in absolute value (softmax's Jacobian as |p_i (delta_ij - p_j)|), and each link is at
+    least that op's own registry gradient scale: sigmoid's is |g|, not |g| s (1 - s), because 1 - s
+    is only accurate to eps absolutely."""
+    out, tape = network.forward(layers, x)
+    sizes_fwd = forward_magnitudes(layers, x)
+    g = _loss_gradient_magnitude(loss, out, sizes_fwd[-1], target)
+    sizes: list[dict[str, np.ndarray]] = []
+    for (name, params), h, m in zip(reversed(layers), reversed(tape.inputs), reversed(sizes_fwd[:-1])):
+        arrays = {k: np.abs(v) for k, v in params.items() if isinstance(v, np.ndarray)}
+        case = Case({"input": h, **arrays}, {k: v for k, v in params.items() if not isinstance(v, np.ndarray)}, info)
+        own = get(name).grad_scale(case, g)
+        if name == "linear":
+            g, gw, gb = reference.linear_backward(g, m, arrays["weight"], arrays.get("bias"))
+            sizes.append({"weight": np.maximum(gw, own["weight"])} | ({} if gb is None else {"bias": np.maximum(gb, own["bias"])}))
+            continue
+        if name == "softmax":
+            p = reference.softmax(h, params["dim"])
+            chain = p * (g + np.sum(g * p, axis=params["dim"], keepdims=True))
+        else:  # sigmoid, relu, leaky_relu, elu: non-negative local derivatives
+            chain = getattr(reference, f"{name}_backward")(g, h, **params)
+        g = np.maximum(chain, own["input"])
+        sizes.append({})
+    return sizes[::-1]
+
+
 def check_end_to_end(model: nn.Sequential, arch: Architecture, device: str) -> list[Comparison]:
     """float64 only: the hand network from x alone against the model's loss and every .grad, with
     k multiplied by the number of ops in the chain (each may add its own k ULPs)."""
@@ -173,12 +244,13 @@ def check_end_to_end(model: nn.Sequential, arch: Architecture, device: str) -> l
     trace = run_torch(model, x, target, arch, info, device)
     layers = reference_layers(model, arch)
     loss, grads = network.loss_and_gradients(layers, x, target, arch.loss)
+    sizes = gradient_magnitudes(layers, x, arch.loss, target, info)
     chain = len(layers) + 1
     k_fwd, k_grad = k_for("forward", "float64") * chain, k_for("gradient", "float64") * chain
     records = [compare(_np(trace.loss), loss, scale=1.0, info=info, k=k_fwd, context=Context("network loss", "forward", "end-to-end", device, "float64", (), arch.describe()))]
-    for i, (module, layer_grads) in enumerate(zip(model, grads)):
+    for i, (module, layer_grads, layer_sizes) in enumerate(zip(model, grads, sizes)):
         for key, expected in layer_grads.items():
             actual = _np(getattr(module, key).grad)
             ctx = Context(f"layer {i} {key}.grad", "gradient", "end-to-end", device, "float64", expected.shape, arch.describe())
-            records.append(compare(actual, expected, scale=np.abs(expected).max(initial=0.0), info=info, k=k_grad, context=ctx))
+            records.append(compare(actual, expected, scale=layer_sizes[key], info=info, k=k_grad, context=ctx))
     return records

@@ -107,7 +107,7 @@ def _coefficients(rows: _Rows, eps: float) -> np.ndarray:
 
 
 def _index_parts(rows: _Rows, logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample: the NLL term $-w_t \log p_t$ and the smoothing term $-\sum_c w_c \log p_c$."""
+    r"""Per sample: the NLL term $-w_t \log p_t$ and the smoothing term $-\sum_c w_c \log p_c$."""
     # Gather rather than multiply: a -inf log-probability of a class that is not the target must
     # not turn 0 * -inf into NaN (torch gathers too).
     safe = np.where(rows.valid, rows.target, 0)
