@@ -28,6 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--device", default="auto", help="comma-separated devices (cpu,cuda,mps); default: all found here")
     group.addoption("--dtype", default="all", help="comma-separated float dtypes (float16,bfloat16,float32,float64)")
     group.addoption("--ops", default="all", help="comma-separated registry ops; default: all")
+    group.addoption("--impl", default=None, help="check your own module of functions (a file path or module name) against torch; runs only those checks")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -47,11 +48,37 @@ def _cells(config: pytest.Config, differentiable_only: bool) -> list[matrix.Cell
         raise pytest.UsageError(str(exc)) from None
 
 
+def _learner_functions(config: pytest.Config) -> list:
+    from checks import learner
+
+    path = config.getoption("--impl")
+    if not path:
+        return [pytest.param(None, None, marks=pytest.mark.skip(reason="no --impl module given: pytest --impl path/to/your_module.py"))]
+    try:
+        module = learner.load(path)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    found = learner.functions(module)
+    if not found:
+        raise pytest.UsageError(f"--impl {path}: defines none of byhand's function names (softmax, mse_loss, ...)")
+    return [pytest.param(module, (spec, name), id=name) for spec, name in found]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for fixture, differentiable_only in (("cell", False), ("grad_cell", True)):
         if fixture in metafunc.fixturenames:
             found = _cells(metafunc.config, differentiable_only)
             metafunc.parametrize(fixture, found, ids=[c.id for c in found])
+    if "learner_function" in metafunc.fixturenames:
+        metafunc.parametrize("learner_module, learner_function", _learner_functions(metafunc.config))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --impl, run only the checks of the learner's own functions."""
+    if config.getoption("--impl"):
+        keep = [item for item in items if "learner_function" in getattr(item, "fixturenames", ())]
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
 
 
 def _skip_unsupported(c: matrix.Cell) -> matrix.Cell:

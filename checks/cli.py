@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from checks import devices, matrix
+from checks import devices, learner, matrix
 from checks.verify import CellResult, verify
 
 JSON_SCHEMA_VERSION = 1
@@ -73,9 +73,36 @@ def _report_failures(console: Console, results: list[CellResult]) -> None:
             console.print(f"[bold red]ERROR[/] {r.cell.id}: {r.error}", highlight=False)
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def _console() -> Console:
     # A terminal sets its own width; piped into a file or a CI log, 80 columns would wrap the table.
-    console = Console() if sys.stdout.isatty() else Console(width=120)
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
+def cmd_verify_impl(args: argparse.Namespace) -> int:
+    """A learner's own functions against torch: one verdict per function, in plain words."""
+    console = _console()
+    try:
+        module = learner.load(args.impl)
+    except ValueError as exc:
+        console.print(f"byhand verify: {exc}")
+        return 2
+    found = learner.functions(module)
+    if not found:
+        console.print(f"byhand verify: {args.impl} defines none of byhand's function names")
+        return 2
+    verdicts = [learner.check(module, spec, name, examples=args.examples) for spec, name in found]
+    for verdict in verdicts:
+        mark = "[green]✓[/]" if verdict.passed else "[bold red]✗[/]"
+        console.print(f"{mark} {verdict.explanation}", highlight=False)
+    failed = sum(not v.passed for v in verdicts)
+    console.print(f"{len(verdicts)} functions checked, {failed} {'does' if failed == 1 else 'do'} not match torch")
+    return 1 if failed else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if args.impl:
+        return cmd_verify_impl(args)
+    console = _console()
     try:
         cells = matrix.cells(args.device, args.dtype, args.ops)
     except ValueError as exc:
@@ -122,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--examples", type=int, default=20, help="hypothesis examples per cell (default 20)")
     v.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.add_argument("--impl", metavar="MODULE", help="check your own functions (a .py file or module name) against torch instead")
     v.set_defaults(run=cmd_verify)
     return parser
 
