@@ -48,6 +48,22 @@ def _cells(config: pytest.Config, differentiable_only: bool) -> list[matrix.Cell
         raise pytest.UsageError(str(exc)) from None
 
 
+def _devices(config: pytest.Config) -> tuple[str, ...]:
+    try:
+        return matrix.parse_list(config.getoption("--device"), devices.DEVICES, "--device") or devices.available()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(autouse=True)
+def _skip_absent_device(request: pytest.FixtureRequest) -> None:
+    """A test parametrised over a device that is not here (named with --device) is skipped."""
+    device = request.node.callspec.params.get("device") if hasattr(request.node, "callspec") else None
+    reason = device and devices.unavailable_reason(device)
+    if reason:
+        pytest.skip(reason)
+
+
 def _learner_functions(config: pytest.Config) -> list:
     from checks import learner
 
@@ -69,6 +85,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if fixture in metafunc.fixturenames:
             found = _cells(metafunc.config, differentiable_only)
             metafunc.parametrize(fixture, found, ids=[c.id for c in found])
+    if "device" in metafunc.fixturenames:
+        chosen = _devices(metafunc.config)
+        metafunc.parametrize("device", chosen, ids=chosen)
     if "learner_function" in metafunc.fixturenames:
         metafunc.parametrize("learner_module, learner_function", _learner_functions(metafunc.config))
 

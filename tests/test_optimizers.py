@@ -43,7 +43,7 @@ RULES = {"sgd": optim.sgd_step, "adam": optim.adam_step, "adamw": optim.adamw_st
 
 
 def _np(t):
-    return t.detach().to(torch.float64).numpy().copy()  # a float64 tensor would share memory with step()
+    return t.detach().to("cpu", torch.float64).numpy().copy()  # a float64 tensor would share memory with step()
 
 
 def _torch_state(opt, param):
@@ -73,28 +73,30 @@ CELLS = [(rule, dtype) for rule in RULES for dtype in FLOAT_DTYPES if rule == "s
 
 @pytest.mark.parametrize("rule, dtype", CELLS)
 @given(data=st.data())
-def test_update_rule_matches_torch_optim_at_every_step(rule, dtype, data):
+def test_update_rule_matches_torch_optim_at_every_step(device, rule, dtype, data):
     info = dtypes.get(dtype)
+    if device == "mps" and dtype == "float64":
+        pytest.skip("MPS has no float64")
     hyper = data.draw(HYPER[rule], label="hyper")
     steps = data.draw(st.integers(1, 6), label="steps")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     shape = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
-    param = torch.tensor(dtypes.round_to(rng.normal(0, 1, shape), info), dtype=info.torch, requires_grad=True)
+    param = torch.tensor(dtypes.round_to(rng.normal(0, 1, shape), info), dtype=info.torch, device=device, requires_grad=True)
     opt = TORCH[rule]([param], **hyper)
     k = k_for("forward", dtype)
     for step in range(1, steps + 1):
         grad = dtypes.round_to(rng.normal(0, 1, shape) * 10.0 ** rng.uniform(-3, 1), info)
         before_p, before_state = _np(param), _torch_state(opt, param)
-        param.grad = torch.tensor(grad, dtype=info.torch)
+        param.grad = torch.tensor(grad, dtype=info.torch, device=device)
         opt.step()
         hand_p, hand_state = RULES[rule](before_p, grad, before_state, **hyper)
         where = f"{rule} step {step} of {steps}, {hyper}"
-        ctx = Context(rule, "param", "torch.optim", "cpu", dtype, shape, where)
+        ctx = Context(rule, "param", "torch.optim", device, dtype, shape, where)
         assert_agrees(compare(_np(param), hand_p, scale=np.abs(before_p) + np.abs(hand_p - before_p), info=info, k=k, context=ctx))
         after_state = _torch_state(opt, param)
         assert set(after_state) == set(hand_state), f"{where}: torch keeps {sorted(after_state)}, the hand rule {sorted(hand_state)}"
         for key in STATE_KEYS & set(hand_state):
-            ctx = Context(rule, f"state[{key}]", "torch.optim", "cpu", dtype, shape, where)
+            ctx = Context(rule, f"state[{key}]", "torch.optim", device, dtype, shape, where)
             scale = _state_scale(key, before_state, before_p, grad, {**hyper, "decoupled": rule == "adamw"})
             assert_agrees(compare(after_state[key], hand_state[key], scale=scale, info=info, k=k, context=ctx))
 
