@@ -139,6 +139,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_derive(args: argparse.Namespace) -> int:
+    """Print an op's derivation: its steps, sympy's derivative, the hand formula and the proof."""
+    import sympy
+
+    from reference import symbolic
+
+    try:
+        derivation = symbolic.derive(args.op, args.size)
+    except ValueError as exc:
+        print(f"byhand derive: {exc}")
+        return 2
+    show = sympy.latex if args.latex else (lambda e: sympy.pretty(e, use_unicode=True))
+    print(f"{derivation.op}" + (f" (size {derivation.size})" if derivation.size else ""))
+    for step in derivation.steps:
+        print(f"\n{step.title}:\n{show(step.expr)}")
+    if not derivation.differentiable:
+        print(f"\n{derivation.note}")
+        return 0
+    for variable, derived, hand in zip(derivation.wrt, derivation.derived, derivation.hand):
+        print(f"\nd/d{variable} by sympy.diff:\n{show(sympy.simplify(derived))}\nhand formula (as {derivation.op}_backward computes it):\n{show(hand)}")
+    proof = derivation.prove()
+    print(f"\nproof: {'PROVEN' if proof.proven else 'NOT PROVEN'} by {proof.method} ({proof.seconds:.2f} s)")
+    if derivation.note:
+        print(f"note: {derivation.note}")
+    return 0 if proof.proven else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="byhand", description="Prove the math you write by hand is the math PyTorch runs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.add_argument("--impl", metavar="MODULE", help="check your own functions (a .py file or module name) against torch instead")
     v.set_defaults(run=cmd_verify)
+    d = commands.add_parser("derive", help="print an op's derivation and its symbolic proof")
+    d.add_argument("op", help="a registry op, e.g. cross_entropy")
+    d.add_argument("--latex", action="store_true", help="LaTeX instead of pretty-printed math")
+    d.add_argument("--size", type=int, default=None, help="classes C (softmax, log_softmax, cross_entropy, nll_loss) or Linear in_features")
+    d.set_defaults(run=cmd_derive)
     return parser
 
 

@@ -39,3 +39,16 @@ def test_verify_reports_an_absent_device_as_skipped(capsys):
     status = cli.main(["verify", "--device", "mps", "--ops", "relu", "--dtype", "float64", "--examples", "2", "--quiet"])
     printed = capsys.readouterr().out
     assert status == 0 and ("skipped" in printed or "pass" in printed)
+
+
+def test_derive_prints_steps_and_the_proof(capsys):
+    assert cli.main(["derive", "cross_entropy", "--size", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "definition:" in printed and "chain rule:" in printed and "PROVEN by simplify" in printed
+
+
+def test_derive_latex_and_unknown_ops(capsys):
+    assert cli.main(["derive", "sigmoid", "--latex"]) == 0
+    assert "\\frac" in capsys.readouterr().out
+    assert cli.main(["derive", "tanh"]) == 2
+    assert "no derivation for 'tanh'" in capsys.readouterr().out
