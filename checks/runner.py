@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
 
@@ -99,53 +100,72 @@ class Runner:
         )
         return Context(self.spec.name, phase, path, self.device, self.dtype, shape, _describe_params(case), repro)
 
-    def run(self, recipe: Recipe, *, gradient: bool = True, layout: str = "contiguous") -> list[Comparison]:
+    def evaluate(self, recipe: Recipe, *, gradient: bool = True, layout: str = "contiguous", module: bool = True) -> Evaluation:
+        """What torch computes for the recipe: functional and module outputs and, for a random
+        upstream gradient, autograd's gradient of every differentiable input."""
         spec, info = self.spec, self.info
         case = build_case(spec, recipe, info)
-        wants_grad = gradient and self.hand_backward is not None
-        tensors = {
-            name: to_tensor(v, info, self.device, layout=layout, grad=wants_grad and name in spec.grad_inputs)
-            for name, v in case.inputs.items()
-        }
+        tensors = {name: to_tensor(v, info, self.device, layout=layout, grad=gradient and name in spec.grad_inputs) for name, v in case.inputs.items()}
         params = {k: to_tensor(v, info, self.device) for k, v in case.params.items()}
-        expected = spec.forward(*case.inputs.values(), **case.params)
-        with np.errstate(all="ignore"):  # scales of inf/NaN inputs are inf/NaN, by design
-            scale = spec.scale(case, expected)
-        k = k_for("forward", self.dtype, spec.overrides)
         out = spec.functional(*tensors.values(), **params)
-        if self.hand_forward is None:
-            records: list[Comparison] = []
-        else:
-            hand = expected if self.hand_forward is spec.forward else call_accepted(self.hand_forward, *case.inputs.values(), **case.params)
-            judge = functools.partial(compare, expected=hand, scale=scale, info=info, k=k, terms_overflow=_terms_overflow(spec, case, info))
-            records = [judge(_numpy(out), context=self._context(case, recipe, "forward", "functional", layout))]
-        if spec.module is not None and self.hand_forward is not None:
+        module_out = None
+        if module and spec.module is not None:
             with torch.no_grad():
-                module_out = spec.module(*tensors.values(), **params)
-            records.append(judge(_numpy(module_out), context=self._context(case, recipe, "forward", "module", layout)))
-        if wants_grad:
-            records += self._gradients(case, recipe, tensors, out, layout)
+                module_out = _numpy(spec.module(*tensors.values(), **params))
+        if not gradient:
+            return Evaluation(case, _numpy(out), module_out)
+        grad_output = dtypes.round_to(np.random.default_rng(recipe.seed + 1).normal(0.0, 1.0, tuple(out.shape)), info)
+        out.backward(to_tensor(grad_output, info, self.device))
+        grads = {}
+        for name in spec.grad_inputs:
+            t = tensors.get(name)
+            if isinstance(t, torch.Tensor):
+                grads[name] = np.zeros(tuple(t.shape)) if t.grad is None else _numpy(t.grad)
+        return Evaluation(case, _numpy(out), module_out, grad_output, grads)
+
+    def run(self, recipe: Recipe, *, gradient: bool = True, layout: str = "contiguous") -> list[Comparison]:
+        spec, info = self.spec, self.info
+        checks_forward = self.hand_forward is not None
+        ev = self.evaluate(recipe, gradient=gradient and self.hand_backward is not None, layout=layout, module=checks_forward)
+        case = ev.case
+        records: list[Comparison] = []
+        if checks_forward:
+            expected = spec.forward(*case.inputs.values(), **case.params)
+            hand = expected if self.hand_forward is spec.forward else call_accepted(self.hand_forward, *case.inputs.values(), **case.params)
+            with np.errstate(all="ignore"):  # scales of inf/NaN inputs are inf/NaN, by design
+                scale = spec.scale(case, expected)
+            k = k_for("forward", self.dtype, spec.overrides)
+            judge = functools.partial(compare, expected=hand, scale=scale, info=info, k=k, terms_overflow=_terms_overflow(spec, case, info))
+            records.append(judge(ev.forward, context=self._context(case, recipe, "forward", "functional", layout)))
+            if ev.module is not None:
+                records.append(judge(ev.module, context=self._context(case, recipe, "forward", "module", layout)))
+        if ev.grad_output is not None:
+            records += self._gradients(ev, recipe, layout)
         return records
 
-    def _gradients(self, case: Case, recipe: Recipe, tensors: dict, out: torch.Tensor, layout: str) -> list[Comparison]:
-        spec, info = self.spec, self.info
-        rng = np.random.default_rng(recipe.seed + 1)
-        grad_output = dtypes.round_to(rng.normal(0.0, 1.0, tuple(out.shape)), info)
-        out.backward(to_tensor(grad_output, info, self.device))
-        hand = call_accepted(self.hand_backward, grad_output, *case.inputs.values(), **case.params)
+    def _gradients(self, ev: Evaluation, recipe: Recipe, layout: str) -> list[Comparison]:
+        spec, info, case = self.spec, self.info, ev.case
+        hand = call_accepted(self.hand_backward, ev.grad_output, *case.inputs.values(), **case.params)
         hand = dict(zip(spec.grad_inputs, hand if isinstance(hand, tuple) else (hand,)))
         with np.errstate(all="ignore"):
-            scales = spec.grad_scale(case, grad_output)
+            scales = spec.grad_scale(case, ev.grad_output)
         k = k_for("gradient", self.dtype, spec.overrides)
-        records = []
-        for name, expected in hand.items():
-            if tensors.get(name) is None:
-                continue
-            actual = tensors[name].grad
-            actual = np.zeros(expected.shape) if actual is None else _numpy(actual)
-            context = self._context(case, recipe, f"grad[{name}]", "autograd", layout)
-            records.append(compare(actual, expected, scale=scales[name], info=info, k=k, context=context))
-        return records
+        return [
+            compare(ev.grads[name], expected, scale=scales[name], info=info, k=k, context=self._context(case, recipe, f"grad[{name}]", "autograd", layout))
+            for name, expected in hand.items()
+            if name in ev.grads
+        ]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """torch's results for one case, as float64 arrays."""
+
+    case: Case
+    forward: np.ndarray
+    module: np.ndarray | None = None
+    grad_output: np.ndarray | None = None
+    grads: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def accepted(fn: Callable[..., Any]) -> set[str] | None:

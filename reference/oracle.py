@@ -1,0 +1,285 @@
+r"""The ground truth: every op and its gradient in 50-digit arithmetic (mpmath).
+
+Inputs are the exact values of the (dtype-rounded) floats; every operation is carried out on
+object arrays of ``mpmath.mpf`` at 50 significant digits, so the result is the true value to far
+below any dtype's precision, then rounded to float64 (correctly, by mpmath). Rounding that to a
+lower dtype rounds twice, which can differ from correct rounding only within 2**-53 of a tie.
+
+The oracle follows the same definitions as the references (BCE's -100 clamp and 1e-12 gradient floor,
+ignore_index, weights, label smoothing, torch's 'mean' divisors) but shares no code with them: it
+is a third implementation, meant for finite inputs (infinities and NaN are conventions, pinned in
+tests/test_conventions.py, not accuracy).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import mpmath
+import numpy as np
+
+DIGITS = 50
+_mp = np.frompyfunc(lambda v: mpmath.mpf(float(v)), 1, 1)
+_exp, _log, _expm1, _log1p = (np.frompyfunc(f, 1, 1) for f in (mpmath.exp, mpmath.log, mpmath.expm1, mpmath.log1p))
+_float = np.frompyfunc(float, 1, 1)
+GRAD_EPS = mpmath.mpf(float(np.float32(1e-12)))
+
+
+def to_float(values: Any) -> np.ndarray:
+    """Round 50-digit values to float64 (round to nearest)."""
+    return np.asarray(_float(np.asarray(values, dtype=object)), dtype=np.float64)
+
+
+def _where(cond: np.ndarray, a: Any, b: Any) -> np.ndarray:
+    return np.where(cond, a, b).astype(object)
+
+
+def _sigma(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + _exp(-x))
+
+
+NAN = mpmath.mpf("nan")
+
+
+def _divide(a: Any, divisor: Any) -> Any:
+    """a / divisor; a zero divisor (empty batch, every target ignored or weighted 0) gives NaN,
+    the convention of the references and torch, where mpmath would raise."""
+    return NAN if divisor == 0 else a / divisor
+
+
+def _reduce(loss: Any, reduction: str, divisor: Any = None) -> np.ndarray:
+    loss = np.asarray(loss, dtype=object)  # a sum over the classes of one sample is a bare mpf
+    if reduction == "none":
+        return loss
+    total = mpmath.fsum(loss.ravel())
+    return np.array(total if reduction == "sum" else _divide(total, loss.size if divisor is None else divisor), dtype=object)
+
+
+def _spread(g: np.ndarray, shape: tuple[int, ...], reduction: str, divisor: Any = None) -> np.ndarray:
+    g = np.asarray(g, dtype=object)
+    if reduction == "none":
+        return g
+    scalar = g.reshape(())[()]
+    return np.full(shape, scalar if reduction == "sum" else _divide(scalar, int(np.prod(shape)) if divisor is None else divisor), dtype=object)
+
+
+# --- elementwise ---------------------------------------------------------------------------------
+
+FORWARD: dict[str, Callable[..., np.ndarray]] = {
+    "sigmoid": lambda x: _sigma(x),
+    "relu": lambda x: _where(x > 0, x, mpmath.mpf(0)),
+    "leaky_relu": lambda x, negative_slope=0.01: _where(x > 0, x, x * mpmath.mpf(negative_slope)),
+    "elu": lambda x, alpha=1.0: _where(x > 0, x, mpmath.mpf(alpha) * _expm1(np.minimum(x, 0))),
+}
+BACKWARD: dict[str, Callable[..., Any]] = {
+    "sigmoid": lambda g, x: g * _sigma(x) * _sigma(-x),
+    "relu": lambda g, x: _where(x > 0, g, mpmath.mpf(0)),
+    "leaky_relu": lambda g, x, negative_slope=0.01: _where(x > 0, g, g * mpmath.mpf(negative_slope)),
+    "elu": lambda g, x, alpha=1.0: _where(x > 0, g, g * mpmath.mpf(alpha) * _exp(np.minimum(x, 0))),
+}
+
+
+# --- softmax family --------------------------------------------------------------------------------
+
+def _softmax(x: np.ndarray, dim: int) -> np.ndarray:
+    if x.size == 0:
+        return x.copy()
+    e = _exp(x - np.max(x, axis=dim, keepdims=True))
+    return e / np.sum(e, axis=dim, keepdims=True)
+
+
+def _log_softmax(x: np.ndarray, dim: int) -> np.ndarray:
+    if x.size == 0:
+        return x.copy()
+    m = np.max(x, axis=dim, keepdims=True)
+    return x - m - _log(np.sum(_exp(x - m), axis=dim, keepdims=True))
+
+
+FORWARD["softmax"] = lambda x, dim: _softmax(x, dim)
+FORWARD["log_softmax"] = lambda x, dim: _log_softmax(x, dim)
+BACKWARD["softmax"] = lambda g, x, dim: (lambda p: p * (g - np.sum(g * p, axis=dim, keepdims=True)))(_softmax(x, dim))
+BACKWARD["log_softmax"] = lambda g, x, dim: g - _softmax(x, dim) * np.sum(g, axis=dim, keepdims=True)
+
+
+# --- Linear ------------------------------------------------------------------------------------------
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b with every sum taken exactly (fsum) at 50 digits."""
+    out = np.empty(a.shape[:-1] + b.shape[1:], dtype=object)
+    for idx in np.ndindex(out.shape):
+        row, col = idx[: a.ndim - 1], idx[a.ndim - 1 :]
+        out[idx] = mpmath.fsum(a[row + (k,)] * b[(k,) + col] for k in range(a.shape[-1]))
+    return out
+
+
+def _linear(x, weight, bias=None):
+    y = _dot(x, weight.T)
+    return y if bias is None else y + bias
+
+
+def _linear_backward(g, x, weight, bias=None):
+    g2, x2 = g.reshape(-1, weight.shape[0]), x.reshape(-1, weight.shape[1])
+    grad_bias = None if bias is None else np.array([mpmath.fsum(g2[:, k]) for k in range(g2.shape[1])], dtype=object)
+    return _dot(g, weight), _dot(g2.T, x2), grad_bias
+
+
+FORWARD["linear"], BACKWARD["linear"] = _linear, _linear_backward
+
+
+# --- cross-entropy and NLL -------------------------------------------------------------------------
+
+def _class_last(x: np.ndarray) -> np.ndarray:
+    return x if x.ndim == 1 else np.moveaxis(x, 1, -1)
+
+
+def _coefficients(x, target, weight, ignore_index, eps):
+    """(a_c per sample, non-ignored mask, 'mean' divisor) as in the module docstring of
+    reference/classification.py, in 50-digit arithmetic."""
+    xl = _class_last(x)
+    n_classes = xl.shape[-1]
+    w = np.array([mpmath.mpf(1)] * n_classes, dtype=object) if weight is None else weight
+    eps = mpmath.mpf(eps)
+    if target.dtype.kind == "f" or target.dtype == object and np.shape(target) == np.shape(x):
+        q = _class_last(target)
+        return w * ((1 - eps) * q + eps / n_classes), np.ones(xl.shape[:-1], bool), mpmath.mpf(int(np.prod(xl.shape[:-1])))
+    t = np.asarray(target, dtype=np.int64)
+    valid = t != ignore_index
+    onehot = (np.where(valid, t, 0)[..., None] == np.arange(n_classes)) & valid[..., None]
+    a = onehot * w * (1 - eps) + valid[..., None] * w * (eps / n_classes)
+    divisor = mpmath.fsum(w[k] for k in np.where(valid, t, 0)[valid].ravel())
+    return a.astype(object), valid, divisor
+
+
+def _cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    a, valid, divisor = _coefficients(x, target, weight, ignore_index, label_smoothing)
+    logp = _log_softmax(_class_last(x), -1)
+    terms = _where(a == 0, mpmath.mpf(0), -a * logp)  # gather: an absent class contributes nothing
+    return _reduce(np.sum(terms, axis=-1), reduction, divisor)
+
+
+def _cross_entropy_backward(g, x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    a, valid, divisor = _coefficients(x, target, weight, ignore_index, label_smoothing)
+    gs = _spread(g, valid.shape, reduction, divisor)
+    local = _softmax(_class_last(x), -1) * np.sum(a, axis=-1, keepdims=True) - a
+    grad = local * _where(valid, gs, mpmath.mpf(0))[..., None]
+    return grad if x.ndim == 1 else np.moveaxis(grad, -1, 1)
+
+
+def _nll_loss(x, target, weight=None, ignore_index=-100, reduction="mean"):
+    a, valid, divisor = _coefficients(x, target, weight, ignore_index, 0.0)
+    return _reduce(np.sum(-a * _class_last(x), axis=-1), reduction, divisor)
+
+
+def _nll_loss_backward(g, x, target, weight=None, ignore_index=-100, reduction="mean"):
+    a, valid, divisor = _coefficients(x, target, weight, ignore_index, 0.0)
+    grad = -a * _spread(g, valid.shape, reduction, divisor)[..., None]
+    return grad if x.ndim == 1 else np.moveaxis(grad, -1, 1)
+
+
+FORWARD.update(cross_entropy=_cross_entropy, nll_loss=_nll_loss)
+BACKWARD.update(cross_entropy=_cross_entropy_backward, nll_loss=_nll_loss_backward)
+
+
+# --- binary ------------------------------------------------------------------------------------------
+
+def _ones(w):
+    return mpmath.mpf(1) if w is None else w
+
+
+def _bce(p, y, weight=None, reduction="mean"):
+    log_p = np.maximum(_log(p), mpmath.mpf(-100))
+    log_q = np.maximum(_log(1 - p), mpmath.mpf(-100))
+    return _reduce(-_ones(weight) * (y * log_p + (1 - y) * log_q), reduction)
+
+
+def _bce_backward(g, p, y, weight=None, reduction="mean"):
+    return _spread(g, p.shape, reduction) * _ones(weight) * (p - y) / np.maximum(p * (1 - p), GRAD_EPS)
+
+
+def _softplus(z):
+    return _log1p(_exp(z))
+
+
+def _bcel(z, y, weight=None, reduction="mean", pos_weight=None):
+    pw = _ones(pos_weight)
+    return _reduce(_ones(weight) * (pw * y * _softplus(-z) + (1 - y) * _softplus(z)), reduction)
+
+
+def _bcel_backward(g, z, y, weight=None, reduction="mean", pos_weight=None):
+    pw = _ones(pos_weight)
+    return _spread(g, z.shape, reduction) * _ones(weight) * ((1 - y) * _sigma(z) - pw * y * _sigma(-z))
+
+
+FORWARD.update(binary_cross_entropy=_bce, binary_cross_entropy_with_logits=_bcel)
+BACKWARD.update(binary_cross_entropy=_bce_backward, binary_cross_entropy_with_logits=_bcel_backward)
+
+
+# --- regression --------------------------------------------------------------------------------------
+
+def _sign(d):
+    return _where(d > 0, mpmath.mpf(1), _where(d < 0, mpmath.mpf(-1), mpmath.mpf(0)))
+
+
+def _huber_term(d, delta):
+    delta = mpmath.mpf(delta)
+    return _where(abs(d) < delta, d * d / 2, delta * (abs(d) - delta / 2))
+
+
+def _smooth_l1_term(d, beta):
+    if beta == 0:
+        return abs(d)
+    beta = mpmath.mpf(beta)
+    return _where(abs(d) < beta, d * d / (2 * beta), abs(d) - beta / 2)
+
+
+def _regression(term: Callable, local: Callable) -> tuple[Callable, Callable]:
+    def forward(x, y, reduction="mean", **p):
+        return _reduce(term(x - y, **p), reduction)
+
+    def backward(g, x, y, reduction="mean", **p):
+        return local(x - y, **p) * _spread(g, x.shape, reduction)
+
+    return forward, backward
+
+
+def _huber_local(d, delta):
+    delta = mpmath.mpf(delta)
+    return _where(d < -delta, -delta, _where(d > delta, delta, d))
+
+
+def _smooth_l1_local(d, beta):
+    if beta == 0:
+        return _sign(d)
+    return _where(abs(d) < mpmath.mpf(beta), d / mpmath.mpf(beta), _sign(d))
+
+
+for _name, _pair in {
+    "mse_loss": _regression(lambda d: d * d, lambda d: 2 * d),
+    "l1_loss": _regression(lambda d: abs(d), _sign),
+    "huber_loss": _regression(_huber_term, _huber_local),
+    "smooth_l1_loss": _regression(_smooth_l1_term, _smooth_l1_local),
+}.items():
+    FORWARD[_name], BACKWARD[_name] = _pair
+
+
+# --- entry points ------------------------------------------------------------------------------------
+
+def _exact(value: Any) -> Any:
+    """Float arrays become object arrays of the same shape holding their exact values."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return np.array(_mp(value), dtype=object).reshape(value.shape)
+    return value
+
+
+def forward(op: str, *args: Any, **kwargs: Any) -> np.ndarray:
+    """The true value of ``reference.<op>(*args, **kwargs)``, rounded to float64."""
+    with mpmath.workdps(DIGITS):
+        return to_float(FORWARD[op](*map(_exact, args), **{k: _exact(v) for k, v in kwargs.items()}))
+
+
+def backward(op: str, grad_output: Any, *args: Any, **kwargs: Any) -> Any:
+    """The true value of ``reference.<op>_backward(...)``, rounded to float64 (a tuple for linear)."""
+    with mpmath.workdps(DIGITS):
+        result = BACKWARD[op](_exact(np.asarray(grad_output, dtype=np.float64)), *map(_exact, args), **{k: _exact(v) for k, v in kwargs.items()})
+    if isinstance(result, tuple):
+        return tuple(None if r is None else to_float(r) for r in result)
+    return to_float(result)
