@@ -99,6 +99,23 @@ def cmd_verify_impl(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _accuracy_table(console: Console, cells: list, examples: int) -> list:
+    """Worst errors of torch and of the reference against the 50-digit oracle, per op and dtype."""
+    from checks.accuracy import measure
+
+    chosen = [c for c in cells if c.spec.differentiable and c.device == "cpu"]
+    results = [measure(c.spec, c.dtype, examples=examples) for c in chosen]
+    table = Table(title="accuracy against the 50-digit truth: worst ULPs of the dtype (floored at the op's scale; pure)")
+    for column in ("op", "dtype", "cases", "torch fwd", "torch grad", "reference fwd", "reference grad", "reference (float64 ULPs)"):
+        table.add_column(column, no_wrap=column in ("op", "dtype"))
+    for a in results:
+        t, r = a.torch, a.reference
+        table.add_row(a.op, a.dtype, str(a.cases), f"{t['forward'].floored:.2f}; {t['forward'].pure:.3g}", f"{t['gradient'].floored:.2f}; {t['gradient'].pure:.3g}",
+                      f"{r['forward'].floored:.2f}", f"{r['gradient'].floored:.2f}", f"{a.reference_f64['forward'].floored:.2f} / {a.reference_f64['gradient'].floored:.2f}")
+    console.print(table)
+    return results
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     if args.impl:
         return cmd_verify_impl(args)
@@ -119,6 +136,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     console.print(_table(results))
     _report_failures(console, results)
+    accuracy = _accuracy_table(console, cells, args.examples) if args.accuracy else None
     failed = [r for r in results if not r.passed]
     checked = sum(r.examples for r in results)
     console.print(f"{len(cells)} cells, {checked} examples, {len(failed)} failed, in {elapsed:.1f} s")
@@ -131,6 +149,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "passed": not failed,
             "cells": [r.to_dict() for r in results],
         }
+        if accuracy is not None:
+            payload["accuracy"] = [a.to_dict() for a in accuracy]
         path = Path(args.json)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
@@ -176,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--examples", type=int, default=20, help="hypothesis examples per cell (default 20)")
     v.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.add_argument("--accuracy", action="store_true", help="also measure torch and the reference against the 50-digit mpmath truth")
     v.add_argument("--impl", metavar="MODULE", help="check your own functions (a .py file or module name) against torch instead")
     v.set_defaults(run=cmd_verify)
     d = commands.add_parser("derive", help="print an op's derivation and its symbolic proof")

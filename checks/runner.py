@@ -100,11 +100,12 @@ class Runner:
         )
         return Context(self.spec.name, phase, path, self.device, self.dtype, shape, _describe_params(case), repro)
 
-    def evaluate(self, recipe: Recipe, *, gradient: bool = True, layout: str = "contiguous", module: bool = True) -> Evaluation:
-        """What torch computes for the recipe: functional and module outputs and, for a random
-        upstream gradient, autograd's gradient of every differentiable input."""
+    def evaluate(self, recipe: Recipe, *, gradient: bool = True, layout: str = "contiguous", module: bool = True, case: Case | None = None) -> Evaluation:
+        """What torch computes for the recipe (or for ``case``, prepared from it): functional and
+        module outputs and, for a random upstream gradient, autograd's gradient of every
+        differentiable input."""
         spec, info = self.spec, self.info
-        case = build_case(spec, recipe, info)
+        case = build_case(spec, recipe, info) if case is None else case
         tensors = {name: to_tensor(v, info, self.device, layout=layout, grad=gradient and name in spec.grad_inputs) for name, v in case.inputs.items()}
         params = {k: to_tensor(v, info, self.device) for k, v in case.params.items()}
         out = spec.functional(*tensors.values(), **params)

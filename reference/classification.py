@@ -26,7 +26,7 @@ from reference._validation import (
     reduce,
     reduce_backward,
 )
-from reference.softmaxes import log_softmax, softmax
+from reference.softmaxes import log_softmax, softmax_extended
 
 
 @dataclass(frozen=True)
@@ -170,11 +170,12 @@ def cross_entropy_backward(
     g = reduce_backward(grad_output, rows.shape, reduction, divisor)
     if reduction == "mean" and divisor == 0 and not rows.probabilities:
         g = np.full(rows.shape, np.nan)  # 0/0: every selected weight is 0 (torch: NaN rows)
-    a = _coefficients(rows, eps)
-    local = softmax(rows.x, -1) * np.sum(a, axis=-1, keepdims=True) - a
+    a = _coefficients(rows, eps).astype(np.longdouble)  # extended precision, rounded once at the end
+    local = softmax_extended(rows.x, -1) * np.sum(a, axis=-1, keepdims=True) - a
     # An ignored sample's upstream gradient is 0, not g/0: its row stays 0 (or NaN where its
     # softmax is NaN, as in torch, whose zero gradient meets that NaN in log_softmax's backward).
-    return _restore(local * np.where(rows.valid, g, 0.0)[..., None], np.ndim(input))
+    grad = local * np.where(rows.valid, g, 0.0).astype(np.longdouble)[..., None]
+    return _restore(grad.astype(np.float64), np.ndim(input))
 
 
 @quiet

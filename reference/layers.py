@@ -12,6 +12,10 @@ import numpy as np
 from reference._validation import as_float, as_index, as_optional_float, check_grad_shape, quiet
 
 
+def _ext(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.longdouble)
+
+
 def _check_linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
     if w.ndim != 2:
         raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
@@ -26,8 +30,10 @@ def linear(input: Any, weight: Any, bias: Any = None) -> np.ndarray:
     r"""$y = x W^\top + b$; $\partial y_k/\partial x_i = W_{ki}$, $\partial y_k/\partial W_{ki} = x_i$, $\partial y_k/\partial b_k = 1$."""
     x, w, b = as_float(input, "input"), as_float(weight, "weight"), as_optional_float(bias, "bias")
     _check_linear(x, w, b)
-    y = x @ w.T
-    return y if b is None else y + b
+    # Dot products accumulate in np.longdouble and round once, so the reference stays more
+    # accurate than a float64 BLAS (tests/test_accuracy.py).
+    y = _ext(x) @ _ext(w).T
+    return (y if b is None else y + b).astype(np.float64)
 
 
 @quiet
@@ -41,9 +47,9 @@ def linear_backward(
     x, w, b = as_float(input, "input"), as_float(weight, "weight"), as_optional_float(bias, "bias")
     _check_linear(x, w, b)
     g = check_grad_shape(grad_output, x.shape[:-1] + (w.shape[0],))
-    g2, x2 = g.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])
-    grad_bias = None if b is None else g2.sum(axis=0)
-    return g @ w, g2.T @ x2, grad_bias
+    g2, x2 = _ext(g).reshape(-1, w.shape[0]), _ext(x).reshape(-1, w.shape[1])
+    grad_bias = None if b is None else g2.sum(axis=0).astype(np.float64)
+    return (_ext(g) @ _ext(w)).astype(np.float64), (g2.T @ x2).astype(np.float64), grad_bias
 
 
 def one_hot(tensor: Any, num_classes: int = -1) -> np.ndarray:

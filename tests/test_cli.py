@@ -52,3 +52,11 @@ def test_derive_latex_and_unknown_ops(capsys):
     assert "\\frac" in capsys.readouterr().out
     assert cli.main(["derive", "tanh"]) == 2
     assert "no derivation for 'tanh'" in capsys.readouterr().out
+
+
+def test_verify_accuracy_adds_the_ulp_table_to_output_and_json(tmp_path, capsys):
+    out = tmp_path / "v.json"
+    assert cli.main(["verify", "--ops", "sigmoid", "--dtype", "float32", "--examples", "3", "--accuracy", "--json", str(out), "--quiet"]) == 0
+    assert "accuracy against the 50-digit truth" in capsys.readouterr().out
+    accuracy = json.loads(out.read_text())["accuracy"]
+    assert accuracy[0]["op"] == "sigmoid" and accuracy[0]["cases"] == 3 and "floored" in accuracy[0]["torch"]["forward"]
