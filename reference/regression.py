@@ -13,9 +13,14 @@ from reference._validation import as_float, check_reduction, check_same_shape, q
 
 
 def _difference(input: Any, target: Any) -> np.ndarray:
+    """x - y in np.longdouble: the terms and their sum round once, at the end, to float64."""
     x, y = as_float(input, "input"), as_float(target, "target")
     check_same_shape(x, y)
-    return x - y
+    return x.astype(np.longdouble) - y
+
+
+def _f64(value: np.ndarray) -> np.ndarray:
+    return np.asarray(value, dtype=np.float64)
 
 
 def _positive(value: float, name: str, allow_zero: bool) -> float:
@@ -37,7 +42,7 @@ def mse_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str 
     r"""$\partial L/\partial x = 2(x - y)\,\bar g$."""
     check_reduction(reduction)
     d = _difference(input, target)
-    return 2.0 * d * reduce_backward(grad_output, d.shape, reduction)
+    return _f64(2.0 * d * reduce_backward(grad_output, d.shape, reduction))
 
 
 @quiet
@@ -53,7 +58,7 @@ def l1_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str =
     check_reduction(reduction)
     d = _difference(input, target)
     sign = np.where(np.isnan(d), 0.0, np.sign(d))
-    return sign * reduce_backward(grad_output, d.shape, reduction)
+    return _f64(sign * reduce_backward(grad_output, d.shape, reduction))
 
 
 @quiet
@@ -74,7 +79,7 @@ def huber_loss_backward(grad_output: Any, input: Any, target: Any, reduction: st
     delta = _positive(delta, "delta", allow_zero=False)
     d = _difference(input, target)
     clipped = np.where(d < -delta, -delta, np.where(d > delta, delta, d))
-    return clipped * reduce_backward(grad_output, d.shape, reduction)
+    return _f64(clipped * reduce_backward(grad_output, d.shape, reduction))
 
 
 @quiet
@@ -99,4 +104,4 @@ def smooth_l1_loss_backward(grad_output: Any, input: Any, target: Any, reduction
         return l1_loss_backward(grad_output, input, target, reduction)
     d = _difference(input, target)
     local = np.where(np.abs(d) < beta, d / beta, np.where(np.isnan(d), np.nan, np.sign(d)))
-    return local * reduce_backward(grad_output, d.shape, reduction)
+    return _f64(local * reduce_backward(grad_output, d.shape, reduction))

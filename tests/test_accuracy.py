@@ -22,7 +22,7 @@ from checks.registry import REGISTRY
 from checks.tolerance import k_for
 from reference import oracle
 
-EXAMPLES = 120 if settings.get_current_profile_name() == "thorough" else 15
+EXAMPLES = 120 if settings.get_current_profile_name() == "thorough" else 10
 # The reference's own float64 error against the truth, floored ULPs: elementwise ops round a few
 # times; softmax-family normalisers, losses and Linear's dot products sum a few terms.
 REFERENCE_BOUND = {"sigmoid": 2, "relu": 0, "leaky_relu": 0, "elu": 2, "linear": 3, "binary_cross_entropy": 3}
