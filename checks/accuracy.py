@@ -29,7 +29,7 @@ class Worst:
     pure: float = 0.0
     floored: float = 0.0
 
-    def update(self, value: np.ndarray, truth: np.ndarray, scale: np.ndarray, info: dtypes.DtypeInfo) -> None:
+    def update(self, value: np.ndarray, truth: np.ndarray, scale: np.ndarray, info: dtypes.DtypeInfo, terms: int = 1) -> None:
         finite = np.isfinite(truth)
         if not finite.any():
             return
@@ -39,7 +39,7 @@ class Worst:
         err = np.where(np.isnan(err), np.inf, err)
         self.pure = max(self.pure, float(np.max(err / dtypes.ulp(t, info))))
         # Floored as the policy measures it: beyond the smallest-normal allowance (flushes to 0).
-        beyond = np.maximum(err - info.tiny, 0.0)
+        beyond = np.maximum(err - terms * info.tiny, 0.0)
         self.floored = max(self.floored, float(np.max(beyond / dtypes.ulp(np.fmax(np.abs(t), s), info))))
 
 
@@ -72,14 +72,15 @@ def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu"
             truth = oracle.forward(spec.name, *case.inputs.values(), **case.params)
             ours = spec.forward(*case.inputs.values(), **case.params)
             scale = spec.scale(case, truth)
-            _record(result, "forward", ev.forward, ours, dtypes.round_to(truth, info), truth, scale, info)
+            terms = spec.summed_terms(case)
+            _record(result, "forward", ev.forward, ours, dtypes.round_to(truth, info), truth, scale, info, terms.get("forward", 1))
             true_grads = oracle.backward(spec.name, ev.grad_output, *case.inputs.values(), **case.params)
             hand = spec.backward(ev.grad_output, *case.inputs.values(), **case.params)
             scales = spec.grad_scale(case, ev.grad_output)
         pairs = zip(spec.grad_inputs, *(x if isinstance(x, tuple) else (x,) for x in (true_grads, hand)))
         for name, t, h in pairs:
             if name in ev.grads:
-                _record(result, "gradient", ev.grads[name], h, dtypes.round_to(t, info), t, scales[name], info)
+                _record(result, "gradient", ev.grads[name], h, dtypes.round_to(t, info), t, scales[name], info, terms.get(name, 1))
         result.cases += 1
         result.outputs += int(np.size(truth))
 
@@ -97,8 +98,8 @@ def finite(case: Case) -> Case:
     return Case({k: clean(v) for k, v in case.inputs.items()}, {k: clean(v) for k, v in case.params.items()}, case.info)
 
 
-def _record(result: Accuracy, phase: str, theirs: np.ndarray, ours: np.ndarray, truth_in_dtype: np.ndarray, truth: np.ndarray, scale, info) -> None:
-    result.torch[phase].update(theirs, truth_in_dtype, scale, info)
-    result.reference[phase].update(dtypes.round_to(ours, info), truth_in_dtype, scale, info)
-    result.reference_f64[phase].update(ours, truth, scale, F64)
+def _record(result: Accuracy, phase: str, theirs: np.ndarray, ours: np.ndarray, truth_in_dtype: np.ndarray, truth: np.ndarray, scale, info, terms: int) -> None:
+    result.torch[phase].update(theirs, truth_in_dtype, scale, info, terms)
+    result.reference[phase].update(dtypes.round_to(ours, info), truth_in_dtype, scale, info, terms)
+    result.reference_f64[phase].update(ours, truth, scale, F64, terms)
 

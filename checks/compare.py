@@ -92,7 +92,7 @@ def _nonfinite_agreement(actual: np.ndarray, expected: np.ndarray, limit: np.nda
 
 def compare(
     actual: Any, expected: Any, *, scale: Any, info: DtypeInfo, k: float, context: Context, notes: tuple[str, ...] = (),
-    terms_overflow: bool = False,
+    terms_overflow: bool = False, terms: int = 1,
 ) -> Comparison:
     """Compare element by element under the tolerance policy and summarise as a record.
 
@@ -103,7 +103,7 @@ def compare(
     if a.shape != e.shape:
         return _shape_mismatch(a, e, k, context)
     s = np.broadcast_to(np.abs(np.asarray(scale, dtype=np.float64)), e.shape)
-    limit = bound(e, s, info, k)
+    limit = bound(e, s, info, k, terms)
     with np.errstate(all="ignore"):
         agreed = _nonfinite_agreement(a, e, limit, info, terms_overflow)
         abs_err = np.where(agreed, 0.0, np.abs(a - e))
@@ -112,7 +112,7 @@ def compare(
         ok = agreed | ((abs_err <= limit) & np.isfinite(e))
         score = np.where(agreed, 0.0, abs_err / limit)  # > 1 fails; the largest is the worst element
         rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))
-        ulps = np.where(agreed, 0.0, ulp_error(a, e, s, info))
+        ulps = np.where(agreed, 0.0, ulp_error(a, e, s, info, terms))
     if e.size == 0:
         return Comparison(context, 0, 0, 0.0, 0.0, 0.0, k, (), float("nan"), float("nan"), 0.0, True, notes)
     worst = np.unravel_index(int(np.argmax(score)), e.shape)

@@ -10,11 +10,11 @@ import torch
 from hypothesis import strategies as st
 
 import reference
-from checks.dtypes import DtypeInfo
+from checks.dtypes import DTYPE_NAMES, DtypeInfo
 from checks.tolerance import Override
 from checks.values import REGIMES
 
-FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+FLOAT_DTYPES = DTYPE_NAMES
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,8 @@ class OpSpec:
     dtypes: tuple[str, ...] = FLOAT_DTYPES
     overrides: tuple[Override, ...] = ()
     exclusions: tuple[str, ...] = ()  # input regions the draws avoid on purpose, each with its reason
+    # Products summed per element, by "forward" and gradient input name (default 1): see checks.tolerance.
+    summed_terms: Callable[[Case], dict[str, int]] = lambda case: {}
     notes: str = ""
 
     @property

@@ -14,7 +14,9 @@ Why this shape:
   gradients), declared in the registry. It stops pure relative error from flagging results far below
   the size of what they were computed from: log_softmax of a dominated class, a loss that cancels to
   1e-14 and is returned as 0, a gradient formed as a difference of O(1) terms.
-- ``tiny_dtype`` (the smallest normal number) absorbs flush-to-zero and subnormal results.
+- ``tiny_dtype`` (the smallest normal number) absorbs flush-to-zero and subnormal results; a result
+  that sums n products (a Linear output) gets n of them, since a kernel running with flush-to-zero
+  may drop every subnormal product (torch's batched bfloat16 GEMM does; tests/test_conventions.py).
 
 k, measured (../shared/TORCH_NUMERICS.md: worst floored error over ~1M outputs per dtype was 2.8 ULP
 in float16, 2.5 in bfloat16, 5.05 in float32, 6.4 in float64): 4 for float16/bfloat16, 8 for
@@ -66,17 +68,18 @@ def _magnitude(expected: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
     return np.fmax(np.abs(expected), np.abs(np.asarray(scale, dtype=np.float64)))
 
 
-def bound(expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo, k: float) -> np.ndarray:
-    """The largest |actual - expected| the policy accepts, element by element."""
+def bound(expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo, k: float, terms: int = 1) -> np.ndarray:
+    """The largest |actual - expected| the policy accepts, element by element (``terms``: how many
+    products each element sums, each of which may be flushed to zero)."""
     magnitude = _magnitude(expected, scale)
-    return k * ulp(magnitude, info) + info.tiny
+    return k * ulp(magnitude, info) + terms * info.tiny
 
 
-def ulp_error(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo) -> np.ndarray:
+def ulp_error(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo, terms: int = 1) -> np.ndarray:
     """The 'floored ULP' error: |actual - expected| beyond the smallest-normal allowance, in ULPs of
     the dtype at max(|expected|, scale). An element passes exactly when this is <= k; NaN where
     either side is NaN is reported as inf."""
     magnitude = _magnitude(expected, scale)
     with np.errstate(invalid="ignore"):
-        excess = np.maximum(np.abs(actual - expected) - info.tiny, 0.0)
+        excess = np.maximum(np.abs(actual - expected) - terms * info.tiny, 0.0)
         return np.nan_to_num(excess / ulp(magnitude, info), nan=np.inf)

@@ -26,7 +26,7 @@ from reference._validation import (
     reduce,
     reduce_backward,
 )
-from reference.softmaxes import log_softmax, softmax_extended
+from reference.softmaxes import log_softmax_extended, softmax_extended
 
 
 @dataclass(frozen=True)
@@ -119,13 +119,14 @@ def _index_parts(rows: _Rows, logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def _reduced_loss(rows: _Rows, logp: np.ndarray, eps: float, reduction: str) -> np.ndarray:
     divisor = _divisor(rows)
     if rows.probabilities:
-        return reduce(-np.sum(_coefficients(rows, eps) * logp, axis=-1), reduction, divisor)
+        return reduce(-np.sum(_coefficients(rows, eps).astype(np.longdouble) * logp, axis=-1), reduction, divisor)
     nll, smooth = _index_parts(rows, logp)
     if eps == 0:
         return reduce(nll, reduction, divisor)
     # torch reduces the two parts separately: the same number, except that when every selected
     # weight is 0 the NLL part's mean is 0/0, so the loss is NaN rather than inf.
-    return (1.0 - eps) * reduce(nll, reduction, divisor) + (eps / rows.x.shape[-1]) * reduce(smooth, reduction, divisor)
+    combined = (1.0 - eps) * np.asarray(reduce(nll, reduction, divisor), np.longdouble) + (eps / rows.x.shape[-1]) * np.asarray(reduce(smooth, reduction, divisor), np.longdouble)
+    return combined.astype(np.float64)
 
 
 def _restore(grad: np.ndarray, ndim: int) -> np.ndarray:
@@ -146,7 +147,8 @@ def cross_entropy(
     check_reduction(reduction)
     eps = _check_smoothing(label_smoothing)
     rows = _rows(input, target, weight, ignore_index)
-    return _reduced_loss(rows, log_softmax(rows.x, -1), eps, reduction)
+    # Carried in np.longdouble until reduce() rounds it once.
+    return _reduced_loss(rows, log_softmax_extended(rows.x, -1), eps, reduction)
 
 
 @quiet

@@ -15,6 +15,12 @@ import numpy as np
 from reference._validation import as_float, check_dim, check_grad_shape, quiet
 
 
+def log_softmax_extended(x: np.ndarray, dim: int) -> np.ndarray:
+    """log_softmax in np.longdouble, for references that keep computing with it before rounding."""
+    shifted = x.astype(np.longdouble) - np.max(x, axis=dim, keepdims=True, initial=-np.inf)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))
+
+
 @quiet
 def log_softmax(input: Any, dim: int) -> np.ndarray:
     r"""$\log\mathrm{softmax}(x)_i = x_i - \log\sum_j e^{x_j}$; $\partial/\partial x_j = \delta_{ij} - p_j$."""
@@ -22,8 +28,7 @@ def log_softmax(input: Any, dim: int) -> np.ndarray:
     d = check_dim(dim, x.ndim)
     if x.ndim == 0:
         return x - x  # a single class: log 1 = 0 (NaN stays NaN)
-    shifted = x.astype(np.longdouble) - np.max(x, axis=d, keepdims=True, initial=-np.inf)
-    return (shifted - np.log(np.sum(np.exp(shifted), axis=d, keepdims=True))).astype(np.float64)
+    return log_softmax_extended(x, d).astype(np.float64)
 
 
 def softmax_extended(x: np.ndarray, dim: int) -> np.ndarray:
@@ -49,10 +54,10 @@ def softmax_backward(grad_output: Any, input: Any, dim: int) -> np.ndarray:
     x = as_float(input, "input")
     g = check_grad_shape(grad_output, x.shape)
     d = check_dim(dim, x.ndim)
-    p = softmax(x, d)
     if x.ndim == 0:
         return g * 0.0
-    return p * (g - np.sum(g * p, axis=d, keepdims=True))
+    p, g = softmax_extended(x, d), g.astype(np.longdouble)
+    return (p * (g - np.sum(g * p, axis=d, keepdims=True))).astype(np.float64)
 
 
 @quiet
@@ -63,4 +68,5 @@ def log_softmax_backward(grad_output: Any, input: Any, dim: int) -> np.ndarray:
     d = check_dim(dim, x.ndim)
     if x.ndim == 0:
         return g * 0.0
-    return g - softmax(x, d) * np.sum(g, axis=d, keepdims=True)
+    g = g.astype(np.longdouble)
+    return (g - softmax_extended(x, d) * np.sum(g, axis=d, keepdims=True)).astype(np.float64)

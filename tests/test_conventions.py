@@ -275,3 +275,21 @@ def test_label_smoothing_with_every_selected_weight_zero_is_nan_not_inf():
     hand = reference.cross_entropy_backward(np.ones(()), x, target, weight=w, label_smoothing=0.1)
     for grad in (xt.grad.numpy(), hand):
         assert np.isnan(grad[0]).all() and (grad[1] == 0).all()
+
+
+def test_batched_bfloat16_linear_flushes_subnormal_products_to_zero():
+    """Found by the thorough profile: x = [tiny, -tiny], w = [-0.66, 0.957]; the dot product is
+    -1.9e-38 (two subnormal products). torch computes it exactly for one row, but its batched
+    bfloat16 GEMM flushes subnormal products to zero and returns -0.0. The policy allows one
+    smallest-normal per summed product for Linear (registry: summed_terms)."""
+    tiny = torch.finfo(torch.bfloat16).tiny
+    row = torch.tensor([[tiny, -tiny]], dtype=torch.bfloat16)
+    w = torch.tensor([[-0.66015625, 0.95703125]], dtype=torch.bfloat16)
+    exact = reference.linear(np.array([[tiny, -tiny]]), np.array([[-0.66015625, 0.95703125]]))[0, 0]
+    assert exact == pytest.approx(-1.900994770470418e-38, rel=1e-12)
+    assert F.linear(row, w).item() == pytest.approx(exact, rel=1e-2)
+    batched = F.linear(torch.cat([torch.randn(15 * 16, 2, generator=torch.Generator().manual_seed(0)).bfloat16(), row]), torch.cat([w, torch.ones(8, 2, dtype=torch.bfloat16)]))
+    assert batched[-1, 0].item() == 0.0
+    info = dtypes.get("bfloat16")
+    assert abs(0.0 - exact) > bound(np.array(exact), abs(exact), info, 4)  # one tiny is not enough
+    assert abs(0.0 - exact) <= bound(np.array(exact), abs(exact), info, 4, terms=3)  # in_features + 1
