@@ -137,7 +137,7 @@ class Runner:
                 scale = spec.scale(case, expected)
             k = k_for("forward", self.dtype, spec.overrides)
             # Only an inf from torch can need the overflow allowance: don't re-run the reference otherwise.
-            overflow = bool(np.isinf(ev.forward).any() or (ev.module is not None and np.isinf(ev.module).any())) and _terms_overflow(spec, case, info)
+            overflow = bool(np.isinf(ev.forward).any() or (ev.module is not None and np.isinf(ev.module).any())) and terms_overflow(spec, case, info)
             terms = spec.summed_terms(case)
             judge = functools.partial(compare, expected=hand, scale=scale, info=info, k=k, terms_overflow=overflow, terms=terms.get("forward", 1))
             records.append(judge(ev.forward, context=self._context(case, recipe, "forward", "functional", layout)))
@@ -188,7 +188,7 @@ def call_accepted(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **(kwargs if names is None else {k: v for k, v in kwargs.items() if k in names}))
 
 
-def _terms_overflow(spec: OpSpec, case: Case, info: DtypeInfo) -> bool:
+def terms_overflow(spec: OpSpec, case: Case, info: DtypeInfo) -> bool:
     """Whether a reduced loss sums terms that overflow the dtype by themselves (see compare)."""
     if case.params.get("reduction") not in ("mean", "sum"):
         return False

@@ -50,7 +50,7 @@ def binary_cross_entropy(input: Any, target: Any, weight: Any = None, reduction:
     ``log1p(-p)`` keeps $\log(1-p)$ accurate for small p.
     """
     check_reduction(reduction)
-    p, y, w = _bce_args(input, target, weight)
+    p, y, w = (a.astype(np.longdouble) for a in _bce_args(input, target, weight))  # rounded once, by reduce()
     log_p = np.maximum(np.log(p), LOG_CLAMP)
     log_q = np.maximum(np.log1p(-p), LOG_CLAMP)
     loss = -w * (y * log_p + (1.0 - y) * log_q)
@@ -67,9 +67,9 @@ def binary_cross_entropy_backward(
     convention, kept so that training at a saturated output still pushes the right way.
     """
     check_reduction(reduction)
-    p, y, w = _bce_args(input, target, weight)
+    p, y, w = (a.astype(np.longdouble) for a in _bce_args(input, target, weight))
     g = reduce_backward(grad_output, p.shape, reduction)
-    return g * w * (p - y) / np.maximum(p * (1.0 - p), GRAD_EPS)
+    return (g * w * (p - y) / np.maximum(p * (1.0 - p), GRAD_EPS)).astype(np.float64)
 
 
 def _softplus(z: np.ndarray) -> np.ndarray:

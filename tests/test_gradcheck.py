@@ -24,10 +24,18 @@ def away_from_kinks(name: str, case: Case) -> Case:
     """Finite differences (step 1e-6) must not straddle a kink: move such targets off it."""
     if name not in KINKS:
         return case
-    inputs = dict(case.inputs)
-    gap = np.abs(inputs["input"] - inputs["target"])
-    close = np.any([np.abs(gap - kink) < 1e-3 for kink in KINKS[name](case.params)], axis=0)
-    inputs["target"] = np.where(close, inputs["target"] + 0.25 * (1 + gap), inputs["target"])
+    inputs, kinks = dict(case.inputs), KINKS[name](case.params)
+
+    def near_a_kink(target):
+        gap = np.abs(inputs["input"] - target)
+        return np.any([np.abs(gap - kink) < 1e-3 for kink in kinks], axis=0)
+
+    for shift in (0.3183, 0.5772, 1.4142):  # incommensurate, so one of them clears every kink
+        close = near_a_kink(inputs["target"])
+        if not close.any():
+            break
+        inputs["target"] = np.where(close, inputs["target"] + shift, inputs["target"])
+    assert not near_a_kink(inputs["target"]).any()
     return Case(inputs, case.params, case.info)
 
 
