@@ -126,7 +126,7 @@ def test_bce_gradient_in_float16_is_float16_arithmetic_in_torch():
 
 
 def test_bce_float16_gradient_needs_the_registry_exclusion_below_2_to_minus_14():
-    """The registry draws float16 p in [2**-13, 1 - 2**-11]: below 2**-14 torch's denominator
+    """The registry draws float16 p in [2**-11, 1 - 2**-11]: below 2**-14 torch's denominator
     p (1 - p) is a float16 subnormal and the gradient leaves the tolerance."""
     p = np.array([3e-7, 1e-6, 3e-6], dtype=np.float16).astype(np.float64)
     ours = reference.binary_cross_entropy_backward(np.ones(3), p, np.ones(3), reduction="none")
@@ -293,3 +293,17 @@ def test_batched_bfloat16_linear_flushes_subnormal_products_to_zero():
     info = dtypes.get("bfloat16")
     assert abs(0.0 - exact) > bound(np.array(exact), abs(exact), info, 4)  # one tiny is not enough
     assert abs(0.0 - exact) <= bound(np.array(exact), abs(exact), info, 4, terms=3)  # in_features + 1
+
+
+def test_bce_float16_weighted_mean_gradient_overflows_before_it_is_scaled():
+    """Found by the thorough profile: with reduction='mean' torch forms g (p - y) / (p (1 - p)) and
+    the weight in float16 before dividing by n, so |g| 3.1, w 2.9, p 2**-13 overflows to -inf
+    though the gradient is -9377. The registry's float16 draws keep p >= 2**-11 for this reason."""
+    p = np.full(8, 2.0**-13)
+    y, w, g = np.ones(8), np.full(8, 2.94140625), 3.11328125
+    by_hand = reference.binary_cross_entropy_backward(np.array(g), p, y, weight=w)
+    assert by_hand[0] == pytest.approx(g / 8 * 2.94140625 * (p[0] - 1) / (p[0] * (1 - p[0])), rel=1e-12)
+    assert abs(by_hand[0]) < 65504
+    pt = torch.tensor(p, dtype=torch.float16, requires_grad=True)
+    F.binary_cross_entropy(pt, torch.ones(8, dtype=torch.float16), weight=torch.tensor(w, dtype=torch.float16)).backward(torch.tensor(g, dtype=torch.float16))
+    assert torch.isinf(pt.grad).all()
