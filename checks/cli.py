@@ -186,6 +186,47 @@ def cmd_derive(args: argparse.Namespace) -> int:
     return 0 if proof.proven else 1
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from checks import baseline
+
+    console = _console()
+    if args.action == "save":
+        try:
+            cells = matrix.cells(args.device, args.dtype, args.ops)
+        except ValueError as exc:
+            console.print(f"byhand baseline: {exc}")
+            return 2
+        data = baseline.save(args.file, cells, cases=args.cases)
+        console.print(f"saved {sum(len(c['cases']) for c in data['cells'].values())} cases of {len(data['cells'])} cells to {args.file}")
+        return 0
+    try:
+        data = baseline.load(args.file)
+    except baseline.BaselineError as exc:
+        console.print(f"byhand baseline: {exc}")
+        return 2
+    result = baseline.compare_with(data)
+    table = Table(title=f"byhand baseline compare: {result.cases} recorded cases re-run")
+    table.add_column("kind")
+    table.add_column("count", justify="right")
+    table.add_column("example")
+    for kind in ("newly failing", "moved", "accuracy", "bitwise", "new", "missing"):
+        found = [f for f in result.findings if f.kind == kind]
+        style = "bold red" if kind in baseline.FAILING and found else ""
+        table.add_row(f"[{style}]{kind}[/]" if style else kind, str(len(found)), found[0].detail if found else "")
+    console.print(table)
+    for key, (then, now) in result.environment.items():
+        console.print(f"environment: {key} changed: {baseline._short(then)} -> {baseline._short(now)}", highlight=False)
+    if result.count("bitwise"):
+        console.print(f"bitwise changes within tolerance; likely cause: {result.likely_cause()}")
+    if args.markdown:
+        Path(args.markdown).write_text(baseline.markdown(result))
+    if args.json:
+        payload = {"failed": result.failed, "cases": result.cases, "environment": {k: list(v) for k, v in result.environment.items()},
+                   "findings": [vars(f) for f in result.findings]}
+        Path(args.json).write_text(json.dumps(payload, indent=1, default=str))
+    return 1 if result.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="byhand", description="Prove the math you write by hand is the math PyTorch runs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--latex", action="store_true", help="LaTeX instead of pretty-printed math")
     d.add_argument("--size", type=int, default=None, help="classes C (softmax, log_softmax, cross_entropy, nll_loss) or Linear in_features")
     d.set_defaults(run=cmd_derive)
+    b = commands.add_parser("baseline", help="record what this torch computes, or compare with a recording")
+    b.add_argument("action", choices=("save", "compare"))
+    b.add_argument("file", help="the baseline JSON file")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--dtype", default="all")
+    b.add_argument("--ops", default="all")
+    b.add_argument("--cases", type=int, default=3, help="recipes recorded per cell (save)")
+    b.add_argument("--json", metavar="FILE", help="compare: write the findings as JSON")
+    b.add_argument("--markdown", metavar="FILE", help="compare: write the findings as Markdown")
+    b.set_defaults(run=cmd_baseline)
     return parser
 
 

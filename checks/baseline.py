@@ -1,0 +1,250 @@
+"""Baselines: what this torch computes, recorded exactly, and what moved since.
+
+``save`` runs a few fixed recipes per registry cell (op × device × dtype) and records torch's
+outputs and gradients as ``float.hex`` strings (exact, readable, diffable), each record's worst
+error against the reference, and the environment: versions, build configuration, CPU capability,
+threads. ``compare`` re-runs exactly the recorded recipes and sorts every difference:
+
+- ``newly failing``: passed the policy then, fails it now (exit 1);
+- ``moved``: an output or gradient moved beyond the tolerance policy from its recorded value (exit 1);
+- ``accuracy``: the worst ULP error against the reference grew by more than 1 ULP (exit 1);
+- ``bitwise``: values changed within the tolerance (informational; threads and CPU capability are
+  the usual cause, and the environment diff names them);
+- ``new`` / ``missing``: cells or cases on one side only.
+
+A baseline is plain JSON with a schema version; loading never executes anything, and a corrupt or
+foreign file is a clear error.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from hypothesis import HealthCheck, Phase, given, settings
+
+from checks import devices
+from checks.compare import Context, compare
+from checks.matrix import Cell
+from checks.registry import BY_NAME
+from checks.runner import Runner, info_for
+from checks.spec import Recipe
+from checks.strategies import recipes
+from checks.tolerance import k_for
+
+SCHEMA = "byhand-baseline"
+SCHEMA_VERSION = 1
+ACCURACY_SLACK = 1.0  # ULPs the worst error may grow before it counts as a regression
+FAILING = ("newly failing", "moved", "accuracy")
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used: unreadable, not byhand's, or of another schema."""
+
+
+def environment() -> dict[str, Any]:
+    """What the results depend on besides the code: versions, build, CPU capability, threads."""
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "devices": devices.describe(),
+        "cuda": torch.version.cuda,
+        "build": torch.__config__.show(),
+    }
+
+
+def fixed_recipes(cell: Cell, count: int) -> list[Recipe]:
+    """``count`` recipes hypothesis draws for the cell, derandomized: the same on every run of the
+    same hypothesis version. The baseline stores them, so a comparison never depends on that."""
+    found: list[Recipe] = []
+
+    @settings(max_examples=count, derandomize=True, database=None, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(recipes(cell.spec))
+    def collect(recipe: Recipe) -> None:
+        found.append(recipe)
+
+    collect()
+    return found[:count]
+
+
+def _hex(values: np.ndarray) -> list[str]:
+    return [float(v).hex() for v in np.ravel(values)]
+
+
+def _unhex(values: list[str], shape: list[int]) -> np.ndarray:
+    return np.array([float.fromhex(v) for v in values], dtype=np.float64).reshape(shape)
+
+
+def record_case(runner: Runner, recipe: Recipe) -> dict[str, Any]:
+    """One recipe's exact outputs and gradients, and how far each is from the reference."""
+    return _record_with_scales(runner, recipe)[0]
+
+
+def _record_with_scales(runner: Runner, recipe: Recipe) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The record, and each value's natural scale (for judging a move under the policy)."""
+    spec = runner.spec
+    ev = runner.evaluate(recipe, module=False, gradient=spec.differentiable)
+    records = {r.context.phase: r for r in runner.run(recipe) if r.context.path != "module"}
+    values = {"forward": ev.forward, **{f"grad[{k}]": v for k, v in ev.grads.items()}}
+    case = ev.case
+    with np.errstate(all="ignore"):
+        scales = {"forward": spec.scale(case, spec.forward(*case.inputs.values(), **case.params))}
+        if ev.grad_output is not None:
+            scales |= {f"grad[{k}]": v for k, v in spec.grad_scale(case, ev.grad_output).items()}
+    return {
+        "recipe": {"seed": recipe.seed, "regime": recipe.regime, "shape": list(recipe.shape), "knobs": recipe.knobs},
+        "values": {phase: {"shape": list(np.shape(v)), "hex": _hex(v)} for phase, v in values.items()},
+        "worst_ulp": {phase: r.max_ulp_err for phase, r in records.items()},
+        "passed": {phase: r.passed for phase, r in records.items()},
+    }, scales
+
+
+def save(path: str | Path, cells: Iterable[Cell], *, cases: int = 3) -> dict[str, Any]:
+    data = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "environment": environment(), "cases_per_cell": cases, "cells": {}}
+    for cell in cells:
+        runner = Runner(cell.spec, cell.device, cell.dtype)
+        data["cells"][cell.id] = {"op": cell.spec.name, "device": cell.device, "dtype": cell.dtype,
+                                  "cases": [record_case(runner, r) for r in fixed_recipes(cell, cases)]}
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_json_default))
+    tmp.replace(target)  # atomic: never a half-written baseline
+    return data
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a baseline as data (json only: nothing is executed) and check it is one of ours."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BaselineError(f"{path}: no such baseline file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"{path}: not a readable JSON baseline ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise BaselineError(f"{path}: not a byhand baseline (no schema {SCHEMA!r})")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise BaselineError(f"{path}: baseline schema version {data.get('schema_version')!r}, this byhand reads {SCHEMA_VERSION}")
+    if not isinstance(data.get("cells"), dict):
+        raise BaselineError(f"{path}: baseline has no cells")
+    return data
+
+
+@dataclass
+class Finding:
+    kind: str  # one of: newly failing, moved, accuracy, bitwise, new, missing
+    cell: str
+    detail: str
+
+
+@dataclass
+class Comparison:
+    environment: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # key -> (then, now), changed keys only
+    findings: list[Finding] = field(default_factory=list)
+    cases: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return any(f.kind in FAILING for f in self.findings)
+
+    def count(self, kind: str) -> int:
+        return sum(f.kind == kind for f in self.findings)
+
+    def likely_cause(self) -> str:
+        changed = set(self.environment)
+        causes = [name for key, name in (("torch", "the torch version"), ("cpu_capability", "the CPU vector capability (ATEN_CPU_CAPABILITY)"),
+                                         ("threads", "the thread count"), ("build", "the build configuration"), ("machine", "the machine")) if key in changed]
+        return ", ".join(causes) if causes else "nothing recorded changed (nondeterminism?)"
+
+
+def _compare_case(runner: Runner, cell_id: str, old: dict[str, Any], result: Comparison) -> None:
+    r = old["recipe"]
+    recipe = Recipe(seed=r["seed"], regime=r["regime"], shape=tuple(r["shape"]), knobs=r["knobs"])
+    new, scales = _record_with_scales(runner, recipe)
+    result.cases += 1
+    info, spec = info_for(runner.dtype), runner.spec
+    where = f"{cell_id} seed={recipe.seed} {recipe.regime} {recipe.shape}"
+    for phase, was in old["passed"].items():
+        if was and not new["passed"].get(phase, True):
+            result.findings.append(Finding("newly failing", cell_id, f"{where} {phase}"))
+        grew = new["worst_ulp"].get(phase, 0.0) - old["worst_ulp"].get(phase, 0.0)
+        if grew > ACCURACY_SLACK:
+            result.findings.append(Finding("accuracy", cell_id, f"{where} {phase}: worst error {old['worst_ulp'][phase]:.2f} -> {new['worst_ulp'][phase]:.2f} ULP"))
+    for phase, then in old["values"].items():
+        now = new["values"].get(phase)
+        if now is None:
+            result.findings.append(Finding("missing", cell_id, f"{where} {phase} no longer computed"))
+            continue
+        if now["hex"] == then["hex"]:
+            continue
+        before, after = _unhex(then["hex"], then["shape"]), _unhex(now["hex"], now["shape"])
+        kind = "forward" if phase == "forward" else "gradient"
+        record = compare(after, before, scale=scales.get(phase, 0.0), info=info, k=k_for(kind, runner.dtype, spec.overrides),
+                         context=Context(spec.name, phase, "baseline", runner.device, runner.dtype, tuple(then["shape"])))
+        changed = int(np.sum(~((before == after) | (np.isnan(before) & np.isnan(after)))))
+        if record.passed:
+            result.findings.append(Finding("bitwise", cell_id, f"{where} {phase}: {changed} values changed, max {record.max_ulp_err:.2g} ULP"))
+        else:
+            result.findings.append(Finding("moved", cell_id, f"{where} {phase}: {record.n_bad} values moved beyond the policy, e.g. [{','.join(map(str, record.worst_index))}] {record.worst_expected!r} -> {record.worst_actual!r}"))
+
+
+def compare_with(data: dict[str, Any]) -> Comparison:
+    """Re-run every recorded case now and classify what changed."""
+    result = Comparison()
+    now_env = environment()
+    result.environment = {k: (v, now_env.get(k)) for k, v in data["environment"].items() if now_env.get(k) != v}
+    for cell_id, cell in data["cells"].items():
+        spec = BY_NAME.get(cell.get("op"))
+        if spec is None:
+            result.findings.append(Finding("missing", cell_id, f"op {cell.get('op')!r} is no longer in the registry"))
+            continue
+        reason = devices.unavailable_reason(cell["device"])
+        if reason:
+            result.findings.append(Finding("missing", cell_id, f"not run here: {reason}"))
+            continue
+        runner = Runner(spec, cell["device"], cell["dtype"])
+        for case in cell["cases"]:
+            _compare_case(runner, cell_id, case, result)
+    return result
+
+
+def new_cells(data: dict[str, Any], cells: Iterable[Cell]) -> list[Finding]:
+    return [Finding("new", c.id, "not in the baseline") for c in cells if c.id not in data["cells"]]
+
+
+def markdown(result: Comparison) -> str:
+    lines = ["# byhand baseline comparison", "", f"{result.cases} recorded cases re-run.", ""]
+    if result.environment:
+        lines += ["## Environment changes", "", "| key | baseline | now |", "| --- | --- | --- |"]
+        lines += [f"| {k} | {_short(v[0])} | {_short(v[1])} |" for k, v in result.environment.items()]
+        lines += ["", f"Likely cause of bitwise changes: {result.likely_cause()}.", ""]
+    lines += ["## Findings", "", "| kind | count |", "| --- | --- |"]
+    lines += [f"| {kind} | {result.count(kind)} |" for kind in ("newly failing", "moved", "accuracy", "bitwise", "new", "missing")]
+    for kind in ("newly failing", "moved", "accuracy", "bitwise", "new", "missing"):
+        found = [f for f in result.findings if f.kind == kind]
+        if found:
+            lines += ["", f"### {kind}", ""] + [f"- {f.detail}" for f in found[:50]]
+            if len(found) > 50:
+                lines.append(f"- ... and {len(found) - 50} more")
+    return "\n".join(lines) + "\n"
+
+
+def _short(value: Any) -> str:
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,110 @@
+"""Baselines: save what torch computes, compare later, and sort what moved."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from checks import baseline, cli, matrix
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--ops", "relu,softmax,cross_entropy", "--dtype", "float32,float64", "--cases", "2"]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    path = tmp_path_factory.mktemp("baseline") / "b.json"
+    assert cli.main(["baseline", "save", str(path), *SMALL]) == 0
+    return path
+
+
+def _doctor(saved: Path, tmp_path: Path, change) -> Path:
+    data = json.loads(saved.read_text())
+    change(next(c for c in data["cells"]["softmax-cpu-float64"]["cases"] if c["values"]["forward"]["hex"]))
+    path = tmp_path / "doctored.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_baseline_is_exact_readable_json(saved):
+    data = baseline.load(saved)
+    case = next(c for c in data["cells"]["softmax-cpu-float64"]["cases"] if c["values"]["forward"]["hex"])
+    assert data["schema_version"] == baseline.SCHEMA_VERSION and data["environment"]["torch"] == torch.__version__
+    assert all(isinstance(float.fromhex(v), float) for v in case["values"]["forward"]["hex"])  # every value parses back exactly
+    assert case["values"]["forward"]["hex"][0].startswith(("0x", "-0x"))
+    assert set(case["recipe"]) == {"seed", "regime", "shape", "knobs"} and "threads" in data["environment"]
+
+
+def test_comparing_with_itself_finds_nothing(saved, capsys):
+    assert cli.main(["baseline", "compare", str(saved)]) == 0
+    result = baseline.compare_with(baseline.load(saved))
+    assert result.cases == 12 and not result.findings and not result.environment
+
+
+def test_a_doctored_value_beyond_the_policy_is_flagged(saved, tmp_path, capsys):
+    def change(case):
+        v = float.fromhex(case["values"]["forward"]["hex"][0])
+        case["values"]["forward"]["hex"][0] = (v * (1 + 1e-9) + 1e-300).hex()
+
+    path = _doctor(saved, tmp_path, change)
+    out = tmp_path / "findings.json"
+    assert cli.main(["baseline", "compare", str(path), "--json", str(out), "--markdown", str(tmp_path / "f.md")]) == 1
+    findings = json.loads(out.read_text())["findings"]
+    assert [f["kind"] for f in findings] == ["moved"] and findings[0]["cell"] == "softmax-cpu-float64"
+    assert "moved" in (tmp_path / "f.md").read_text()
+
+
+def test_a_one_ulp_change_is_bitwise_only(saved, tmp_path, capsys):
+    def change(case):
+        v = float.fromhex(case["values"]["forward"]["hex"][0])
+        case["values"]["forward"]["hex"][0] = float(torch.nextafter(torch.tensor(v, dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64))).hex()
+
+    assert cli.main(["baseline", "compare", str(_doctor(saved, tmp_path, change))]) == 0
+    assert "bitwise" in capsys.readouterr().out
+
+
+def test_a_grown_worst_error_is_an_accuracy_regression(saved, tmp_path, capsys):
+    def change(case):
+        case["worst_ulp"]["forward"] = -5.0  # as if the recorded run had been 5 ULP better
+
+    assert cli.main(["baseline", "compare", str(_doctor(saved, tmp_path, change))]) == 1
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_an_op_gone_from_the_registry_is_missing(saved, tmp_path):
+    data = json.loads(saved.read_text())
+    data["cells"]["relu-cpu-float32"]["op"] = "tanh"
+    path = tmp_path / "gone.json"
+    path.write_text(json.dumps(data))
+    assert [f.kind for f in baseline.compare_with(baseline.load(path)).findings] == ["missing"]
+    assert [f.kind for f in baseline.new_cells(data, matrix.cells(ops_option="elu", dtype_option="float32"))] == ["new"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not a readable JSON baseline"),
+    (json.dumps({"hello": "world"}), "not a byhand baseline"),
+    (json.dumps({"schema": "byhand-baseline", "schema_version": 99, "cells": {}}), "schema version 99"),
+    (json.dumps([1, 2, 3]), "not a byhand baseline"),
+])
+def test_corrupt_or_foreign_files_are_clear_errors(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    assert cli.main(["baseline", "compare", str(path)]) == 2
+    assert message in capsys.readouterr().out
+    assert cli.main(["baseline", "compare", str(tmp_path / "absent.json")]) == 2
+
+
+def test_a_different_cpu_capability_is_bitwise_within_tolerance_with_its_cause(saved):
+    """Saved under the default capability, compared with ATEN_CPU_CAPABILITY=avx2: values move by
+    an ULP or so (TORCH_NUMERICS.md), the comparison passes, and names the likely cause."""
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT", "NO AVX"):
+        pytest.skip(f"this CPU's default capability is {torch.backends.cpu.get_cpu_capability()}: no other one to compare")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
+    result = subprocess.run([sys.executable, "-m", "checks.cli", "baseline", "compare", str(saved)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cpu_capability changed" in result.stdout and "CPU vector capability" in result.stdout
