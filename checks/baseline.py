@@ -233,7 +233,9 @@ def markdown(result: Comparison) -> str:
     if result.environment:
         lines += ["## Environment changes", "", "| key | baseline | now |", "| --- | --- | --- |"]
         lines += [f"| {k} | {_short(v[0])} | {_short(v[1])} |" for k, v in result.environment.items()]
-        lines += ["", f"Likely cause of bitwise changes: {result.likely_cause()}.", ""]
+        lines.append("")
+        if result.count("bitwise"):
+            lines += [f"Likely cause of the bitwise changes: {result.likely_cause()}.", ""]
     lines += ["## Findings", "", "| kind | count |", "| --- | --- |"]
     lines += [f"| {kind} | {result.count(kind)} |" for kind in ("newly failing", "moved", "accuracy", "bitwise", "new", "missing")]
     for kind in ("newly failing", "moved", "accuracy", "bitwise", "new", "missing"):
