@@ -17,6 +17,7 @@ import numpy
 import sympy
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -209,10 +210,10 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     table.add_column("kind")
     table.add_column("count", justify="right")
     table.add_column("example")
-    for kind in ("newly failing", "moved", "accuracy", "bitwise", "new", "missing"):
+    for kind in baseline.KINDS:
         found = [f for f in result.findings if f.kind == kind]
         style = "bold red" if kind in baseline.FAILING and found else ""
-        table.add_row(f"[{style}]{kind}[/]" if style else kind, str(len(found)), found[0].detail if found else "")
+        table.add_row(f"[{style}]{kind}[/]" if style else kind, str(len(found)), escape(found[0].detail) if found else "")
     console.print(table)
     for key, (then, now) in result.environment.items():
         console.print(f"environment: {key} changed: {baseline._short(then)} -> {baseline._short(now)}", highlight=False)
