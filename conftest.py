@@ -28,7 +28,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--device", default="auto", help="comma-separated devices (cpu,cuda,mps); default: all found here")
     group.addoption("--dtype", default="all", help="comma-separated float dtypes (float16,bfloat16,float32,float64)")
     group.addoption("--ops", default="all", help="comma-separated registry ops; default: all")
+    group.addoption("--fault", default=None, help="run the whole suite with one fault of checks/faults.py injected into torch (it should fail)")
     group.addoption("--impl", default=None, help="check your own module of functions (a file path or module name) against torch; runs only those checks")
+
+
+_FAULT_CONTEXT = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """--fault NAME: inject the fault into torch for the whole session (every worker too)."""
+    name = session.config.getoption("--fault")
+    if name:
+        from checks import faults
+
+        try:
+            context = faults.get(name).active()
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        context.__enter__()
+        _FAULT_CONTEXT.append(context)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    while _FAULT_CONTEXT:
+        _FAULT_CONTEXT.pop().__exit__(None, None, None)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -36,7 +59,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"byhand: torch {torch.__version__}, numpy {numpy.__version__}, sympy {sympy.__version__}, hypothesis {hypothesis.__version__}",
         f"byhand: devices found: {devices.describe()}; CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads",
         f"byhand: hypothesis profile {settings.get_current_profile_name()!r}",
-    ]
+    ] + ([f"byhand: FAULT INJECTED: {config.getoption('--fault')} (this run should fail)"] if config.getoption("--fault") else [])
 
 
 def _cells(config: pytest.Config, differentiable_only: bool) -> list[matrix.Cell]:

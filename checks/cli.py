@@ -7,7 +7,9 @@ failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import subprocess
 import platform
 import sys
 import time
@@ -22,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from checks import devices, learner, matrix
-from checks.verify import CellResult, verify
+from checks.verify import CellResult, verify, verify_cell
 
 JSON_SCHEMA_VERSION = 1
 
@@ -228,6 +230,52 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _killed_by_verify(fault_name: str | None, cells: list, examples: int) -> str | None:
+    """The first cell whose verification fails with the fault active (None: survived)."""
+    from checks import faults
+
+    context = faults.get(fault_name).active() if fault_name else contextlib.nullcontext()
+    with context:
+        for cell in cells:
+            if not verify_cell(cell, examples=examples).passed:
+                return cell.id
+    return None
+
+
+def _killed_by_suite(fault_name: str | None) -> str | None:
+    """Run the whole pytest suite with the fault (stopping at the first failure)."""
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"] + (["--fault", fault_name] if fault_name else [])
+    result = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+    return None if result.returncode == 0 else (failed[0].split(" - ")[0].removeprefix("FAILED ") if failed else f"exit {result.returncode}")
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    """Inject each fault of the catalogue and check that byhand notices; print the kill rate."""
+    from checks import faults
+
+    console = _console()
+    chosen = faults.CATALOGUE if args.names == "all" else [faults.get(n.strip()) for n in args.names.split(",")]
+    cells = matrix.cells()
+    killed_by = (lambda name: _killed_by_suite(name)) if args.suite else (lambda name: _killed_by_verify(name, cells, args.examples))
+    clean = killed_by(None)
+    if clean is not None:
+        console.print(f"[bold red]the unfaulted run fails already ({clean}): fix that first[/]")
+        return 1
+    table = Table(title=f"byhand faults: each injected into torch, then {'the pytest suite' if args.suite else 'byhand verify'} (the unfaulted run passes)")
+    for column in ("fault", "what it breaks", "caught by"):
+        table.add_column(column, no_wrap=column == "fault")
+    survivors = []
+    for fault in chosen:
+        caught = killed_by(fault.name)
+        if caught is None:
+            survivors.append(fault.name)
+        table.add_row(fault.name, fault.description, escape(caught) if caught else "[bold red]SURVIVED[/]")
+    console.print(table)
+    console.print(f"kill rate: {len(chosen) - len(survivors)}/{len(chosen)}" + (f"; survived: {', '.join(survivors)}" if survivors else ""))
+    return 1 if survivors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="byhand", description="Prove the math you write by hand is the math PyTorch runs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="FILE", help="compare: write the findings as JSON")
     b.add_argument("--markdown", metavar="FILE", help="compare: write the findings as Markdown")
     b.set_defaults(run=cmd_baseline)
+    f = commands.add_parser("faults", help="inject realistic torch faults and check that byhand catches every one")
+    f.add_argument("--names", default="all", help="comma-separated fault names (default: the whole catalogue)")
+    f.add_argument("--examples", type=int, default=15, help="hypothesis examples per cell for the verify run")
+    f.add_argument("--suite", action="store_true", help="run the whole pytest suite per fault instead of byhand verify (slow)")
+    f.set_defaults(run=cmd_faults)
     return parser
 
 

@@ -1,0 +1,156 @@
+"""A catalogue of realistic torch faults, injected through torch's own interception points, to prove
+that the suite would catch a regression.
+
+Each :class:`Fault` is a context manager: a ``TorchFunctionMode`` that changes what a functional
+computes (a wrong reduction, an ignored weight, a perturbed result) or a ``TorchDispatchMode`` that
+perturbs an aten kernel (a backward off by a relative 1e-10 in float64 only, a gradient convention
+changed at 0). ``pytest --fault NAME`` runs the whole suite with one fault active; ``byhand faults``
+runs the suite under every fault and reports the kill rate (a fault is killed when the suite fails).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+aten = torch.ops.aten
+
+
+class _Functional(TorchFunctionMode):
+    """Calls ``rewrite(func, args, kwargs)`` for the targeted functionals instead of the real one."""
+
+    def __init__(self, targets: tuple[Callable, ...], rewrite: Callable[..., Any]) -> None:
+        super().__init__()
+        self.targets, self.rewrite = targets, rewrite
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        if func in self.targets:  # the mode is off inside this method, so rewrites call torch freely
+            return self.rewrite(func, args, kwargs)
+        return func(*args, **kwargs)
+
+
+class _Kernel(TorchDispatchMode):
+    """Applies ``change(out, args)`` to the result of the targeted aten overloads."""
+
+    def __init__(self, targets: tuple[Any, ...], change: Callable[..., Any]) -> None:
+        super().__init__()
+        self.targets, self.change = targets, change
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in self.targets:
+            return self.change(out, args)
+        return out
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    description: str
+    make: Callable[[], Any]  # a fresh mode (context manager)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        with self.make():
+            yield
+
+
+def _with(**changes: Any) -> Callable[..., Any]:
+    """A rewrite that calls the functional with some keyword arguments changed."""
+    def rewrite(func, args, kwargs):
+        return func(*args, **{**kwargs, **{k: (v(kwargs) if callable(v) else v) for k, v in changes.items()}})
+    return rewrite
+
+
+def _scaled(factor: float, dtypes: tuple[torch.dtype, ...] | None = None) -> Callable[..., Any]:
+    """A change multiplying a kernel's result by ``factor`` (only for ``dtypes`` when given)."""
+    def change(out, args):
+        if isinstance(out, torch.Tensor) and out.is_floating_point() and (dtypes is None or out.dtype in dtypes):
+            return out * factor
+        return out
+    return change
+
+
+def _relu_gradient_one_at_zero(out, args):
+    grad, result = args[0], args[1]
+    return torch.where(result == 0, grad, out)
+
+
+def _mean_over_n_plus_one(func, args, kwargs):
+    if kwargs.get("reduction", "mean") != "mean":
+        return func(*args, **kwargs)
+    total = func(*args, **{**kwargs, "reduction": "sum"})
+    return total / (args[0].numel() + 1)
+
+
+def _bce_clamped_at_50(func, args, kwargs):
+    """BCE whose log terms are clamped at -50 instead of torch's -100: only p < e^-50 (or exactly
+    0 or 1, where the gradient convention changes too) can tell."""
+    p, y = args[0], args[1]
+    loss = -(y * torch.clamp(torch.log(p), min=-50) + (1 - y) * torch.clamp(torch.log1p(-p), min=-50))
+    if kwargs.get("weight") is not None:
+        loss = loss * kwargs["weight"]
+    reduction = kwargs.get("reduction", "mean")
+    return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+
+
+def _half_accumulating_softmax(func, args, kwargs):
+    x = args[0]
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        return func(*args, **kwargs)
+    e = torch.exp(x - x.amax(dim=dim, keepdim=True))
+    total = torch.zeros_like(e.narrow(dim, 0, 1))
+    for i in range(e.shape[dim]):  # sequential low-precision accumulation, no float32 accumulator
+        total = total + e.narrow(dim, i, 1)
+    return e / total
+
+
+F64, LOW = (torch.float64,), (torch.float16, torch.bfloat16)
+
+
+def _low_precision_scaled(eps_count: float) -> Callable[..., Any]:
+    def change(out, args):
+        if isinstance(out, torch.Tensor) and out.dtype in LOW:
+            return out * (1 + eps_count * torch.finfo(out.dtype).eps)
+        return out
+    return change
+
+CATALOGUE: tuple[Fault, ...] = (
+    Fault("softmax-1e-10-float64", "softmax forward off by a relative 1e-10, float64 only", lambda: _Kernel((aten._softmax,), _scaled(1 + 1e-10, F64))),
+    Fault("log-softmax-backward-1e-10-float64", "log_softmax backward off by 1e-10 relative, float64 only", lambda: _Kernel((aten._log_softmax_backward_data,), _scaled(1 + 1e-10, F64))),
+    Fault("sigmoid-backward-low-precision", "sigmoid backward 32 eps high, in float16 and bfloat16 only", lambda: _Kernel((aten.sigmoid_backward,), _low_precision_scaled(32))),
+    Fault("bce-clamp-at-50", "BCE clamps its logs at -50 instead of -100 (extremal inputs only)", lambda: _Functional((F.binary_cross_entropy,), _bce_clamped_at_50)),
+    Fault("sigmoid-forward-1e-6", "sigmoid forward off by a relative 1e-6 (every dtype)", lambda: _Kernel((aten.sigmoid,), _scaled(1 + 1e-6))),
+    Fault("relu-gradient-1-at-0", "ReLU's gradient at exactly 0 becomes 1 instead of torch's 0", lambda: _Kernel((aten.threshold_backward,), _relu_gradient_one_at_zero)),
+    Fault("leaky-relu-slope-ignored", "LeakyReLU uses the default slope whatever it is given", lambda: _Functional((F.leaky_relu,), _with(negative_slope=0.01))),
+    Fault("elu-alpha-ignored", "ELU uses alpha = 1 whatever it is given", lambda: _Functional((F.elu,), _with(alpha=1.0))),
+    Fault("ce-weight-ignored", "cross_entropy ignores class weights", lambda: _Functional((F.cross_entropy,), _with(weight=None))),
+    Fault("ce-ignore-index-off", "cross_entropy stops ignoring ignore_index", lambda: _Functional((F.cross_entropy,), _with(ignore_index=-12345))),
+    Fault("ce-label-smoothing-off", "cross_entropy drops label smoothing", lambda: _Functional((F.cross_entropy,), _with(label_smoothing=0.0))),
+    Fault("ce-mean-over-n-plus-1", "cross_entropy's mean divides by N + 1", lambda: _Functional((F.cross_entropy,), _mean_over_n_plus_one)),
+    Fault("nll-weight-ignored", "nll_loss ignores class weights", lambda: _Functional((F.nll_loss,), _with(weight=None))),
+    Fault("bce-weight-ignored", "binary_cross_entropy ignores its weight", lambda: _Functional((F.binary_cross_entropy,), _with(weight=None))),
+    Fault("bce-logits-pos-weight-ignored", "BCE-with-logits ignores pos_weight", lambda: _Functional((F.binary_cross_entropy_with_logits,), _with(pos_weight=None))),
+    Fault("mse-sum-for-mean", "mse_loss sums where it should average", lambda: _Functional((F.mse_loss,), _with(reduction=lambda kw: "sum" if kw.get("reduction", "mean") == "mean" else kw.get("reduction")))),
+    Fault("l1-mean-over-n-plus-1", "l1_loss's mean divides by N + 1", lambda: _Functional((F.l1_loss,), _mean_over_n_plus_one)),
+    Fault("huber-delta-doubled", "huber_loss uses twice its delta", lambda: _Functional((F.huber_loss,), _with(delta=lambda kw: 2 * kw.get("delta", 1.0)))),
+    Fault("smooth-l1-beta-halved", "smooth_l1_loss uses half its beta", lambda: _Functional((F.smooth_l1_loss,), _with(beta=lambda kw: kw.get("beta", 1.0) / 2))),
+    Fault("linear-bias-dropped", "linear drops its bias", lambda: _Functional((F.linear,), lambda func, args, kwargs: func(args[0], args[1], None))),
+    Fault("softmax-half-accumulation", "softmax accumulates float16/bfloat16 sums in their own precision", lambda: _Functional((F.softmax,), _half_accumulating_softmax)),
+    Fault("mse-backward-1e-10-float64", "mse_loss backward off by 1e-10 relative, float64 only", lambda: _Kernel((aten.mse_loss_backward,), _scaled(1 + 1e-10, F64))),
+)
+BY_NAME = {fault.name: fault for fault in CATALOGUE}
+
+
+def get(name: str) -> Fault:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown fault {name!r}; the catalogue has {', '.join(BY_NAME)}") from None

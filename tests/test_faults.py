@@ -1,0 +1,45 @@
+"""The fault catalogue: realistic torch faults, injected through TorchFunctionMode/TorchDispatchMode.
+The full kill-rate run is `byhand faults` (about a minute); here, that the machinery works."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from checks import faults, matrix
+from checks.verify import verify_cell
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_catalogue_has_at_least_20_named_faults():
+    assert len(faults.CATALOGUE) >= 20
+    assert len(faults.BY_NAME) == len(faults.CATALOGUE)
+    assert all(len(f.description) > 20 for f in faults.CATALOGUE)
+
+
+@pytest.mark.parametrize("name, cell_id", [
+    ("softmax-1e-10-float64", "softmax-cpu-float64"),
+    ("relu-gradient-1-at-0", "relu-cpu-float32"),
+    ("ce-ignore-index-off", "cross_entropy-cpu-float32"),
+    ("sigmoid-backward-low-precision", "sigmoid-cpu-bfloat16"),
+])
+def test_a_fault_is_caught_and_gone_after(name, cell_id):
+    target = next(c for c in matrix.cells() if c.id == cell_id)
+    with faults.get(name).active():
+        assert not verify_cell(target, examples=25).passed
+    assert verify_cell(target, examples=5).passed, "the fault must not outlive its context"
+
+
+def test_unknown_faults_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown fault"):
+        faults.get("softmax-is-fine")
+
+
+def test_pytest_fault_option_fails_the_suite():
+    command = [sys.executable, "-m", "pytest", "-x", "-p", "no:cacheprovider", "--fault", "ce-weight-ignored",
+               "tests/test_against_torch.py", "--ops", "cross_entropy", "--dtype", "float64"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1 and "FAULT INJECTED: ce-weight-ignored" in result.stdout
