@@ -16,9 +16,9 @@ from checks.runner import unsupported
 
 # The matrix fixtures hold immutable cells, so sharing one across examples is safe.
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
-settings.register_profile("default", max_examples=25, **_COMMON)
+settings.register_profile("default", max_examples=15, **_COMMON)
 # Derandomized so a CI run is reproducible; no example database to carry between runs.
-settings.register_profile("ci", max_examples=25, derandomize=True, database=None, **_COMMON)
+settings.register_profile("ci", max_examples=15, derandomize=True, database=None, **_COMMON)
 settings.register_profile("thorough", max_examples=500, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default"))
 

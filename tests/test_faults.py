@@ -29,7 +29,7 @@ def test_the_catalogue_has_at_least_20_named_faults():
 def test_a_fault_is_caught_and_gone_after(name, cell_id):
     target = next(c for c in matrix.cells() if c.id == cell_id)
     with faults.get(name).active():
-        assert not verify_cell(target, examples=25).passed
+        assert not verify_cell(target, examples=12).passed
     assert verify_cell(target, examples=5).passed, "the fault must not outlive its context"
 
 
@@ -39,7 +39,9 @@ def test_unknown_faults_are_clear_errors():
 
 
 def test_pytest_fault_option_fails_the_suite():
+    # One weighted cross-entropy test is enough to show the option reaches torch (the matrix under
+    # every fault is `byhand faults`).
     command = [sys.executable, "-m", "pytest", "-x", "-p", "no:cacheprovider", "--fault", "ce-weight-ignored",
-               "tests/test_against_torch.py", "--ops", "cross_entropy", "--dtype", "float64"]
+               "tests/test_conventions.py::test_label_smoothing_with_weights_differs_between_index_and_probability_targets"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1 and "FAULT INJECTED: ce-weight-ignored" in result.stdout
