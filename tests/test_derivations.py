@@ -20,7 +20,7 @@ from reference import symbolic
 
 F64 = get("float64")
 THOROUGH = settings.get_current_profile_name() == "thorough"
-SIZES = range(2, 6) if THOROUGH else range(2, 4)  # C = 2..5 takes ~3 s; the default run proves 2..3
+SIZES = range(2, 6) if THOROUGH else (2,)  # C = 2..5 takes ~3 s; the default run proves C = 2 here and C = 3 above
 
 
 def test_every_registry_op_has_a_derivation():
