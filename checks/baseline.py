@@ -106,7 +106,7 @@ def _record_with_scales(runner: Runner, recipe: Recipe) -> tuple[dict[str, Any],
     """The record, and each value's natural scale (for judging a move under the policy)."""
     spec = runner.spec
     ev = runner.evaluate(recipe, module=False, gradient=spec.differentiable)
-    records = {r.context.phase: r for r in runner.run(recipe) if r.context.path != "module"}
+    records = {r.context.phase: r for r in runner.judge(ev, recipe)}  # the same torch run, judged once
     values = {"forward": ev.forward, **{f"grad[{k}]": v for k, v in ev.grads.items()}}
     case = ev.case
     with np.errstate(all="ignore"):

@@ -29,6 +29,7 @@ from reference import network
 from checks import dtypes
 from checks.compare import Comparison, Context, compare
 from checks.registry import get
+from checks.runner import to_numpy
 from checks.spec import Case
 from checks.tolerance import k_for
 
@@ -106,15 +107,11 @@ def reference_layers(model: nn.Sequential, arch: Architecture) -> list[network.L
     activations = iter(zip(arch.activations, arch.params))
     for module in model:
         if isinstance(module, nn.Linear):
-            layers.append(("linear", {"weight": _np(module.weight), "bias": _np(module.bias)}))
+            layers.append(("linear", {"weight": to_numpy(module.weight), "bias": to_numpy(module.bias)}))
         else:
             act, params = next(a for a in activations if a[0])
             layers.append((act, params))
     return layers
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float64).numpy()
 
 
 @dataclass
@@ -155,20 +152,20 @@ def check_links(model: nn.Sequential, arch: Architecture, dtype: str, device: st
     layers = reference_layers(model, arch)
     records = []
     for i, ((name, params), h_in, h_out) in enumerate(zip(layers, trace.inputs, trace.outputs)):
-        spec, h = get(name), _np(h_in)
+        spec, h = get(name), to_numpy(h_in)
         inputs = {"input": h, **{k: v for k, v in params.items() if isinstance(v, np.ndarray)}}
         case = Case(inputs, {k: v for k, v in params.items() if not isinstance(v, np.ndarray)}, info)
         context = Context(f"layer {i} ({name})", "forward", "network", device, dtype, h.shape, arch.describe())
         expected = spec.forward(*case.inputs.values(), **case.params)
-        records.append(compare(_np(h_out), expected, scale=spec.scale(case, expected), info=info, k=k_for("forward", dtype), context=context))
-        g_out = _np(h_out.grad)
+        records.append(compare(to_numpy(h_out), expected, scale=spec.scale(case, expected), info=info, k=k_for("forward", dtype), context=context))
+        g_out = to_numpy(h_out.grad)
         hand = spec.backward(g_out, *case.inputs.values(), **case.params)
         hand = dict(zip(spec.grad_inputs, hand if isinstance(hand, tuple) else (hand,)))
         actual = {"input": h_in.grad, **({"weight": model[i].weight.grad, "bias": model[i].bias.grad} if name == "linear" else {})}
         scales = spec.grad_scale(case, g_out)
         for key, value in hand.items():
             ctx = Context(f"layer {i} ({name})", f"grad[{key}]", "network", device, dtype, value.shape, arch.describe())
-            records.append(compare(_np(actual[key]), value, scale=scales[key], info=info, k=k_for("gradient", dtype), context=ctx))
+            records.append(compare(to_numpy(actual[key]), value, scale=scales[key], info=info, k=k_for("gradient", dtype), context=ctx))
     return records
 
 
@@ -247,10 +244,10 @@ def check_end_to_end(model: nn.Sequential, arch: Architecture, device: str) -> l
     sizes = gradient_magnitudes(layers, x, arch.loss, target, info)
     chain = len(layers) + 1
     k_fwd, k_grad = k_for("forward", "float64") * chain, k_for("gradient", "float64") * chain
-    records = [compare(_np(trace.loss), loss, scale=1.0, info=info, k=k_fwd, context=Context("network loss", "forward", "end-to-end", device, "float64", (), arch.describe()))]
+    records = [compare(to_numpy(trace.loss), loss, scale=1.0, info=info, k=k_fwd, context=Context("network loss", "forward", "end-to-end", device, "float64", (), arch.describe()))]
     for i, (module, layer_grads, layer_sizes) in enumerate(zip(model, grads, sizes)):
         for key, expected in layer_grads.items():
-            actual = _np(getattr(module, key).grad)
+            actual = to_numpy(getattr(module, key).grad)
             ctx = Context(f"layer {i} {key}.grad", "gradient", "end-to-end", device, "float64", expected.shape, arch.describe())
             records.append(compare(actual, expected, scale=layer_sizes[key], info=info, k=k_grad, context=ctx))
     return records

@@ -76,7 +76,8 @@ def _describe_params(case: Case) -> str:
     return ", ".join(f"{k}={show(v)}" for k, v in {**extra, **case.params}.items())
 
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a float64 numpy array on the CPU."""
     return tensor.detach().to("cpu", torch.float64).numpy()
 
 
@@ -112,22 +113,26 @@ class Runner:
         module_out = None
         if module and spec.module is not None:
             with torch.no_grad():
-                module_out = _numpy(spec.module(*tensors.values(), **params))
+                module_out = to_numpy(spec.module(*tensors.values(), **params))
         if not gradient:
-            return Evaluation(case, _numpy(out), module_out)
+            return Evaluation(case, to_numpy(out), module_out)
         grad_output = dtypes.round_to(np.random.default_rng(recipe.seed + 1).normal(0.0, 1.0, tuple(out.shape)), info)
         out.backward(to_tensor(grad_output, info, self.device))
         grads = {}
         for name in spec.grad_inputs:
             t = tensors.get(name)
             if isinstance(t, torch.Tensor):
-                grads[name] = np.zeros(tuple(t.shape)) if t.grad is None else _numpy(t.grad)
-        return Evaluation(case, _numpy(out), module_out, grad_output, grads)
+                grads[name] = np.zeros(tuple(t.shape)) if t.grad is None else to_numpy(t.grad)
+        return Evaluation(case, to_numpy(out), module_out, grad_output, grads)
 
     def run(self, recipe: Recipe, *, gradient: bool = True, layout: str = "contiguous") -> list[Comparison]:
+        ev = self.evaluate(recipe, gradient=gradient and self.hand_backward is not None, layout=layout, module=self.hand_forward is not None)
+        return self.judge(ev, recipe, layout)
+
+    def judge(self, ev: Evaluation, recipe: Recipe, layout: str = "contiguous") -> list[Comparison]:
+        """Compare an evaluation with the hand functions under the policy: one record per phase and path."""
         spec, info = self.spec, self.info
         checks_forward = self.hand_forward is not None
-        ev = self.evaluate(recipe, gradient=gradient and self.hand_backward is not None, layout=layout, module=checks_forward)
         case = ev.case
         records: list[Comparison] = []
         if checks_forward:
