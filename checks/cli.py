@@ -276,6 +276,31 @@ def cmd_faults(args: argparse.Namespace) -> int:
     return 1 if survivors else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Verify, derive, plot and measure, then write the report files atomically."""
+    from checks import report
+    from checks.report import render
+
+    console = _console()
+    try:
+        cells = matrix.cells(args.device, args.dtype, args.ops)
+        formats = render.parse_formats(args.format)
+        render.check_target(Path(args.out).absolute())
+    except ValueError as exc:
+        console.print(f"byhand report: {escape(str(exc))}")
+        return 2
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True, disable=args.quiet) as progress:
+        task = progress.add_task("building the report", total=report.total_steps(cells))
+        built = report.build(cells, examples=args.examples, progress=lambda description: progress.update(task, advance=1, description=description))
+    written = render.write(built, args.out, formats)
+    summary = built.data["summary"]
+    verdict = "[green]all checks pass[/]" if built.passed else f"[bold red]FAILED[/]: {summary['cells_failed']} cells, {len(summary['unproven'])} proofs"
+    console.print(f"{verdict}; {summary['ops']} ops, {summary['cells']} cells, {summary['examples']} examples, {len(built.data['deviations'])} deviations, in {summary['elapsed_s']:.1f} s")
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+    return 0 if built.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="byhand", description="Prove the math you write by hand is the math PyTorch runs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -304,6 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="FILE", help="compare: write the findings as JSON")
     b.add_argument("--markdown", metavar="FILE", help="compare: write the findings as Markdown")
     b.set_defaults(run=cmd_baseline)
+    r = commands.add_parser("report", help="write the derivations and measured agreement as HTML, Markdown, JSON and LaTeX")
+    r.add_argument("--out", required=True, metavar="DIR", help="folder to write (created; an earlier byhand report there is replaced)")
+    r.add_argument("--format", default="html,md,json,tex", help="comma-separated: html, md, json, tex (default: all four)")
+    r.add_argument("--device", default="auto", help="comma-separated devices (cpu,cuda,mps); default: all found here")
+    r.add_argument("--dtype", default="all", help="comma-separated float dtypes; default: all four")
+    r.add_argument("--ops", default="all", help="comma-separated op names; default: the whole registry")
+    r.add_argument("--examples", type=int, default=20, help="hypothesis examples per cell (default 20)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(run=cmd_report)
     f = commands.add_parser("faults", help="inject realistic torch faults and check that byhand catches every one")
     f.add_argument("--names", default="all", help="comma-separated fault names (default: the whole catalogue)")
     f.add_argument("--examples", type=int, default=15, help="hypothesis examples per cell for the verify run")

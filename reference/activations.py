@@ -82,7 +82,7 @@ def elu(input: Any, alpha: float = 1.0) -> np.ndarray:
 
 @quiet
 def elu_backward(grad_output: Any, input: Any, alpha: float = 1.0) -> np.ndarray:
-    r"""$\partial L/\partial x = g$ for $x > 0$, $\alpha e^{x} g$ for $x \le 0$ (torch: $\alpha g$ at 0, $g$ at NaN)."""
+    r"""$\partial L/\partial x = g$ for $x > 0$, $\alpha e^{x} g$ for $x \leq 0$ (torch: $\alpha g$ at 0, $g$ at NaN)."""
     x = as_float(input, "input")
     g = check_grad_shape(grad_output, x.shape)
     return np.where(x <= 0, g * float(alpha) * np.exp(np.minimum(x, 0.0)), g)

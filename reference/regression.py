@@ -63,7 +63,7 @@ def l1_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str =
 
 @quiet
 def huber_loss(input: Any, target: Any, reduction: str = "mean", delta: float = 1.0) -> np.ndarray:
-    r"""$\ell = \tfrac12 d^2$ for $|d| < \delta$, else $\delta(|d| - \tfrac12\delta)$, $d = x - y$;
+    r"""$\ell = \frac{1}{2} d^2$ for $|d| < \delta$, else $\delta(|d| - \frac{1}{2}\delta)$, $d = x - y$;
     $\partial\ell/\partial x = \mathrm{clip}(d, -\delta, \delta)$."""
     check_reduction(reduction)
     delta = _positive(delta, "delta", allow_zero=False)
@@ -84,7 +84,7 @@ def huber_loss_backward(grad_output: Any, input: Any, target: Any, reduction: st
 
 @quiet
 def smooth_l1_loss(input: Any, target: Any, reduction: str = "mean", beta: float = 1.0) -> np.ndarray:
-    r"""$\ell = \tfrac12 d^2/\beta$ for $|d| < \beta$, else $|d| - \tfrac12\beta$ (plain L1 when $\beta = 0$);
+    r"""$\ell = \frac{1}{2} d^2/\beta$ for $|d| < \beta$, else $|d| - \frac{1}{2}\beta$ (plain L1 when $\beta = 0$);
     $\partial\ell/\partial x = d/\beta$, resp. $\mathrm{sign}(d)$."""
     check_reduction(reduction)
     beta = _positive(beta, "beta", allow_zero=True)

@@ -91,13 +91,27 @@ P, Z, G, A, Q = (sp.IndexedBase(n) for n in ("p", "z", "g", "a", "q"))
 L = sp.Symbol("L")
 
 
+def _named(name: str) -> type[sp.Function]:
+    """An undefined function printed as its whole name: sympy's LaTeX printer would read the
+    underscore of ``leaky_relu`` as a subscript."""
+    def _latex(self, printer, exp=None):
+        escaped = name.replace("_", r"\_")
+        args = ", ".join(printer._print(a) for a in self.args)
+        return rf"\operatorname{{{escaped}}}\left({args}\right)"
+
+    return type(name, (sp.Function,), {"_latex": _latex})
+
+
+SIGMA = sp.Function("sigma")  # the logistic function as a name: sigma(x) in the steps
+
+
 def _sigma(t: sp.Expr) -> sp.Expr:
     return 1 / (1 + sp.exp(-t))
 
 
 def _elementwise(op: str, f: sp.Expr, hand: sp.Expr, steps: tuple[Step, ...] = (), **domain: tuple[float, float]) -> Derivation:
     """A scalar op f(x): L = g f(x), so dL/dx = g f'(x)."""
-    lhs = sp.Function(op.replace("_", r"\_"))(x)
+    lhs = _named(op)(x)
     base = (Step("definition", sp.Eq(lhs, f)), *steps, Step("derivative (hand)", sp.Eq(sp.Derivative(lhs, x), hand)))
     return Derivation(op, g * f, (x,), (g * hand,), base, {sp.Symbol(k, real=True): v for k, v in domain.items()})
 
@@ -105,7 +119,7 @@ def _elementwise(op: str, f: sp.Expr, hand: sp.Expr, steps: tuple[Step, ...] = (
 def sigmoid() -> Derivation:
     s = _sigma(x)
     steps = (Step("quotient rule", sp.Eq(sp.Derivative(s, x), sp.exp(-x) / (1 + sp.exp(-x)) ** 2)),
-             Step("as outputs", sp.Eq(sp.exp(-x) / (1 + sp.exp(-x)) ** 2, sp.Symbol(r"\sigma(x)") * sp.Symbol(r"\sigma(-x)"))))
+             Step("as outputs", sp.Eq(sp.exp(-x) / (1 + sp.exp(-x)) ** 2, SIGMA(x) * SIGMA(-x))))
     return _elementwise("sigmoid", s, s * _sigma(-x), steps)
 
 
@@ -190,7 +204,7 @@ def binary_cross_entropy_with_logits() -> Derivation:
     loss = w * (pw * y * sp.log(1 + sp.exp(-z)) + (1 - y) * sp.log(1 + sp.exp(z)))
     hand = w * ((1 - y) * _sigma(z) - pw * y * _sigma(-z))
     steps = (Step("definition", sp.Eq(L, loss)),
-             Step("softplus derivative", sp.Eq(sp.Derivative(sp.log(1 + sp.exp(z)), z), sp.Symbol(r"\sigma(z)"))),
+             Step("softplus derivative", sp.Eq(sp.Derivative(sp.log(1 + sp.exp(z)), z), SIGMA(z))),
              Step("result", sp.Eq(sp.Derivative(L, z), hand)))
     return Derivation("binary_cross_entropy_with_logits", loss, (z,), (hand,), steps, {y: (0.0, 1.0), w: (0.1, 3.0), pw: (0.1, 3.0)})
 
@@ -241,7 +255,7 @@ def linear(n_in: int = 2, n_out: int = 2) -> Derivation:
 
 def one_hot() -> Derivation:
     t = sp.Symbol("t", integer=True)
-    steps = (Step("definition", sp.Eq(sp.Symbol(r"\mathrm{one\_hot}(t)_c"), sp.KroneckerDelta(t, c))),)
+    steps = (Step("definition", sp.Eq(sp.Indexed(sp.IndexedBase(_named("one_hot")(t)), c), sp.KroneckerDelta(t, c))),)
     return Derivation("one_hot", sp.KroneckerDelta(t, c), (), (), steps, note="integer in, integer out: not differentiable")
 
 

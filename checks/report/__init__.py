@@ -1,0 +1,212 @@
+"""``byhand report``: the verification, the derivations and the documented deviations as a page.
+
+:func:`build` runs everything once and returns a :class:`Report`, whose ``data`` is exactly what
+``report.json`` holds (schema in ``report.schema.json`` beside this file) and whose ``figures``
+are the SVG plots; :func:`checks.report.render.write` turns it into ``index.html`` (self-contained),
+``report.md`` (+ ``plots/``), ``report.json`` and ``report.tex``, atomically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import inspect
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import sympy as sp
+import torch
+
+from checks import baseline
+from checks.matrix import Cell
+from checks.report import deviations, plots
+from checks.spec import OpSpec
+from checks.verify import CellResult, verify_cell
+from reference import symbolic
+
+SCHEMA = "byhand-report"
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
+
+Progress = Callable[[str], None]  # called once per finished step with a description
+
+
+@dataclass
+class Report:
+    data: dict[str, Any]  # report.json, exactly
+    figures: dict[str, str] = field(default_factory=dict)  # "plots/<name>.svg" -> SVG text
+    derivations: dict[str, symbolic.Derivation] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.data["summary"]["passed"])
+
+
+def environment() -> dict[str, Any]:
+    """The fingerprint a result depends on: versions, build, CPU capability, threads, devices."""
+    import matplotlib
+
+    env = baseline.environment() | {"sympy": sp.__version__, "matplotlib": matplotlib.__version__, "processor": platform.processor()}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        env["cuda_device"] = {"name": props.name, "capability": f"{props.major}.{props.minor}", "memory_gib": round(props.total_memory / 2**30, 1),
+                              "driver": _cuda_driver(), "tf32_matmul": torch.backends.cuda.matmul.allow_tf32}
+    return env
+
+
+def _cuda_driver() -> str | None:
+    try:
+        return str(torch._C._cuda_getDriverVersion())
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def plan(cells: list[Cell]) -> tuple[list[OpSpec], list[deviations.Deviation]]:
+    """The ops (registry order) and the deviations a report of these cells covers."""
+    ops = list({c.spec.name: c.spec for c in cells}.values())
+    names = {s.name for s in ops}
+    return ops, [d for d in deviations.CATALOGUE if set(d.ops) & names]
+
+
+def total_steps(cells: list[Cell]) -> int:
+    ops, devs = plan(cells)
+    return len(cells) + len(ops) + len(devs)
+
+
+def build(cells: list[Cell], *, examples: int = 20, magnitudes: np.ndarray = plots.MAGNITUDES, progress: Progress | None = None) -> Report:
+    """Verify every cell, derive and prove every op, plot (torch's error sampled at
+    ``magnitudes``), and measure the deviations."""
+    started = time.perf_counter()
+    tick = progress or (lambda description: None)
+    ops, devs = plan(cells)
+    results: list[CellResult] = []
+    for cell in cells:
+        results.append(verify_cell(cell, examples=examples))
+        tick(f"verified {cell.id}")
+    report = Report({})
+    op_data = []
+    for spec in ops:
+        op_data.append(_op(report, spec, [r for r in results if r.cell.spec is spec], magnitudes))
+        tick(f"derived and plotted {spec.name}")
+    dev_data = []
+    for dev in devs:
+        dev_data.append(_deviation(report, dev))
+        tick(f"measured {dev.id}")
+    report.data = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(),
+        "settings": {"examples_per_cell": examples, "devices": sorted({c.device for c in cells}),
+                     "dtypes": sorted({c.dtype for c in cells}), "ops": [s.name for s in ops]},
+        "summary": _summary(results, op_data, time.perf_counter() - started),
+        "ops": op_data,
+        "deviations": dev_data,
+    }
+    return report
+
+
+def _first_paragraph(function: Callable | None) -> str | None:
+    return None if function is None else " ".join(inspect.getdoc(function).split("\n\n")[0].split())
+
+
+def _source(function: Callable | None) -> str | None:
+    return None if function is None else inspect.getsource(function)
+
+
+def _op(report: Report, spec: OpSpec, results: list[CellResult], magnitudes: np.ndarray) -> dict[str, Any]:
+    derivation = symbolic.derive(spec.name)
+    proof = symbolic.proof(spec.name) if derivation.differentiable else None
+    report.derivations[spec.name] = derivation
+    figures = {}
+    function = plots.function_plot(spec.name)
+    if function is not None:
+        figures["function"] = _figure(report, f"{spec.name}-function", function)
+    cells = sorted({(r.cell.device, r.cell.dtype) for r in results if not r.skipped})
+    sweeps = [s for s in (plots.sweep(spec, device, dtype, magnitudes) for device, dtype in cells) if s is not None]
+    error = plots.error_plot(spec.name, sweeps)
+    if error is not None:
+        figures["error"] = _figure(report, f"{spec.name}-error", error)
+    statuses = [r.to_dict()["status"] for r in results]
+    return {
+        "name": spec.name,
+        "module": spec.forward.__module__,
+        "definition": _first_paragraph(spec.forward),
+        "gradient": _first_paragraph(spec.backward),
+        "derivation": {
+            "steps": [{"title": s.title, "latex": sp.latex(s.expr)} for s in derivation.steps],
+            "variables": [sp.latex(v) for v in derivation.wrt],
+            "hand": [sp.latex(h) for h in derivation.hand],
+            "size": derivation.size,
+            "note": derivation.note or None,
+            "proof": None if proof is None else {"proven": proof.proven, "method": proof.method, "seconds": round(proof.seconds, 3)},
+        },
+        "source": {"forward": _source(spec.forward), "backward": _source(spec.backward)},
+        "exclusions": list(spec.exclusions),
+        "status": "fail" if "fail" in statuses or (proof is not None and not proof.proven) else ("pass" if "pass" in statuses else "skipped"),
+        "cells": [_cell(r) for r in results],
+        "error_by_magnitude": [dataclasses.asdict(s) for s in sweeps],
+        "figures": figures,
+    }
+
+
+def _cell(result: CellResult) -> dict[str, Any]:
+    data = result.to_dict()
+    data["message"] = result.failure.message() if result.failure else result.error
+    return data
+
+
+def _figure(report: Report, name: str, svg: str) -> str:
+    path = f"plots/{name}.svg"
+    report.figures[path] = svg
+    return path
+
+
+def _deviation(report: Report, dev: deviations.Deviation) -> dict[str, Any]:
+    measured = dev.measure()
+    return {
+        "id": dev.id, "title": dev.title, "ops": list(dev.ops), "what": dev.what, "handling": dev.handling,
+        "tests": list(dev.tests), "finding": measured.finding,
+        "map": {"x": measured.x, "series": measured.series, "xlabel": measured.xlabel, "ylabel": measured.ylabel},
+        "figure": _figure(report, f"deviation-{dev.id}", deviations.plot(measured)),
+    }
+
+
+def _summary(results: list[CellResult], ops: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+    failed = [r for r in results if not r.passed]
+    unproven = [o["name"] for o in ops if o["derivation"]["proof"] and not o["derivation"]["proof"]["proven"]]
+    return {
+        "passed": not failed and not unproven,
+        "ops": len(ops),
+        "cells": len(results),
+        "cells_passed": sum(r.passed and not r.skipped for r in results),
+        "cells_failed": len(failed),
+        "cells_skipped": sum(bool(r.skipped) for r in results),
+        "examples": sum(r.examples for r in results),
+        "proofs": sum(o["derivation"]["proof"] is not None for o in ops),
+        "unproven": unproven,
+        "failures": [{"cell": r.cell.id, "op": r.cell.spec.name, "device": r.cell.device, "dtype": r.cell.dtype,
+                      "message": r.failure.message() if r.failure else r.error} for r in failed],
+        "elapsed_s": round(elapsed, 2),
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """Strict JSON: non-finite floats become "nan", "inf" or "-inf" (as in byhand verify --json);
+    numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value

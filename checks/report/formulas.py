@@ -1,0 +1,109 @@
+"""Math for the report pages: sympy expressions as MathML (browsers render it natively) and the
+reference docstrings' ``$...$`` formulas as SVG drawn by matplotlib's mathtext.
+
+sympy's presentation-MathML printer names a few objects instead of drawing them (``kroneckerdelta``,
+``piecewise``) and uses the double-struck differential and exponential; the printer below draws
+them as a person writes them. No MathML or SVG is written by hand here: sympy and matplotlib
+produce it, these overrides only choose the symbols.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.printing.mathml import MathMLPresentationPrinter
+
+_GREEK = {"sigma": "σ", "delta": "δ", "alpha": "α", "beta": "β"}
+
+
+class _Printer(MathMLPresentationPrinter):
+    def _element(self, tag: str, *children, text: str | None = None):
+        node = self.dom.createElement(tag)
+        if text is not None:
+            node.appendChild(self.dom.createTextNode(text))
+        for child in children:
+            node.appendChild(child)
+        return node
+
+    def mathml_tag(self, e):
+        # Every derivative here is one partial derivative of a function of many variables.
+        return "∂" if isinstance(e, sp.Derivative) else super().mathml_tag(e)
+
+    def _print_Exp1(self, e):
+        return self._element("mi", text="e")
+
+    def _print_Function(self, e):
+        name = type(e).__name__
+        if name in _GREEK:
+            return self._element("mrow", self._element("mi", text=_GREEK[name]), self._paren_comma_separated(*e.args))
+        return super()._print_Function(e)
+
+    def _print_KroneckerDelta(self, e):
+        indices = self._element("mrow", *(self._print(a) for a in e.args))
+        return self._element("msub", self._element("mi", text="δ"), indices)
+
+    def _print_Piecewise(self, e):
+        rows = []
+        for value, cond in e.args:
+            when = self._element("mtext", text="otherwise") if cond is sp.true else self._element(
+                "mrow", self._element("mtext", text="if\u00a0"), self._print(cond))
+            rows.append(self._element("mtr", self._element("mtd", self._print(value)), self._element("mtd", when)))
+        table = self._element("mtable", *rows)
+        table.setAttribute("columnalign", "left left")
+        return self._element("mrow", self._element("mo", text="{"), table)
+
+
+_PRINTER = _Printer()
+
+
+def mathml(expr: sp.Basic, *, display: bool = True) -> str:
+    """``expr`` as a ``<math>`` element, with its LaTeX kept as an annotation (copyable)."""
+    body = _PRINTER.doprint(expr)
+    tex = sp.latex(expr).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    mode = ' display="block"' if display else ""
+    return f'<math{mode}><semantics><mrow>{body}</mrow><annotation encoding="application/x-tex">{tex}</annotation></semantics></math>'
+
+
+@dataclass(frozen=True)
+class Formula:
+    """One ``$...$`` segment drawn as SVG: its data URI, size in pt and depth below the baseline."""
+
+    tex: str
+    uri: str
+    width: float
+    height: float
+    depth: float
+
+
+_MATH = re.compile(r"\$(.+?)\$", re.S)
+
+
+@functools.lru_cache(maxsize=None)
+def formula(tex: str, size: float = 11.0) -> Formula:
+    """Draw ``tex`` (mathtext's subset of TeX) as SVG; raises ValueError where mathtext cannot."""
+    from matplotlib import mathtext
+    from matplotlib.font_manager import FontProperties
+
+    buffer = io.BytesIO()
+    depth = mathtext.math_to_image(f"${tex}$", buffer, prop=FontProperties(size=size), dpi=72, format="svg")
+    svg = buffer.getvalue()
+    width, height = (float(v) for v in re.search(rb'width="([\d.]+)pt" height="([\d.]+)pt"', svg).groups())
+    return Formula(tex, "data:image/svg+xml;base64," + base64.b64encode(svg).decode(), width, height, float(depth))
+
+
+def segments(text: str) -> list[tuple[str, Formula | str]]:
+    """Split prose with ``$...$`` math into ("text", str) and ("math", Formula) pieces."""
+    pieces: list[tuple[str, Formula | str]] = []
+    position = 0
+    for match in _MATH.finditer(text):
+        if match.start() > position:
+            pieces.append(("text", text[position:match.start()]))
+        pieces.append(("math", formula(match.group(1))))
+        position = match.end()
+    if position < len(text):
+        pieces.append(("text", text[position:]))
+    return pieces

@@ -1,0 +1,226 @@
+"""``byhand report``: every format written, atomically; the page rendered by a real browser; a
+failing check impossible to miss; report.json valid against its documented schema."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import sympy as sp
+
+from checks import cli, faults, matrix
+from checks.report import SCHEMA_FILE, build, deviations, formulas
+from checks.report import render
+
+ROOT = Path(__file__).resolve().parent.parent
+OPS = "sigmoid,softmax,binary_cross_entropy,one_hot"
+MAGNITUDES = np.logspace(-3, 3, 7)  # the command samples 25; a coarser sweep keeps the suite fast
+LATEX_COMMAND = re.compile(r"\\(frac|partial|sigma|mathrm|sum|delta|ell|alpha|beta|log|operatorname|begin)\b")
+
+
+@pytest.fixture(scope="module")
+def passing(tmp_path_factory):
+    """A small report over a cross-section of the registry: elementwise, softmax family, a loss, an
+    integer op; CPU, float32 and float64."""
+    out = tmp_path_factory.mktemp("report") / "passing"
+    report = build(matrix.cells("cpu", "float32,float64", OPS), examples=5, magnitudes=MAGNITUDES)
+    render.write(report, out)
+    return report, out
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory):
+    """The same machinery with a real fault injected into torch: float64 softmax off by 1e-10."""
+    out = tmp_path_factory.mktemp("report") / "failing"
+    with faults.get("softmax-1e-10-float64").active():
+        code = cli.main(["report", "--out", str(out), "--ops", "softmax", "--dtype", "float64", "--examples", "12", "--quiet"])
+    return code, out
+
+
+def test_every_format_is_written_into_a_marked_folder(passing):
+    report, out = passing
+    assert {p.name for p in out.iterdir()} == {"index.html", "report.md", "report.json", "report.tex", "plots", render.MARKER}
+    assert report.passed and report.data["summary"]["cells"] == 7 and report.data["summary"]["examples"] > 0
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".passing.")], "no staging folder left behind"
+
+
+def test_report_json_follows_its_documented_schema(passing):
+    _, out = passing
+    data = json.loads((out / "report.json").read_text())
+    jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))
+    env = data["environment"]
+    assert data["schema_version"] == 1 and env["torch"] and env["cpu_capability"] and env["threads"] >= 1 and "build" in env
+    softmax = next(op for op in data["ops"] if op["name"] == "softmax")
+    assert softmax["derivation"]["proof"]["proven"] and [c["dtype"] for c in softmax["cells"]] == ["float32", "float64"]
+    assert len(softmax["error_by_magnitude"]) == 2 and all(s["failed"] == [False] * len(s["magnitudes"]) for s in softmax["error_by_magnitude"])
+
+
+def test_the_page_is_one_self_contained_file(passing):
+    _, out = passing
+    page = (out / "index.html").read_text()
+    assert not re.search(r"""(src|href)=["'](https?:|//)""", page) and "<link" not in page and "<script" not in page
+    sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert sources and all(s.startswith("data:image/svg+xml;base64,") for s in sources)
+    assert page.count("<math") >= 10 and "kroneckerdelta" not in page and "piecewise" not in page
+
+
+def test_markdown_has_tex_math_and_its_plot_files(passing):
+    _, out = passing
+    text = (out / "report.md").read_text()
+    assert "$$\n\\operatorname{sigmoid}\\left(x\\right) = \\frac{1}{1 + e^{- x}}\n$$" in text
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert figures and all((out / f).is_file() and (out / f).read_text().lstrip().startswith("<?xml") for f in figures)
+    assert text.index("## sigmoid") < text.index("## Documented deviations")
+
+
+def test_a_failing_check_is_at_the_top_of_every_format(failing):
+    code, out = failing
+    assert code == 1
+    page = (out / "index.html").read_text()
+    verdict = page.index('id="verdict" class="verdict fail"')
+    assert verdict < page.index('<section class="op"') and page.index("softmax-cpu-float64", verdict) < page.index("<main>")
+    assert "DISAGREES" in page[verdict:page.index("<main>")]
+    md = (out / "report.md").read_text()
+    assert md.index("FAILED: 1 of 1 cells") < md.index("## ")
+    data = json.loads((out / "report.json").read_text())
+    assert not data["summary"]["passed"] and [f["cell"] for f in data["summary"]["failures"]] == ["softmax-cpu-float64"]
+    assert "FAILED" in (out / "report.tex").read_text()
+
+
+def test_an_interrupted_write_keeps_the_previous_report(passing, tmp_path, monkeypatch):
+    report, _ = passing
+    out = tmp_path / "report"
+    render.write(report, out, ("json",))
+    before = (out / "report.json").read_bytes()
+
+    def interrupted(report, folder):
+        (folder / "report.tex").write_text("\\documentclass{article}\n")  # half a file, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(render.WRITERS, "tex", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        render.write(report, out, ("html", "json", "tex"))
+    assert (out / "report.json").read_bytes() == before and not (out / "index.html").exists() and not (out / "report.tex").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["report"], "the staging folder is removed"
+
+
+def test_a_folder_that_is_not_a_report_is_never_replaced(passing, tmp_path, capsys):
+    report, _ = passing
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a byhand report"):
+        render.write(report, tmp_path)
+    assert cli.main(["report", "--out", str(tmp_path), "--ops", "relu", "--quiet"]) == 2
+    assert "refusing" in capsys.readouterr().out and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("value, message", [("pdf", "unknown pdf"), ("", "empty"), ("html,docx", "unknown docx")])
+def test_unknown_formats_are_clear_errors(value, message):
+    with pytest.raises(ValueError, match=message):
+        render.parse_formats(value)
+
+
+def test_mathml_draws_what_sympy_would_name():
+    """KroneckerDelta and Piecewise as a mathematician writes them (δ with indices, a brace and a
+    table), the derivative as a partial, and the LaTeX kept as an annotation."""
+    x, i, j = sp.Symbol("x"), sp.Symbol("i"), sp.Symbol("j")
+    out = formulas.mathml(sp.Eq(sp.Derivative(sp.Function("f")(x), x), sp.Piecewise((1, x > 0), (sp.KroneckerDelta(i, j), True))))
+    assert "<mtable" in out and "<msub><mi>&#948;</mi>" in out and "&#8706;" in out and "otherwise" in out
+    assert 'encoding="application/x-tex"' in out and "kroneckerdelta" not in out
+
+
+def test_every_docstring_formula_draws(passing):
+    """Each $...$ in the definitions mathtext can draw (an undrawable one would be left as TeX)."""
+    report, _ = passing
+    for op in report.data["ops"]:
+        for text in (op["definition"], op["gradient"]):
+            assert all(kind == "text" or piece.width > 0 for kind, piece in formulas.segments(text or ""))
+
+
+def test_every_deviation_names_tests_that_exist():
+    for dev in deviations.CATALOGUE:
+        for node in dev.tests:
+            path, name = node.split("::")
+            assert re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M), f"{dev.id}: {node} does not exist"
+
+
+# --- a real browser and a real TeX ----------------------------------------------------------------
+
+CHECKER = """<script>
+window.addEventListener("load", () => {
+  const box = e => e.getBoundingClientRect();
+  const fracs = [...document.querySelectorAll("mfrac")];
+  const result = {
+    math: document.querySelectorAll("math").length,
+    empty_math: [...document.querySelectorAll("math")].filter(m => box(m).width === 0 || box(m).height === 0).length,
+    fractions: fracs.length,
+    stacked: fracs.filter(f => f.children.length === 2 && box(f.children[0]).bottom <= box(f.children[1]).top + 1).length,
+    images: document.images.length,
+    broken: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt),
+    verdict_top: box(document.getElementById("verdict")).top,
+    text: document.body.innerText,
+  };
+  const out = document.createElement("pre");
+  out.id = "byhand-check";
+  out.textContent = JSON.stringify(result);
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("no headless Chromium here (Debian: apt-get install chromium; .ci/run installs it where apt-get can)")
+
+
+def _browse(chromium: str, page: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=10000"]
+    return subprocess.run([chromium, *flags, *args, page.as_uri()], capture_output=True, text=True, timeout=120)
+
+
+def _rendered(chromium: str, page: Path, tmp_path: Path) -> dict:
+    """Load the page in Chromium with CHECKER appended; return what the browser measured."""
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", CHECKER + "</body>"))
+    dom = _browse(chromium, probe, "--dump-dom").stdout
+    found = re.search(r'<pre id="byhand-check">(.*?)</pre>', dom, re.S)
+    assert found, f"Chromium did not run the page: {dom[-500:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
+def test_chromium_renders_the_math_and_the_plots(passing, tmp_path):
+    chromium = _chromium()
+    result = _rendered(chromium, passing[1] / "index.html", tmp_path)
+    assert result["math"] >= 10 and result["empty_math"] == 0
+    assert result["fractions"] > 0 and result["stacked"] == result["fractions"], "MathML laid out: numerators above denominators"
+    assert result["images"] >= 10 and result["broken"] == []
+    assert not LATEX_COMMAND.search(result["text"]), "raw LaTeX on the page"
+    # Look at it: BYHAND_SCREENSHOTS=DIR keeps the screenshot.
+    shot_dir = Path(os.environ.get("BYHAND_SCREENSHOTS", tmp_path))
+    shot_dir.mkdir(parents=True, exist_ok=True)
+    shot = shot_dir / "report.png"
+    _browse(chromium, passing[1] / "index.html", "--window-size=1280,1600", f"--screenshot={shot}")
+    assert shot.is_file() and shot.stat().st_size > 20_000
+
+
+def test_chromium_shows_a_failure_in_the_first_screen(failing, tmp_path):
+    result = _rendered(_chromium(), failing[1] / "index.html", tmp_path)
+    assert result["verdict_top"] < 200 and "FAILED: 1 of 1 cells" in result["text"].split("Contents")[0]
+    assert result["broken"] == [] and not LATEX_COMMAND.search(result["text"])
+
+
+def test_the_latex_document_compiles(passing, tmp_path):
+    if not shutil.which("pdflatex"):
+        pytest.skip("no pdflatex here (Debian: apt-get install texlive-latex-base texlive-latex-recommended)")
+    shutil.copy(passing[1] / "report.tex", tmp_path / "report.tex")
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (tmp_path / "report.pdf").stat().st_size > 10_000
