@@ -12,7 +12,14 @@ threads. ``compare`` re-runs exactly the recorded recipes and sorts every differ
   the usual cause, and the environment diff names them);
 - ``new`` / ``missing``: cells or cases on one side only;
 - ``inputs``: the recorded recipe now draws different inputs (numpy's generators changed: seen
-  between numpy 1.26 and 2.4), so that case's outputs are not compared; informational.
+  between numpy 1.26 and 2.4), so that case's outputs are not compared; informational;
+- ``defaults``: a default argument of a registry functional or an optimizer changed, appeared or
+  went away (informational, but it changes what a notebook computes).
+
+Besides the registry cells, a baseline records the course notebooks' seeded computations
+(:mod:`checks.seeded`: the initialisation under ``torch.manual_seed(11052023)``, the forward
+passes, and SGD/Adam/AdamW trajectories), judged like the cells: bitwise, or moved beyond the
+policy with k scaled by the number of chained roundings.
 
 A baseline is plain JSON with a schema version; loading never executes anything, and a corrupt or
 foreign file is a clear error.
@@ -30,7 +37,7 @@ import numpy as np
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 
-from checks import devices
+from checks import devices, seeded
 from checks.compare import Context, compare
 from checks.matrix import Cell
 from checks.registry import BY_NAME
@@ -43,7 +50,7 @@ SCHEMA = "byhand-baseline"
 SCHEMA_VERSION = 1
 ACCURACY_SLACK = 1.0  # ULPs the worst error may grow before it counts as a regression
 FAILING = ("newly failing", "moved", "accuracy")
-KINDS = (*FAILING, "bitwise", "inputs", "new", "missing")
+KINDS = (*FAILING, "bitwise", "inputs", "defaults", "new", "missing")
 
 
 class BaselineError(ValueError):
@@ -128,6 +135,9 @@ def save(path: str | Path, cells: Iterable[Cell], *, cases: int = 3) -> dict[str
         runner = Runner(cell.spec, cell.device, cell.dtype)
         data["cells"][cell.id] = {"op": cell.spec.name, "device": cell.device, "dtype": cell.dtype,
                                   "cases": [record_case(runner, r) for r in fixed_recipes(cell, cases)]}
+    data["notebooks"] = {name: {"roundings": roundings, "values": {k: {"shape": list(np.shape(v)), "hex": _hex(v)} for k, v in compute().items()}}
+                         for name, (roundings, compute) in seeded.RECORDS.items()}
+    data["defaults"] = seeded.defaults()
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, default=_json_default))
@@ -243,7 +253,52 @@ def compare_with(data: dict[str, Any]) -> Comparison:
         runner = Runner(spec, cell["device"], cell["dtype"])
         for case in cell["cases"]:
             _compare_case(runner, cell_id, case, result)
+    _compare_notebooks(data.get("notebooks"), result)
+    _compare_defaults(data.get("defaults"), result)
     return result
+
+
+NOTEBOOK_INFO = info_for("float32")  # the notebooks run in float32
+
+
+def _compare_notebooks(recorded: dict[str, Any] | None, result: Comparison) -> None:
+    if recorded is None:
+        result.findings.append(Finding("missing", "notebooks", "the baseline has no notebook records (saved by an older byhand)"))
+        return
+    for name, then in recorded.items():
+        if name not in seeded.RECORDS:
+            result.findings.append(Finding("missing", f"notebook: {name}", "no longer computed"))
+            continue
+        roundings, compute = seeded.RECORDS[name]
+        now = compute()
+        k = k_for("forward", "float32") * then["roundings"]
+        for key, old in then["values"].items():
+            result.cases += 1
+            before, after = _unhex(old["hex"], old["shape"]), np.asarray(now[key], dtype=np.float64)
+            if _hex(after) == old["hex"]:
+                continue
+            record = compare(after, before, scale=np.abs(before), info=NOTEBOOK_INFO, k=k,
+                             context=Context(name, key, "baseline", "cpu", "float32", tuple(old["shape"])))
+            where = f"notebook: {name}"
+            if record.passed:
+                result.findings.append(Finding("bitwise", where, f"{key}: values changed, max {record.max_ulp_err:.2g} ULP (k = {k:g} for {then['roundings']} roundings)"))
+            else:
+                result.findings.append(Finding("moved", where, f"{key}: {record.n_bad} values moved beyond the policy, e.g. {record.worst_expected!r} -> {record.worst_actual!r}"))
+
+
+def _compare_defaults(recorded: dict[str, Any] | None, result: Comparison) -> None:
+    if recorded is None:
+        return
+    now = seeded.defaults()
+    for function in sorted(set(recorded) | set(now)):
+        then_args, now_args = recorded.get(function, {}), now.get(function, {})
+        for arg in sorted(set(then_args) | set(now_args)):
+            if arg not in now_args:
+                result.findings.append(Finding("defaults", function, f"{arg}={then_args[arg]!r} is gone"))
+            elif arg not in then_args:
+                result.findings.append(Finding("defaults", function, f"{arg}={now_args[arg]!r} is new"))
+            elif then_args[arg] != now_args[arg]:
+                result.findings.append(Finding("defaults", function, f"{arg}: default {then_args[arg]!r} -> {now_args[arg]!r}"))
 
 
 def new_cells(data: dict[str, Any], cells: Iterable[Cell]) -> list[Finding]:

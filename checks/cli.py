@@ -7,7 +7,6 @@ failure.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import subprocess
 import platform
@@ -231,20 +230,24 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def _killed_by_verify(fault_name: str | None, cells: list, examples: int) -> str | None:
-    """The first cell whose verification fails with the fault active (None: survived)."""
+    """The first cell whose verification fails with the fault active, else the first failing test
+    of the files the fault names (optimizers live outside the registry); None: survived."""
     from checks import faults
 
-    context = faults.get(fault_name).active() if fault_name else contextlib.nullcontext()
-    with context:
+    if fault_name is None:
+        clean = next((c.id for c in cells if not verify_cell(c, examples=examples).passed), None)
+        return clean or _killed_by_suite(None, sorted({t for f in faults.CATALOGUE for t in f.tests}))
+    fault = faults.get(fault_name)
+    with fault.active():
         for cell in cells:
             if not verify_cell(cell, examples=examples).passed:
                 return cell.id
-    return None
+    return _killed_by_suite(fault_name, list(fault.tests)) if fault.tests else None
 
 
-def _killed_by_suite(fault_name: str | None) -> str | None:
-    """Run the whole pytest suite with the fault (stopping at the first failure)."""
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"] + (["--fault", fault_name] if fault_name else [])
+def _killed_by_suite(fault_name: str | None, paths: list[str] | None = None) -> str | None:
+    """Run the pytest suite (or ``paths``) with the fault, stopping at the first failure."""
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *(paths or [])] + (["--fault", fault_name] if fault_name else [])
     result = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
     return None if result.returncode == 0 else (failed[0].split(" - ")[0].removeprefix("FAILED ") if failed else f"exit {result.returncode}")

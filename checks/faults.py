@@ -54,6 +54,7 @@ class Fault:
     name: str
     description: str
     make: Callable[[], Any]  # a fresh mode (context manager)
+    tests: tuple[str, ...] = ()  # test files that judge it beyond the registry matrix (optimizers)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -112,7 +113,31 @@ def _half_accumulating_softmax(func, args, kwargs):
     return e / total
 
 
+def _method(name: str) -> tuple[Callable, ...]:
+    """A Tensor method as TorchFunctionMode sees it: torch.optim's Python code calls these."""
+    return (getattr(torch.Tensor, name),)
+
+
+def _dampening_ignored(func, args, kwargs):
+    # SGD's momentum update is buf.mul_(momentum).add_(grad, alpha=1 - dampening): the only
+    # in-place add with 0 < alpha < 1 in a step.
+    alpha = kwargs.get("alpha")
+    return func(*args, **({**kwargs, "alpha": 1.0} if isinstance(alpha, float) and 0 < alpha < 1 else kwargs))
+
+
+def _l2_doubled(func, args, kwargs):
+    # L2 weight decay is grad.add(param, alpha=weight_decay) in SGD and Adam.
+    return func(*args, **({**kwargs, "alpha": 2 * kwargs["alpha"]} if "alpha" in kwargs else kwargs))
+
+
+def _lerp_weight_swapped(func, args, kwargs):
+    # Adam's first moment is exp_avg.lerp_(grad, 1 - beta1): the fault uses beta1.
+    tensor, end, weight = args
+    return func(tensor, end, 1 - weight, **kwargs) if isinstance(weight, float) else func(*args, **kwargs)
+
+
 F64, LOW = (torch.float64,), (torch.float16, torch.bfloat16)
+OPTIMIZER_TESTS = ("tests/test_optimizers.py",)
 
 
 def _low_precision_scaled(eps_count: float) -> Callable[..., Any]:
@@ -145,6 +170,9 @@ CATALOGUE: tuple[Fault, ...] = (
     Fault("linear-bias-dropped", "linear drops its bias", lambda: _Functional((F.linear,), lambda func, args, kwargs: func(args[0], args[1], None))),
     Fault("softmax-half-accumulation", "softmax accumulates float16/bfloat16 sums in their own precision", lambda: _Functional((F.softmax,), _half_accumulating_softmax)),
     Fault("mse-backward-1e-10-float64", "mse_loss backward off by 1e-10 relative, float64 only", lambda: _Kernel((aten.mse_loss_backward,), _scaled(1 + 1e-10, F64))),
+    Fault("sgd-dampening-ignored", "SGD's momentum ignores dampening", lambda: _Functional(_method("add_"), _dampening_ignored), OPTIMIZER_TESTS),
+    Fault("l2-weight-decay-doubled", "SGD's and Adam's L2 weight decay add 2·wd·p to the gradient", lambda: _Functional(_method("add"), _l2_doubled), OPTIMIZER_TESTS),
+    Fault("adam-beta1-swapped", "Adam's first moment weighs the new gradient by beta1 instead of 1 - beta1", lambda: _Functional(_method("lerp_"), _lerp_weight_swapped), OPTIMIZER_TESTS),
 )
 BY_NAME = {fault.name: fault for fault in CATALOGUE}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from checks import baseline, cli, matrix
+from checks import baseline, cli, matrix, seeded
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--ops", "relu,softmax,cross_entropy", "--dtype", "float32,float64", "--cases", "2"]
@@ -43,7 +43,8 @@ def test_a_baseline_is_exact_readable_json(saved):
 def test_comparing_with_itself_finds_nothing(saved, capsys):
     assert cli.main(["baseline", "compare", str(saved)]) == 0
     result = baseline.compare_with(baseline.load(saved))
-    assert result.cases == 12 and not result.findings and not result.environment
+    notebook_values = sum(len(compute()) for _, compute in seeded.RECORDS.values())
+    assert result.cases == 12 + notebook_values and not result.findings and not result.environment
 
 
 def test_a_doctored_value_beyond_the_policy_is_flagged(saved, tmp_path, capsys):
@@ -108,6 +109,48 @@ def test_a_different_cpu_capability_is_bitwise_within_tolerance_with_its_cause(s
     result = subprocess.run([sys.executable, "-m", "checks.cli", "baseline", "compare", str(saved)], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cpu_capability changed" in result.stdout and "CPU vector capability" in result.stdout
+
+
+def _doctor_data(saved: Path, tmp_path: Path, change) -> Path:
+    data = json.loads(saved.read_text())
+    change(data)
+    path = tmp_path / "doctored.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_the_notebooks_seeded_results_are_recorded_exactly(saved):
+    data = baseline.load(saved)
+    init = data["notebooks"]["init 5-4-3"]["values"]["0.weight"]
+    torch.manual_seed(seeded.SEED)
+    weight = torch.nn.Linear(5, 4).weight.detach().double().flatten().tolist()
+    assert init["shape"] == [4, 5] and [float.fromhex(v) for v in init["hex"]] == weight
+    assert len(data["notebooks"]["adam trajectory"]["values"]["losses"]["hex"]) == seeded.TRAINING_STEPS
+
+
+def test_a_moved_optimizer_trajectory_is_flagged(saved, tmp_path):
+    """Adam's final weights 1e-4 relative off (an optimizer change): beyond k = 8 ULP x 30 roundings."""
+    def change(data):
+        values = data["notebooks"]["adam trajectory"]["values"]["0.weight"]["hex"]
+        values[3] = (float.fromhex(values[3]) * (1 + 1e-4)).hex()
+
+    findings = baseline.compare_with(baseline.load(_doctor_data(saved, tmp_path, change))).findings
+    assert [(f.kind, f.cell) for f in findings] == [("moved", "notebook: adam trajectory")]
+
+
+def test_a_changed_default_is_reported_but_does_not_fail(saved, tmp_path):
+    def change(data):
+        data["defaults"]["cross_entropy: torch.nn.functional.cross_entropy"]["label_smoothing"] = 0.1
+        del data["defaults"]["mse_loss: torch.nn.functional.mse_loss"]["weight"]
+
+    result = baseline.compare_with(baseline.load(_doctor_data(saved, tmp_path, change)))
+    assert sorted(f.detail for f in result.findings) == ["label_smoothing: default 0.1 -> 0.0", "weight=None is new"]
+    assert {f.kind for f in result.findings} == {"defaults"} and not result.failed
+
+
+def test_a_baseline_without_notebook_records_says_so(saved, tmp_path):
+    result = baseline.compare_with(baseline.load(_doctor_data(saved, tmp_path, lambda data: data.pop("notebooks"))))
+    assert [(f.kind, f.cell) for f in result.findings] == [("missing", "notebooks")] and not result.failed
 
 
 def test_changed_inputs_are_not_blamed_on_torch(saved, tmp_path):

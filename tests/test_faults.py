@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from checks import faults, matrix
 from checks.verify import verify_cell
@@ -29,6 +30,24 @@ def test_a_fault_is_caught_and_gone_after(name, cell_id):
     with faults.get(name).active():
         assert not verify_cell(target, examples=12).passed
     assert verify_cell(target, examples=3).passed, "the fault must not outlive its context"
+
+
+OPTIMIZER_FAULTS = [("l2-weight-decay-doubled", "adam"), ("sgd-dampening-ignored", "sgd"), ("adam-beta1-swapped", "adamw")]
+
+
+# Shrinking each counterexample costs seconds: the default run checks one, thorough all three
+# (`byhand faults` runs the whole optimizer test file under each).
+@pytest.mark.parametrize("name, rule", OPTIMIZER_FAULTS if settings.get_current_profile_name() == "thorough" else OPTIMIZER_FAULTS[:1])
+def test_an_optimizer_fault_is_caught_by_the_update_rule_test(name, rule):
+    """Hyper-parameters misapplied inside torch.optim's step (Tensor methods, seen by
+    TorchFunctionMode) fail the step-by-step comparison with the hand rule."""
+    from tests import test_optimizers
+
+    fault = faults.get(name)
+    assert fault.tests == ("tests/test_optimizers.py",)
+    with pytest.raises(AssertionError), fault.active():
+        test_optimizers.test_update_rule_matches_torch_optim_at_every_step(device="cpu", rule=rule, dtype="float64")
+    test_optimizers.test_update_rule_matches_torch_optim_at_every_step(device="cpu", rule=rule, dtype="float64")
 
 
 def test_unknown_faults_are_clear_errors():

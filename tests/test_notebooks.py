@@ -20,19 +20,13 @@ import torch.nn.functional as F
 import reference
 from checks import dtypes
 from checks.compare import Context, assert_agrees, compare
+from checks.seeded import NOTEBOOK_INPUT, REGRESSION_TARGET, seeded_net
 from checks.tolerance import k_for
 from reference import network, optim
 
 F64 = dtypes.get("float64")
 
-NOTEBOOK_INPUT = np.array(
-    [
-        [0.7550, 0.2580, -0.0376, -0.5695, 0.0454],
-        [-0.6897, 1.4822, 0.7860, -2.0889, -0.4481],
-        [0.4464, 0.7335, -0.9837, 1.7818, -0.9048],
-        [-0.7997, 1.1157, -0.4644, 1.1144, -0.6903],
-    ]
-)
+# The notebooks' 4x5 input, their seed and their seeded networks live in checks.seeded (baselines record them too).
 
 
 def matches_print(value: float, printed: str) -> bool:
@@ -175,11 +169,6 @@ def test_fixed_linear_layer_gradients_under_cross_entropy():
     both(grads[0]["bias"], bt.grad, ["-0.0034", "0.0034"], "bias.grad")
 
 
-def _seeded_net(*sizes: int) -> nn.Sequential:
-    torch.manual_seed(11052023)
-    return nn.Sequential(*(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])))
-
-
 def _hand_layers(net: nn.Sequential) -> list[network.Layer]:
     return [("linear", {"weight": _np(m.weight), "bias": _np(m.bias)}) for m in net]
 
@@ -191,7 +180,7 @@ SOFTMAX_OUTPUT = ["0.4355", "0.2295", "0.3350", "0.3609", "0.2375", "0.4016", "0
 def test_seeded_multiclass_forward_pass():
     """003: torch.manual_seed(11052023), Linear(5, 4) > Linear(4, 3): the 4x3 pre-activation table,
     its softmax, and the predicted classes [0, 2, 0, 1]."""
-    net = _seeded_net(5, 4, 3)
+    net = seeded_net(5, 4, 3)
     x = torch.tensor(NOTEBOOK_INPUT, dtype=torch.float32)
     hand, _ = network.forward(_hand_layers(net), _np(x))
     both(hand, net(x), PRE_ACTIVATION, "pre-activation")
@@ -201,9 +190,9 @@ def test_seeded_multiclass_forward_pass():
 
 def test_seeded_regression_forward_pass_and_mse():
     """003: the same seed, Linear(5, 4) > Linear(4, 1): outputs and MSELoss 5.1743."""
-    net = _seeded_net(5, 4, 1)
+    net = seeded_net(5, 4, 1)
     x = torch.tensor(NOTEBOOK_INPUT, dtype=torch.float32)
-    target = np.array([[3.1], [2.3], [1.2], [0.4]])
+    target = REGRESSION_TARGET
     hand, _ = network.forward(_hand_layers(net), _np(x))
     both(hand, net(x), ["-0.2958", "0.0502", "-0.6245", "-0.4806"], "regression output")
     both(reference.mse_loss(hand, target), nn.MSELoss()(net(x), torch.tensor(target, dtype=torch.float32)), "5.1743", "MSE")
@@ -245,7 +234,7 @@ def test_pitfall_cross_entropy_on_softmax_outputs_applies_softmax_twice():
     applies log-softmax itself, so this is softmax twice: the probabilities are squashed toward
     uniform (the 'probas' table is softmax(softmax(z))) and the loss is wrong. The right way: pass
     the raw scores (logits) to CrossEntropyLoss."""
-    net = _seeded_net(5, 4, 3)
+    net = seeded_net(5, 4, 3)
     x = torch.tensor(NOTEBOOK_INPUT, dtype=torch.float32)
     target = np.array([2, 2, 1, 0])
     logits, _ = network.forward(_hand_layers(net), _np(x))
