@@ -3,6 +3,10 @@ the registry × device × dtype parametrisation every matrix test uses."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import hypothesis
 import numpy
@@ -13,6 +17,8 @@ from hypothesis import HealthCheck, settings
 
 from checks import devices, matrix
 from checks.runner import unsupported
+
+ROOT = Path(__file__).resolve().parent
 
 # The matrix fixtures hold immutable cells, so sharing one across examples is safe.
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
@@ -52,6 +58,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     while _FAULT_CONTEXT:
         _FAULT_CONTEXT.pop().__exit__(None, None, None)
+    _stop_background()  # a background check whose test did not run is stopped
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -116,11 +123,47 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --impl, run only the checks of the learner's own functions."""
+    """With --impl, run only the checks of the learner's own functions. Background checks run last,
+    so their subprocesses have the whole suite's time to finish."""
     if config.getoption("--impl"):
         keep = [item for item in items if "learner_function" in getattr(item, "fixturenames", ())]
         config.hook.pytest_deselected(items=[item for item in items if item not in keep])
         items[:] = keep
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None)  # stable: order kept otherwise
+
+
+# --- subprocess checks, started in the background ---------------------------------------------------
+# A test marked background(command, env=...) needs a separate Python process (another CPU capability,
+# a nested pytest run). Each starts as soon as collection ends, on the core the single-threaded
+# suite leaves idle; the test waits for it through the `background` fixture. "{tmp}" in the command
+# is a fresh temporary folder.
+_BACKGROUND: dict[str, tuple[subprocess.Popen, str]] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    for item in session.items:
+        marker = item.get_closest_marker("background")
+        if marker is not None and item.nodeid not in _BACKGROUND:
+            tmp = tempfile.mkdtemp(prefix="byhand-bg-")
+            command = [part.replace("{tmp}", tmp) for part in marker.args[0]]
+            env = {**os.environ, **marker.kwargs.get("env", {})}
+            _BACKGROUND[item.nodeid] = (subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), tmp)
+
+
+@pytest.fixture
+def background(request: pytest.FixtureRequest) -> subprocess.CompletedProcess:
+    """The finished background command of this test: returncode and output (stdout + stderr)."""
+    process, tmp = _BACKGROUND[request.node.nodeid]
+    output, _ = process.communicate(timeout=600)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return subprocess.CompletedProcess(process.args, process.returncode, output, "")
+
+
+def _stop_background() -> None:
+    for process, tmp in _BACKGROUND.values():
+        if process.poll() is None:
+            process.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _skip_unsupported(c: matrix.Cell) -> matrix.Cell:

@@ -294,7 +294,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True, disable=args.quiet) as progress:
         task = progress.add_task("building the report", total=report.total_steps(cells))
-        built = report.build(cells, examples=args.examples, progress=lambda description: progress.update(task, advance=1, description=description))
+        built = report.build(cells, examples=args.examples, magnitudes=numpy.logspace(-3, 3, args.sweep_points),
+                             progress=lambda description: progress.update(task, advance=1, description=description))
     written = render.write(built, args.out, formats)
     summary = built.data["summary"]
     verdict = "[green]all checks pass[/]" if built.passed else f"[bold red]FAILED[/]: {summary['cells_failed']} cells, {len(summary['unproven'])} proofs"
@@ -339,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", default="all", help="comma-separated float dtypes; default: all four")
     r.add_argument("--ops", default="all", help="comma-separated op names; default: the whole registry")
     r.add_argument("--examples", type=int, default=20, help="hypothesis examples per cell (default 20)")
+    r.add_argument("--sweep-points", type=int, default=25, help="input magnitudes (1e-3 to 1e3) in the error plots (default 25)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(run=cmd_report)
     f = commands.add_parser("faults", help="inject realistic torch faults and check that byhand catches every one")
@@ -353,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "examples", 1) < 1:
         build_parser().error("--examples must be at least 1")
+    if getattr(args, "sweep_points", 2) < 2:
+        build_parser().error("--sweep-points must be at least 2")
     return args.run(args)
 
 

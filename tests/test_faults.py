@@ -55,10 +55,9 @@ def test_unknown_faults_are_clear_errors():
         faults.get("softmax-is-fine")
 
 
-def test_pytest_fault_option_fails_the_suite():
-    # One weighted cross-entropy test is enough to show the option reaches torch (the matrix under
-    # every fault is `byhand faults`).
-    command = [sys.executable, "-m", "pytest", "-x", "-p", "no:cacheprovider", "--fault", "ce-weight-ignored",
-               "tests/test_conventions.py::test_label_smoothing_with_weights_differs_between_index_and_probability_targets"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 1 and "FAULT INJECTED: ce-weight-ignored" in result.stdout
+# One weighted cross-entropy test is enough to show the option reaches torch (the matrix under every
+# fault is `byhand faults`).
+@pytest.mark.background([sys.executable, "-m", "pytest", "-x", "-p", "no:cacheprovider", "--fault", "ce-weight-ignored",
+                         "tests/test_conventions.py::test_label_smoothing_with_weights_differs_between_index_and_probability_targets"])
+def test_pytest_fault_option_fails_the_suite(background):
+    assert background.returncode == 1 and "FAULT INJECTED: ce-weight-ignored" in background.stdout

@@ -41,7 +41,7 @@ def failing(tmp_path_factory):
     """The same machinery with a real fault injected into torch: float64 softmax off by 1e-10."""
     out = tmp_path_factory.mktemp("report") / "failing"
     with faults.get("softmax-1e-10-float64").active():
-        code = cli.main(["report", "--out", str(out), "--ops", "softmax", "--dtype", "float64", "--examples", "12", "--quiet"])
+        code = cli.main(["report", "--out", str(out), "--ops", "softmax", "--dtype", "float64", "--examples", "12", "--sweep-points", "7", "--quiet"])
     return code, out
 
 
@@ -188,29 +188,28 @@ def _browse(chromium: str, page: Path, *args: str) -> subprocess.CompletedProces
     return subprocess.run([chromium, *flags, *args, page.as_uri()], capture_output=True, text=True, timeout=120)
 
 
-def _rendered(chromium: str, page: Path, tmp_path: Path) -> dict:
-    """Load the page in Chromium with CHECKER appended; return what the browser measured."""
+def _rendered(chromium: str, page: Path, tmp_path: Path, screenshot: Path) -> dict:
+    """Load the page in Chromium with CHECKER appended (at the bottom, out of the screenshot's
+    view); return what the browser measured, and save a screenshot of the first screen."""
     probe = tmp_path / "probe.html"
     probe.write_text(page.read_text().replace("</body>", CHECKER + "</body>"))
-    dom = _browse(chromium, probe, "--dump-dom").stdout
+    dom = _browse(chromium, probe, "--dump-dom", "--window-size=1280,1600", f"--screenshot={screenshot}").stdout
     found = re.search(r'<pre id="byhand-check">(.*?)</pre>', dom, re.S)
     assert found, f"Chromium did not run the page: {dom[-500:]}"
     return json.loads(html.unescape(found.group(1)))
 
 
 def test_chromium_renders_the_math_and_the_plots(passing, tmp_path):
-    chromium = _chromium()
-    result = _rendered(chromium, passing[1] / "index.html", tmp_path)
+    # Look at it: BYHAND_SCREENSHOTS=DIR keeps the screenshot.
+    shot_dir = Path(os.environ.get("BYHAND_SCREENSHOTS", tmp_path))
+    shot_dir.mkdir(parents=True, exist_ok=True)
+    shot = shot_dir / "report.png"
+    result = _rendered(_chromium(), passing[1] / "index.html", tmp_path, shot)
     assert result["math"] >= 8 and result["empty_math"] == 0
     assert result["fractions"] > 0 and result["stacked"] == result["fractions"], "MathML laid out: numerators above denominators"
     assert result["images"] >= 6 and result["broken"] == []
     assert not LATEX_COMMAND.search(result["text"]), "raw LaTeX on the page"
     assert result["verdict_top"] < 200, "the verdict (red for a failure, see the test above) is in the first screen"
-    # Look at it: BYHAND_SCREENSHOTS=DIR keeps the screenshot.
-    shot_dir = Path(os.environ.get("BYHAND_SCREENSHOTS", tmp_path))
-    shot_dir.mkdir(parents=True, exist_ok=True)
-    shot = shot_dir / "report.png"
-    _browse(chromium, passing[1] / "index.html", "--window-size=1280,1600", f"--screenshot={shot}")
     assert shot.is_file() and shot.stat().st_size > 20_000
 
 
