@@ -22,7 +22,7 @@ def baseline(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("torch", VERSIONS)
 def upgrade(session: nox.Session, torch: str) -> None:
-    session.install(f"torch=={torch}", "numpy", "sympy", "mpmath", "hypothesis", "rich", "pytest")
+    session.install(f"torch=={torch}", "numpy", "sympy", "mpmath", "hypothesis", "rich", "jinja2", "matplotlib", "pytest", "jsonschema")
     session.install("--no-deps", "-e", ".")
     session.run("pytest", "-q", "-x", success_codes=[0, 1])
     session.run("byhand", "baseline", "compare", BASELINE, "--markdown", f"docs/torch-2.13.0-vs-{torch}.md", success_codes=[0, 1])

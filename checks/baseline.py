@@ -281,9 +281,9 @@ def _compare_notebooks(recorded: dict[str, Any] | None, result: Comparison) -> N
                              context=Context(name, key, "baseline", "cpu", "float32", tuple(old["shape"])))
             where = f"notebook: {name}"
             if record.passed:
-                result.findings.append(Finding("bitwise", where, f"{key}: values changed, max {record.max_ulp_err:.2g} ULP (k = {k:g} for {then['roundings']} roundings)"))
+                result.findings.append(Finding("bitwise", where, f"{where} {key}: values changed, max {record.max_ulp_err:.2g} ULP (k = {k:g} for {then['roundings']} roundings)"))
             else:
-                result.findings.append(Finding("moved", where, f"{key}: {record.n_bad} values moved beyond the policy, e.g. {record.worst_expected!r} -> {record.worst_actual!r}"))
+                result.findings.append(Finding("moved", where, f"{where} {key}: {record.n_bad} values moved beyond the policy, e.g. {record.worst_expected!r} -> {record.worst_actual!r}"))
 
 
 def _compare_defaults(recorded: dict[str, Any] | None, result: Comparison) -> None:
@@ -294,11 +294,11 @@ def _compare_defaults(recorded: dict[str, Any] | None, result: Comparison) -> No
         then_args, now_args = recorded.get(function, {}), now.get(function, {})
         for arg in sorted(set(then_args) | set(now_args)):
             if arg not in now_args:
-                result.findings.append(Finding("defaults", function, f"{arg}={then_args[arg]!r} is gone"))
+                result.findings.append(Finding("defaults", function, f"{function}: {arg}={then_args[arg]!r} is gone"))
             elif arg not in then_args:
-                result.findings.append(Finding("defaults", function, f"{arg}={now_args[arg]!r} is new"))
+                result.findings.append(Finding("defaults", function, f"{function}: {arg}={now_args[arg]!r} is new"))
             elif then_args[arg] != now_args[arg]:
-                result.findings.append(Finding("defaults", function, f"{arg}: default {then_args[arg]!r} -> {now_args[arg]!r}"))
+                result.findings.append(Finding("defaults", function, f"{function}: {arg} default {then_args[arg]!r} -> {now_args[arg]!r}"))
 
 
 def new_cells(data: dict[str, Any], cells: Iterable[Cell]) -> list[Finding]:

@@ -149,7 +149,8 @@ def test_a_changed_default_is_reported_but_does_not_fail(saved, tmp_path):
         del data["defaults"]["mse_loss: torch.nn.functional.mse_loss"]["weight"]
 
     result = baseline.compare_with(baseline.load(_doctor_data(saved, tmp_path, change)))
-    assert sorted(f.detail for f in result.findings) == ["label_smoothing: default 0.1 -> 0.0", "weight=None is new"]
+    assert sorted(f.detail for f in result.findings) == ["cross_entropy: torch.nn.functional.cross_entropy: label_smoothing default 0.1 -> 0.0",
+                                                         "mse_loss: torch.nn.functional.mse_loss: weight=None is new"]
     assert {f.kind for f in result.findings} == {"defaults"} and not result.failed
 
 
