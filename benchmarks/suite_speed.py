@@ -1,5 +1,6 @@
-"""Measure what the speed budget is about: the default `pytest` run (< 60 s on the 2-core machine)
-and `byhand verify` (< 30 s), and count the hypothesis examples each checks.
+"""Measure what the speed budget is about: the default `pytest` run (< 60 s on the 2-core machine),
+`byhand verify` (< 30 s) and `byhand report` of the whole registry (< 60 s), and count the
+hypothesis examples each checks.
 
     python benchmarks/suite_speed.py            # both
     python benchmarks/suite_speed.py --skip-pytest
@@ -48,6 +49,12 @@ def main() -> None:
         payload = json.loads(out_json.read_text())
         examples = sum(c["examples"] for c in payload["cells"])
         print(f"byhand verify: {elapsed:.1f} s wall; {len(payload['cells'])} cells, {examples} examples, passed={payload['passed']}")
+        report_dir = Path(tmp) / "report"
+        elapsed, _ = run([sys.executable, "-m", "checks.cli", "report", "--quiet", "--out", str(report_dir)], env)
+        summary = json.loads((report_dir / "report.json").read_text())["summary"]
+        size = (report_dir / "index.html").stat().st_size / 2**20
+        print(f"byhand report: {elapsed:.1f} s wall; {summary['ops']} ops, {summary['cells']} cells, {summary['examples']} examples, "
+              f"passed={summary['passed']}; index.html {size:.1f} MiB")
 
 
 if __name__ == "__main__":
