@@ -210,7 +210,7 @@ def unsupported(name: str, device: str, dtype: str) -> str | None:
     spec = get(name)
     if dtype not in spec.dtypes:
         return f"{name} is not defined for {dtype} (its dtypes: {', '.join(spec.dtypes)})"
-    probe = Recipe(seed=0, regime=spec.regimes[0], shape=(2, 3), knobs=_probe_knobs(spec))
+    probe = Recipe(seed=0, regime=spec.regimes[0], shape=(2, 3), knobs=simplest_knobs(spec))
     try:
         Runner(spec, device, dtype).run(probe)
     except (RuntimeError, NotImplementedError, TypeError) as exc:
@@ -220,7 +220,7 @@ def unsupported(name: str, device: str, dtype: str) -> str | None:
     return None
 
 
-def _probe_knobs(spec: OpSpec) -> dict[str, Any]:
+def simplest_knobs(spec: OpSpec) -> dict[str, Any]:
     """The simplest knobs hypothesis can draw for ``spec``: its first generated example is the
     all-zero choice sequence, which is already the shrink target, so no shrinking is needed."""
     from hypothesis import Phase, find, settings

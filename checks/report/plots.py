@@ -15,7 +15,7 @@ import numpy as np
 
 import reference
 from checks import dtypes
-from checks.runner import Runner, _probe_knobs, build_case, unsupported
+from checks.runner import Runner, build_case, simplest_knobs, unsupported
 from checks.spec import OpSpec, Recipe
 
 Curve = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -144,7 +144,7 @@ def sweep(spec: OpSpec, device: str, dtype: str, magnitudes: np.ndarray = MAGNIT
         return None
     info = dtypes.get(dtype)
     runner = Runner(spec, device, dtype)
-    knobs = _probe_knobs(spec)
+    knobs = simplest_knobs(spec)
     result = Sweep(device, dtype, [float(m) for m in magnitudes], [], [], [], 0.0, 0.0)
     first = next(iter(build_case(spec, Recipe(0, "normal", (4, 6), knobs), info).inputs))
     for m in magnitudes:
