@@ -140,19 +140,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 _BACKGROUND: dict[str, tuple[subprocess.Popen, str]] = {}
 
 
+def _start(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("background")
+    tmp = tempfile.mkdtemp(prefix="byhand-bg-")
+    command = [part.replace("{tmp}", tmp) for part in marker.args[0]]
+    env = {**os.environ, **marker.kwargs.get("env", {})}
+    _BACKGROUND[item.nodeid] = (subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), tmp)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
+    # An xdist worker collects every test but runs only some: there the check starts when its test runs.
+    if hasattr(session.config, "workerinput"):
+        return
     for item in session.items:
-        marker = item.get_closest_marker("background")
-        if marker is not None and item.nodeid not in _BACKGROUND:
-            tmp = tempfile.mkdtemp(prefix="byhand-bg-")
-            command = [part.replace("{tmp}", tmp) for part in marker.args[0]]
-            env = {**os.environ, **marker.kwargs.get("env", {})}
-            _BACKGROUND[item.nodeid] = (subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), tmp)
+        if item.get_closest_marker("background") is not None and item.nodeid not in _BACKGROUND:
+            _start(item)
 
 
 @pytest.fixture
 def background(request: pytest.FixtureRequest) -> subprocess.CompletedProcess:
     """The finished background command of this test: returncode and output (stdout + stderr)."""
+    if request.node.nodeid not in _BACKGROUND:
+        _start(request.node)
     process, tmp = _BACKGROUND[request.node.nodeid]
     output, _ = process.communicate(timeout=600)
     shutil.rmtree(tmp, ignore_errors=True)

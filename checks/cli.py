@@ -75,6 +75,11 @@ def _report_failures(console: Console, results: list[CellResult]) -> None:
             console.print(f"[bold red]ERROR[/] {r.cell.id}: {r.error}", highlight=False)
 
 
+def _error(console: Console, command: str, message: object) -> None:
+    """An error line as written: no markup, no hard wrap (a path must stay copyable)."""
+    console.print(f"byhand {command}: {escape(str(message))}", soft_wrap=True, highlight=False)
+
+
 def _console() -> Console:
     # A terminal sets its own width; piped into a file or a CI log, 80 columns would wrap the table.
     return Console() if sys.stdout.isatty() else Console(width=120)
@@ -86,11 +91,11 @@ def cmd_verify_impl(args: argparse.Namespace) -> int:
     try:
         module = learner.load(args.impl)
     except ValueError as exc:
-        console.print(f"byhand verify: {exc}")
+        _error(console, "verify", exc)
         return 2
     found = learner.functions(module)
     if not found:
-        console.print(f"byhand verify: {args.impl} defines none of byhand's function names")
+        _error(console, "verify", f"{args.impl} defines none of byhand's function names")
         return 2
     verdicts = [learner.check(module, spec, name, examples=args.examples) for spec, name in found]
     for verdict in verdicts:
@@ -125,7 +130,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         cells = matrix.cells(args.device, args.dtype, args.ops)
     except ValueError as exc:
-        console.print(f"byhand verify: {exc}")
+        _error(console, "verify", exc)
         return 2
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True, disable=args.quiet) as progress:
@@ -196,7 +201,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         try:
             cells = matrix.cells(args.device, args.dtype, args.ops)
         except ValueError as exc:
-            console.print(f"byhand baseline: {exc}")
+            _error(console, "baseline", exc)
             return 2
         data = baseline.save(args.file, cells, cases=args.cases)
         console.print(f"saved {sum(len(c['cases']) for c in data['cells'].values())} cases of {len(data['cells'])} cells to {args.file}")
@@ -204,7 +209,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     try:
         data = baseline.load(args.file)
     except baseline.BaselineError as exc:
-        console.print(f"byhand baseline: {exc}")
+        _error(console, "baseline", exc)
         return 2
     result = baseline.compare_with(data)
     table = Table(title=f"byhand baseline compare: {result.cases} recorded cases re-run")
@@ -290,7 +295,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         formats = render.parse_formats(args.format)
         render.check_target(Path(args.out).absolute())
     except ValueError as exc:
-        console.print(f"byhand report: {escape(str(exc))}")
+        _error(console, "report", exc)
         return 2
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True, disable=args.quiet) as progress:
         task = progress.add_task("building the report", total=report.total_steps(cells))
