@@ -41,7 +41,7 @@ def failing(tmp_path_factory):
     """The same machinery with a real fault injected into torch: float64 softmax off by 1e-10."""
     out = tmp_path_factory.mktemp("report") / "failing"
     with faults.get("softmax-1e-10-float64").active():
-        code = cli.main(["report", "--out", str(out), "--ops", "softmax", "--dtype", "float64", "--examples", "12", "--sweep-points", "7", "--quiet"])
+        code = cli.main(["report", "--out", str(out), "--ops", "softmax", "--dtype", "float64", "--examples", "3", "--sweep-points", "7", "--quiet"])
     return code, out
 
 
