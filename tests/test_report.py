@@ -49,6 +49,7 @@ def test_every_format_is_written_into_a_marked_folder(passing):
     report, out = passing
     assert {p.name for p in out.iterdir()} == {"index.html", "report.md", "report.json", "report.tex", "plots", render.MARKER}
     assert report.passed and report.data["summary"]["cells"] == 5 and report.data["summary"]["examples"] > 0
+    assert report.data["summary"]["sweep_failures"] == []
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".passing.")], "no staging folder left behind"
 
 
@@ -93,6 +94,9 @@ def test_a_failing_check_is_at_the_top_of_every_format(failing):
     assert md.index("FAILED: 1 of 1 cells") < md.index("## ")
     data = json.loads((out / "report.json").read_text())
     assert not data["summary"]["passed"] and [f["cell"] for f in data["summary"]["failures"]] == ["softmax-cpu-float64"]
+    # The sweep sees the fault at every magnitude, and says so beside the verdict.
+    assert [(s["op"], s["dtype"], len(s["magnitudes"])) for s in data["summary"]["sweep_failures"]] == [("softmax", "float64", 7)]
+    assert verdict < page.index('id="sweep-warning"') < page.index("<main>")
     assert "FAILED" in (out / "report.tex").read_text()
 
 

@@ -191,6 +191,11 @@ def _summary(results: list[CellResult], ops: list[dict[str, Any]], elapsed: floa
         "unproven": unproven,
         "failures": [{"cell": r.cell.id, "op": r.cell.spec.name, "device": r.cell.device, "dtype": r.cell.dtype,
                       "message": r.failure.message() if r.failure else r.error} for r in failed],
+        # The magnitude sweep reaches inputs the registry's draws may avoid on purpose (its
+        # exclusions): shown beside the verdict, not counted in it.
+        "sweep_failures": [{"op": o["name"], "device": s["device"], "dtype": s["dtype"],
+                            "magnitudes": [m for m, bad in zip(s["magnitudes"], s["failed"]) if bad]}
+                           for o in ops for s in o["error_by_magnitude"] if any(s["failed"])],
         "elapsed_s": round(elapsed, 2),
     }
 
