@@ -1,8 +1,12 @@
 """The ``byhand`` command.
 
-``byhand verify`` runs the registry matrix (op × device × dtype) outside pytest, shows progress,
-prints a table of worst errors against the tolerance, optionally writes JSON, and exits 1 on any
-failure.
+- ``byhand verify`` runs the registry matrix (op × device × dtype) outside pytest, shows progress,
+  prints a table of worst errors against the tolerance, optionally writes JSON, and exits 1 on any
+  failure (``--impl`` checks a learner's own module instead);
+- ``byhand derive OP`` prints an op's derivation and its symbolic proof;
+- ``byhand report`` writes the derivations and the measured agreement as HTML, Markdown, JSON, LaTeX;
+- ``byhand baseline save|compare`` records what this torch computes and sorts what moved since;
+- ``byhand faults`` injects the fault catalogue into torch and prints the kill rate.
 """
 from __future__ import annotations
 
@@ -305,6 +309,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     summary = built.data["summary"]
     verdict = "[green]all checks pass[/]" if built.passed else f"[bold red]FAILED[/]: {summary['cells_failed']} cells, {len(summary['unproven'])} proofs"
     console.print(f"{verdict}; {summary['ops']} ops, {summary['cells']} cells, {summary['examples']} examples, {len(built.data['deviations'])} deviations, in {summary['elapsed_s']:.1f} s")
+    if summary["sweep_failures"]:
+        swept = ", ".join(f"{s['op']} {s['device']} {s['dtype']}" for s in summary["sweep_failures"])
+        console.print(f"[yellow]beyond the policy in the magnitude sweep[/] (informational, see the report): {escape(swept)}")
     for path in written:
         console.print(f"wrote {path}", highlight=False)
     return 0 if built.passed else 1
