@@ -190,6 +190,12 @@ def _swap(staging: Path, out: Path) -> None:
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         os.rename(out, old / "report")
-    os.rename(staging, out)
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        if old is not None:  # put the previous report back where it was
+            os.rename(old / "report", out)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
