@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import sympy
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 
@@ -58,10 +59,13 @@ class BaselineError(ValueError):
 
 
 def environment() -> dict[str, Any]:
-    """What the results depend on besides the code: versions, build, CPU capability, threads."""
-    return {
+    """What the results depend on besides the code: versions, build, CPU capability, threads, and
+    the CUDA device, its capability and driver where present. `byhand verify --json`, baselines and
+    reports all record this one fingerprint."""
+    env = {
         "torch": torch.__version__,
         "numpy": np.__version__,
+        "sympy": sympy.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -71,6 +75,18 @@ def environment() -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "build": torch.__config__.show(),
     }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        env["cuda_device"] = {"name": props.name, "capability": f"{props.major}.{props.minor}", "memory_gib": round(props.total_memory / 2**30, 1),
+                              "driver": _cuda_driver(), "tf32_matmul": torch.backends.cuda.matmul.allow_tf32}
+    return env
+
+
+def _cuda_driver() -> str | None:
+    try:
+        return str(torch._C._cuda_getDriverVersion())
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def fixed_recipes(cell: Cell, count: int) -> list[Recipe]:
@@ -138,11 +154,16 @@ def save(path: str | Path, cells: Iterable[Cell], *, cases: int = 3) -> dict[str
     data["notebooks"] = {name: {"roundings": roundings, "values": {k: {"shape": list(np.shape(v)), "hex": _hex(v)} for k, v in compute().items()}}
                          for name, (roundings, compute) in seeded.RECORDS.items()}
     data["defaults"] = seeded.defaults()
+    write_atomically(path, json.dumps(data, indent=1, default=_json_default))
+    return data
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Write beside the target, then rename: a reader never sees half a file."""
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=_json_default))
-    tmp.replace(target)  # atomic: never a half-written baseline
-    return data
+    tmp.write_text(text)
+    tmp.replace(target)
 
 
 def _json_default(value: Any) -> Any:
@@ -269,8 +290,7 @@ def _compare_notebooks(recorded: dict[str, Any] | None, result: Comparison) -> N
         if name not in seeded.RECORDS:
             result.findings.append(Finding("missing", f"notebook: {name}", "no longer computed"))
             continue
-        roundings, compute = seeded.RECORDS[name]
-        now = compute()
+        now = seeded.RECORDS[name][1]()
         k = k_for("forward", "float32") * then["roundings"]
         for key, old in then["values"].items():
             result.cases += 1

@@ -13,36 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy
-import sympy
-import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from checks import devices, learner, matrix
+from checks import baseline, learner, matrix
 from checks.verify import CellResult, verify, verify_cell
 
 JSON_SCHEMA_VERSION = 1
-
-
-def _environment() -> dict:
-    return {
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "sympy": sympy.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "devices": devices.describe(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-    }
 
 
 def _fmt_ulp(result: CellResult, phase_prefix: str) -> str:
@@ -82,6 +66,10 @@ def _report_failures(console: Console, results: list[CellResult]) -> None:
 def _error(console: Console, command: str, message: object) -> None:
     """An error line as written: no markup, no hard wrap (a path must stay copyable)."""
     console.print(f"byhand {command}: {escape(str(message))}", soft_wrap=True, highlight=False)
+
+
+def _progress(console: Console, quiet: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True, disable=quiet)
 
 
 def _console() -> Console:
@@ -137,7 +125,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _error(console, "verify", exc)
         return 2
     started = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True, disable=args.quiet) as progress:
+    with _progress(console, args.quiet) as progress:
         task = progress.add_task("verifying", total=len(cells))
 
         def advance(result: CellResult) -> None:
@@ -154,7 +142,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         payload = {
             "schema_version": JSON_SCHEMA_VERSION,
-            "environment": _environment(),
+            "environment": baseline.environment(),
             "examples_per_cell": args.examples,
             "elapsed_s": round(elapsed, 3),
             "passed": not failed,
@@ -162,11 +150,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         }
         if accuracy is not None:
             payload["accuracy"] = [a.to_dict() for a in accuracy]
-        path = Path(args.json)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        tmp.replace(path)  # atomic: a reader never sees half a file
-        console.print(f"wrote {path}")
+        baseline.write_atomically(args.json, json.dumps(payload, indent=2))
+        console.print(f"wrote {args.json}")
     return 1 if failed else 0
 
 
@@ -198,8 +183,6 @@ def cmd_derive(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from checks import baseline
-
     console = _console()
     if args.action == "save":
         try:
@@ -301,7 +284,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _error(console, "report", exc)
         return 2
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True, disable=args.quiet) as progress:
+    with _progress(console, args.quiet) as progress:
         task = progress.add_task("building the report", total=report.total_steps(cells))
         built = report.build(cells, examples=args.examples, magnitudes=numpy.logspace(-3, 3, args.sweep_points),
                              progress=lambda description: progress.update(task, advance=1, description=description))

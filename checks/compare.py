@@ -65,14 +65,18 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: non-finite floats become the strings 'nan', 'inf', '-inf' (strict JSON)."""
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Strict JSON: non-finite floats become "nan", "inf" or "-inf"; numpy scalars become Python
+    numbers. Comparison records and report.json are written through it."""
     if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         return str(value)
     return value

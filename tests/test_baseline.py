@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +10,6 @@ import torch
 
 from checks import baseline, cli, matrix, seeded
 
-ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--ops", "relu,softmax,cross_entropy", "--dtype", "float32,float64", "--cases", "2"]
 
 

@@ -2,17 +2,13 @@
 The full kill-rate run is `byhand faults` (about a minute); here, that the machinery works."""
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
 from checks import faults, matrix
 from checks.verify import verify_cell
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_catalogue_has_at_least_20_named_faults():

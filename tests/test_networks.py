@@ -3,9 +3,7 @@ checks/networks.py for why links are compared in every dtype and the end-to-end 
 from __future__ import annotations
 
 import pytest
-import torch
 from hypothesis import given, settings
-from torch import nn
 
 from checks import dtypes, networks
 from checks.compare import assert_agrees

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import inspect
-import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -19,13 +18,12 @@ from typing import Any, Callable
 
 import numpy as np
 import sympy as sp
-import torch
 
 from checks import baseline
 from checks.matrix import Cell
 from checks.report import deviations, plots
 from checks.spec import OpSpec
-from checks.verify import CellResult, verify_cell
+from checks.verify import CellResult, verify
 from reference import symbolic
 
 SCHEMA = "byhand-report"
@@ -47,22 +45,10 @@ class Report:
 
 
 def environment() -> dict[str, Any]:
-    """The fingerprint a result depends on: versions, build, CPU capability, threads, devices."""
+    """The baseline's fingerprint (checks.baseline.environment) plus what draws the report."""
     import matplotlib
 
-    env = baseline.environment() | {"sympy": sp.__version__, "matplotlib": matplotlib.__version__, "processor": platform.processor()}
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        env["cuda_device"] = {"name": props.name, "capability": f"{props.major}.{props.minor}", "memory_gib": round(props.total_memory / 2**30, 1),
-                              "driver": _cuda_driver(), "tf32_matmul": torch.backends.cuda.matmul.allow_tf32}
-    return env
-
-
-def _cuda_driver() -> str | None:
-    try:
-        return str(torch._C._cuda_getDriverVersion())
-    except (AttributeError, RuntimeError):
-        return None
+    return baseline.environment() | {"matplotlib": matplotlib.__version__, "processor": platform.processor()}
 
 
 def plan(cells: list[Cell]) -> tuple[list[OpSpec], list[deviations.Deviation]]:
@@ -83,10 +69,7 @@ def build(cells: list[Cell], *, examples: int = 20, magnitudes: np.ndarray = plo
     started = time.perf_counter()
     tick = progress or (lambda description: None)
     ops, devs = plan(cells)
-    results: list[CellResult] = []
-    for cell in cells:
-        results.append(verify_cell(cell, examples=examples))
-        tick(f"verified {cell.id}")
+    results = verify(cells, examples=examples, on_cell=lambda result: tick(f"verified {result.cell.id}"))
     report = Report({})
     op_data = []
     for spec in ops:
@@ -126,12 +109,13 @@ def _op(report: Report, spec: OpSpec, results: list[CellResult], magnitudes: np.
     function = plots.function_plot(spec.name)
     if function is not None:
         figures["function"] = _figure(report, f"{spec.name}-function", function)
-    cells = sorted({(r.cell.device, r.cell.dtype) for r in results if not r.skipped})
-    sweeps = [s for s in (plots.sweep(spec, device, dtype, magnitudes) for device, dtype in cells) if s is not None]
+    ran = sorted({(r.cell.device, r.cell.dtype) for r in results if not r.skipped})
+    sweeps = [s for s in (plots.sweep(spec, device, dtype, magnitudes) for device, dtype in ran) if s is not None]
     error = plots.error_plot(spec.name, sweeps)
     if error is not None:
         figures["error"] = _figure(report, f"{spec.name}-error", error)
-    statuses = [r.to_dict()["status"] for r in results]
+    cells = [_cell(r) for r in results]
+    statuses = [c["status"] for c in cells]
     return {
         "name": spec.name,
         "module": spec.forward.__module__,
@@ -148,7 +132,7 @@ def _op(report: Report, spec: OpSpec, results: list[CellResult], magnitudes: np.
         "source": {"forward": _source(spec.forward), "backward": _source(spec.backward)},
         "exclusions": list(spec.exclusions),
         "status": "fail" if "fail" in statuses or (proof is not None and not proof.proven) else ("pass" if "pass" in statuses else "skipped"),
-        "cells": [_cell(r) for r in results],
+        "cells": cells,
         "error_by_magnitude": [dataclasses.asdict(s) for s in sweeps],
         "figures": figures,
     }
@@ -198,20 +182,3 @@ def _summary(results: list[CellResult], ops: list[dict[str, Any]], elapsed: floa
                            for o in ops for s in o["error_by_magnitude"] if any(s["failed"])],
         "elapsed_s": round(elapsed, 2),
     }
-
-
-def jsonable(value: Any) -> Any:
-    """Strict JSON: non-finite floats become "nan", "inf" or "-inf" (as in byhand verify --json);
-    numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return value if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value

@@ -95,15 +95,11 @@ def formula(tex: str, size: float = 11.0) -> Formula:
     return Formula(tex, "data:image/svg+xml;base64," + base64.b64encode(svg).decode(), width, height, float(depth))
 
 
+def split_math(text: str) -> list[tuple[str, str]]:
+    """Prose with ``$...$`` math as ("text", str) and ("math", TeX) pieces, in order."""
+    return [("math" if odd else "text", piece) for odd, piece in ((i % 2, p) for i, p in enumerate(_MATH.split(text))) if piece]
+
+
 def segments(text: str) -> list[tuple[str, Formula | str]]:
     """Split prose with ``$...$`` math into ("text", str) and ("math", Formula) pieces."""
-    pieces: list[tuple[str, Formula | str]] = []
-    position = 0
-    for match in _MATH.finditer(text):
-        if match.start() > position:
-            pieces.append(("text", text[position:match.start()]))
-        pieces.append(("math", formula(match.group(1))))
-        position = match.end()
-    if position < len(text):
-        pieces.append(("text", text[position:]))
-    return pieces
+    return [(kind, formula(piece) if kind == "math" else piece) for kind, piece in split_math(text)]

@@ -17,6 +17,7 @@ import reference
 from checks import dtypes
 from checks.runner import Runner, build_case, simplest_knobs, unsupported
 from checks.spec import OpSpec, Recipe
+from checks.tolerance import k_for
 
 Curve = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -145,7 +146,8 @@ def sweep(spec: OpSpec, device: str, dtype: str, magnitudes: np.ndarray = MAGNIT
     info = dtypes.get(dtype)
     runner = Runner(spec, device, dtype)
     knobs = simplest_knobs(spec)
-    result = Sweep(device, dtype, [float(m) for m in magnitudes], [], [], [], 0.0, 0.0)
+    result = Sweep(device, dtype, [float(m) for m in magnitudes], [], [], [],
+                   k_for("forward", dtype, spec.overrides), k_for("gradient", dtype, spec.overrides))
     first = next(iter(build_case(spec, Recipe(0, "normal", (4, 6), knobs), info).inputs))
     for m in magnitudes:
         records = []
@@ -165,8 +167,6 @@ def sweep(spec: OpSpec, device: str, dtype: str, magnitudes: np.ndarray = MAGNIT
         result.forward.append(_worst(records, "forward"))
         result.gradient.append(_worst(records, "grad"))
         result.failed.append(any(not r.passed for r in records))
-        result.k_forward = max([r.k for r in records if r.context.phase == "forward"], default=0.0)
-        result.k_gradient = max([r.k for r in records if r.context.phase.startswith("grad")], default=0.0)
     return result
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any, Callable
 import jinja2
 from markupsafe import Markup, escape
 
-from checks.report import SCHEMA, SCHEMA_VERSION, Report, jsonable
-from checks.report.formulas import mathml, segments
+from checks.compare import jsonable
+from checks.report import SCHEMA, SCHEMA_VERSION, Report
+from checks.report.formulas import mathml, segments, split_math
 from checks.tolerance import k_for
 
 FORMATS = ("html", "md", "json", "tex")
@@ -99,7 +99,7 @@ def _prose_tex(text: str | None) -> str:
     """Docstring prose for LaTeX: text escaped, $...$ kept as math."""
     if not text:
         return ""
-    return "".join(tex_escape(p) if i % 2 == 0 else f"${p}$" for i, p in enumerate(re.split(r"\$(.+?)\$", text, flags=re.S)))
+    return "".join(f"${piece}$" if kind == "math" else tex_escape(piece) for kind, piece in split_math(text))
 
 
 def _data_uri(svg: str) -> str:
