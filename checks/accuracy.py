@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
-from checks import dtypes
+from checks import departures, dtypes
 from checks.runner import Runner, build_case, terms_overflow
 from checks.spec import Case, OpSpec, Recipe
 from checks.strategies import recipes
@@ -72,23 +72,31 @@ def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu"
             truth = oracle.forward(spec.name, *case.inputs.values(), **case.params)
             ours = spec.forward(*case.inputs.values(), **case.params)
             scale = spec.scale(case, truth)
-            terms = spec.summed_terms(case)
             # A reduction whose own terms overflow the dtype may be inf by IEEE rounding (the
             # policy accepts it, see checks.compare): not an accuracy question, so not measured.
             if not (np.isinf(ev.forward).any() and terms_overflow(spec, case, info)):
-                _record(result, "forward", ev.forward, ours, dtypes.round_to(truth, info), truth, scale, info, terms.get("forward", 1))
+                theirs = _outside_quirks(ev.forward, dtypes.round_to(truth, info), departures.Where(case, "forward", None, np.abs(scale)), runner)
+                _record(result, "forward", theirs, ours, dtypes.round_to(truth, info), truth, scale, info)
             true_grads = oracle.backward(spec.name, ev.grad_output, *case.inputs.values(), **case.params)
             hand = spec.backward(ev.grad_output, *case.inputs.values(), **case.params)
             scales = spec.grad_scale(case, ev.grad_output)
         pairs = zip(spec.grad_inputs, *(x if isinstance(x, tuple) else (x,) for x in (true_grads, hand)))
         for name, t, h in pairs:
             if name in ev.grads:
-                _record(result, "gradient", ev.grads[name], h, dtypes.round_to(t, info), t, scales[name], info, terms.get(name, 1))
+                where = departures.Where(case, f"grad[{name}]", ev.grad_output, np.abs(scales[name]))
+                theirs = _outside_quirks(ev.grads[name], dtypes.round_to(t, info), where, runner)
+                _record(result, "gradient", theirs, h, dtypes.round_to(t, info), t, scales[name], info)
         result.cases += 1
         result.outputs += int(np.size(truth))
 
     sample()
     return result
+
+
+def _outside_quirks(theirs: np.ndarray, truth: np.ndarray, where: departures.Where, runner: Runner) -> np.ndarray:
+    """torch's values, with those in an active quirk's region replaced by the truth (not measured)."""
+    mask = departures.in_active_regions(runner.spec.name, runner.dtype, runner.device, where, np.shape(theirs))
+    return np.where(mask, truth, theirs) if mask.any() else theirs
 
 
 def finite(case: Case) -> Case:
@@ -101,7 +109,7 @@ def finite(case: Case) -> Case:
     return Case({k: clean(v) for k, v in case.inputs.items()}, {k: clean(v) for k, v in case.params.items()}, case.info)
 
 
-def _record(result: Accuracy, phase: str, theirs: np.ndarray, ours: np.ndarray, truth_in_dtype: np.ndarray, truth: np.ndarray, scale, info, terms: int) -> None:
+def _record(result: Accuracy, phase: str, theirs: np.ndarray, ours: np.ndarray, truth_in_dtype: np.ndarray, truth: np.ndarray, scale, info, terms: int = 1) -> None:
     result.torch[phase].update(theirs, truth_in_dtype, scale, info, terms)
     result.reference[phase].update(dtypes.round_to(ours, info), truth_in_dtype, scale, info, terms)
     result.reference_f64[phase].update(ours, truth, scale, F64, terms)

@@ -7,12 +7,15 @@ with the same inf), except that a torch inf is right where the reference's value
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from checks.dtypes import DtypeInfo, ulp
 from checks.tolerance import bound, ulp_error
+
+if TYPE_CHECKING:
+    from checks.departures import Departure, Where
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class Comparison:
     worst_bound: float
     passed: bool
     notes: tuple[str, ...] = field(default=())
+    # Known deviations: (quirk id, elements) that an active quirk accounts for; not failures.
+    deviations: tuple[tuple[str, int], ...] = field(default=())
 
     def message(self) -> str:
         c = self.context
@@ -59,6 +64,7 @@ class Comparison:
             f" max abs {self.max_abs_err:.3g}, max rel {self.max_rel_err:.3g}",
         ]
         lines += [f"  note: {note}" for note in self.notes]
+        lines += [f"  known deviation: {count} element{'s' if count > 1 else ''} as quirk {quirk} declares ({_upstream(quirk)})" for quirk, count in self.deviations]
         if c.repro:
             lines.append(f"  reproduce: {c.repro}")
         return "\n".join(lines)
@@ -66,6 +72,12 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: non-finite floats become the strings 'nan', 'inf', '-inf' (strict JSON)."""
         return jsonable(asdict(self))
+
+
+def _upstream(quirk_id: str) -> str:
+    from checks import departures
+
+    return departures.get(quirk_id).upstream
 
 
 def jsonable(value: Any) -> Any:
@@ -96,12 +108,15 @@ def _nonfinite_agreement(actual: np.ndarray, expected: np.ndarray, limit: np.nda
 
 def compare(
     actual: Any, expected: Any, *, scale: Any, info: DtypeInfo, k: float, context: Context, notes: tuple[str, ...] = (),
-    terms_overflow: bool = False, terms: int = 1,
+    terms_overflow: bool = False, terms: int = 1, quirks: Sequence[Departure] = (), where: Where | None = None,
 ) -> Comparison:
     """Compare element by element under the tolerance policy and summarise as a record.
 
     ``terms_overflow``: the result reduces terms that overflow the dtype on their own, so torch,
-    which rounds each term to the dtype before reducing, may rightly return inf."""
+    which rounds each term to the dtype before reducing, may rightly return inf.
+    ``quirks``: the quirks active for this comparison (checks.departures); an element outside the
+    policy that one of them accounts for (its region, its rule, judged at ``where``) is a known
+    deviation, counted under the quirk's id; anything else outside the policy is a failure."""
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape:
@@ -114,6 +129,14 @@ def compare(
         abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)  # NaN against a number is maximally wrong
         # The numeric test only applies where the reference is finite (its bound is inf otherwise).
         ok = agreed | ((abs_err <= limit) & np.isfinite(e))
+        known = []
+        for quirk in quirks:
+            excused = ~ok & quirk.excused(a, e, limit, where) if e.size else np.zeros(e.shape, bool)
+            if excused.any():
+                known.append((quirk.id, int(excused.sum())))
+                agreed = agreed | excused
+                ok = ok | excused
+        abs_err = np.where(agreed, 0.0, abs_err)
         score = np.where(agreed, 0.0, abs_err / limit)  # > 1 fails; the largest is the worst element
         rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))
         ulps = np.where(agreed, 0.0, ulp_error(a, e, s, info, terms))
@@ -134,6 +157,7 @@ def compare(
         worst_bound=float(limit[worst]),
         passed=bool(ok.all()),
         notes=notes,
+        deviations=tuple(known),
     )
 
 

@@ -1,9 +1,8 @@
-"""Which devices exist here, which device × dtype pairs torch can run, and how each is configured.
+"""Which devices exist here and which device × dtype pairs torch can run.
 
-Devices are detected, never assumed. CUDA float32 matmuls are pinned to full precision (TF32 off):
-TF32 keeps 10 mantissa bits, so a float32 Linear would otherwise be checked against a float32
-tolerance it can never meet. ``byhand verify --tf32`` is not offered on purpose: a TF32 result is a
-different dtype, not a float32 one with a looser bound.
+Devices are detected, never assumed. byhand leaves torch's numerics settings as it finds them (TF32,
+float32 matmul precision, reduced-precision reductions): a setting that changes results is a declared,
+probed quirk (checks/departures), named in verify's header and reported per cell where it shows.
 """
 from __future__ import annotations
 
@@ -37,14 +36,6 @@ def unsupported_reason(device: str, dtype: str) -> str | None:
 
 def available() -> tuple[str, ...]:
     return tuple(d for d in DEVICES if unavailable_reason(d) is None)
-
-
-def configure(device: str) -> None:
-    """Full-precision float32 math on GPUs: no TF32 in matmuls or convolutions."""
-    if device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
 
 
 def describe() -> str:

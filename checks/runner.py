@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from checks import devices, dtypes
+from checks import departures, devices, dtypes
 from checks.compare import Comparison, Context, compare
 from checks.dtypes import DtypeInfo
 from checks.registry import get
@@ -92,7 +92,6 @@ class Runner:
         self.spec, self.device, self.dtype, self.info = spec, device, dtype, info_for(dtype)
         self.hand_forward = spec.forward if hand is None else getattr(hand, spec.name, None)
         self.hand_backward = spec.backward if hand is None else getattr(hand, f"{spec.name}_backward", None)
-        devices.configure(device)
 
     def _context(self, case: Case, recipe: Recipe, phase: str, path: str, layout: str) -> Context:
         shape = tuple(next(iter(case.inputs.values())).shape)
@@ -143,8 +142,7 @@ class Runner:
             k = k_for("forward", self.dtype, spec.overrides)
             # Only an inf from torch can need the overflow allowance: don't re-run the reference otherwise.
             overflow = bool(np.isinf(ev.forward).any() or (ev.module is not None and np.isinf(ev.module).any())) and terms_overflow(spec, case, info)
-            terms = spec.summed_terms(case)
-            judge = functools.partial(compare, expected=hand, scale=scale, info=info, k=k, terms_overflow=overflow, terms=terms.get("forward", 1))
+            judge = functools.partial(compare, expected=hand, scale=scale, info=info, k=k, terms_overflow=overflow, **self._quirks(case, "forward", None, scale))
             records.append(judge(ev.forward, context=self._context(case, recipe, "forward", "functional", layout)))
             if ev.module is not None:
                 records.append(judge(ev.module, context=self._context(case, recipe, "forward", "module", layout)))
@@ -159,12 +157,19 @@ class Runner:
         with np.errstate(all="ignore"):
             scales = spec.grad_scale(case, ev.grad_output)
         k = k_for("gradient", self.dtype, spec.overrides)
-        terms = spec.summed_terms(case)
         return [
-            compare(ev.grads[name], expected, scale=scales[name], info=info, k=k, terms=terms.get(name, 1), context=self._context(case, recipe, f"grad[{name}]", "autograd", layout))
+            compare(ev.grads[name], expected, scale=scales[name], info=info, k=k, context=self._context(case, recipe, f"grad[{name}]", "autograd", layout),
+                    **self._quirks(case, f"grad[{name}]", ev.grad_output, scales[name]))
             for name, expected in hand.items()
             if name in ev.grads
         ]
+
+    def _quirks(self, case: Case, phase: str, grad_output: np.ndarray | None, scale: Any) -> dict[str, Any]:
+        """The quirks active for this comparison here and now, and where they are judged."""
+        quirks = departures.active(self.spec.name, phase, self.dtype, self.device)
+        if not quirks:
+            return {}
+        return {"quirks": quirks, "where": departures.Where(case, phase, grad_output, np.abs(np.asarray(scale, dtype=np.float64)))}
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,6 @@ class OpSpec:
     dtypes: tuple[str, ...] = FLOAT_DTYPES
     overrides: tuple[Override, ...] = ()
     exclusions: tuple[str, ...] = ()  # input regions the draws avoid on purpose, each with its reason
-    # Products summed per element, by "forward" and gradient input name (default 1): see checks.tolerance.
-    summed_terms: Callable[[Case], dict[str, int]] = lambda case: {}
     notes: str = ""
 
     @property

@@ -8,18 +8,11 @@ from torch import nn
 
 from checks.spec import Case, OpSpec
 from checks.strategies import knobs, shapes, unit_floats
-from checks.values import reals, special_reals
+from checks.values import reals
 
 
 def _make_reals(rng, recipe, info) -> Case:
     return Case({"input": reals(rng, recipe.shape, recipe.regime, info)}, dict(recipe.knobs))
-
-
-def _make_elu(rng, recipe, info) -> Case:
-    # torch's ELU gradient at NaN is NaN in its vectorized loop but the upstream gradient in the
-    # scalar tail, so it depends on the NaN's position: pinned in tests/test_conventions.py.
-    x = reals(rng, recipe.shape, recipe.regime, info, specials=special_reals(info, nan=False))
-    return Case({"input": x}, dict(recipe.knobs))
 
 
 def _alpha_upstream(case: Case, grad_output: np.ndarray) -> dict:
@@ -59,10 +52,9 @@ SPECS = (
         name="elu",
         functional=F.elu,
         module=lambda input, alpha: nn.ELU(alpha)(input),
-        make=_make_elu,
+        make=_make_reals,
         shapes=shapes(),
         knobs=knobs(alpha=unit_floats(0.05, 3.0, 1.0)),
         grad_scale=_alpha_upstream,
-        exclusions=("NaN inputs (torch's gradient there depends on the NaN's position; tests/test_conventions.py)",),
     ),
 )

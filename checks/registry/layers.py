@@ -44,14 +44,6 @@ def _linear_grad_scale(case: Case, g: np.ndarray) -> dict:
     return {"input": np.abs(g) @ np.abs(w), "weight": g2.T @ x2, "bias": g2.sum(axis=0)}
 
 
-def _linear_terms(case: Case) -> dict[str, int]:
-    """Each output sums in_features products (+ the bias); grad_input sums out_features;
-    grad_weight and grad_bias sum over the batch."""
-    w = case.inputs["weight"]
-    batch = int(np.prod(case.inputs["input"].shape[:-1]))
-    return {"forward": w.shape[1] + 1, "input": w.shape[0], "weight": max(batch, 1), "bias": max(batch, 1)}
-
-
 def _make_one_hot(rng, recipe, info) -> Case:
     n_classes = recipe.knobs["classes"]
     labels = class_targets(rng, recipe.shape, n_classes)
@@ -70,7 +62,6 @@ SPECS = (
         scale=_linear_scale,
         grad_scale=_linear_grad_scale,
         grad_inputs=("input", "weight", "bias"),
-        summed_terms=_linear_terms,
     ),
     OpSpec(
         name="one_hot",

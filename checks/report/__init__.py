@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import sympy as sp
 
-from checks import baseline
+from checks import baseline, departures, devices
 from checks.matrix import Cell
 from checks.report import deviations, plots
 from checks.spec import OpSpec
@@ -51,11 +51,11 @@ def environment() -> dict[str, Any]:
     return baseline.environment() | {"matplotlib": matplotlib.__version__, "processor": platform.processor()}
 
 
-def plan(cells: list[Cell]) -> tuple[list[OpSpec], list[deviations.Deviation]]:
-    """The ops (registry order) and the deviations a report of these cells covers."""
+def plan(cells: list[Cell]) -> tuple[list[OpSpec], list[departures.Departure]]:
+    """The ops (registry order) and the declared departures a report of these cells covers."""
     ops = list({c.spec.name: c.spec for c in cells}.values())
     names = {s.name for s in ops}
-    return ops, [d for d in deviations.CATALOGUE if set(d.ops) & names]
+    return ops, [d for d in departures.DEPARTURES if set(d.ops) & names]
 
 
 def total_steps(cells: list[Cell]) -> int:
@@ -150,14 +150,21 @@ def _figure(report: Report, name: str, svg: str) -> str:
     return path
 
 
-def _deviation(report: Report, dev: deviations.Deviation) -> dict[str, Any]:
-    measured = dev.measure()
-    return {
-        "id": dev.id, "title": dev.title, "ops": list(dev.ops), "what": dev.what, "handling": dev.handling,
-        "tests": list(dev.tests), "finding": measured.finding,
-        "map": {"x": measured.x, "series": measured.series, "xlabel": measured.xlabel, "ylabel": measured.ylabel},
-        "figure": _figure(report, f"deviation-{dev.id}", deviations.plot(measured)),
-    }
+def _deviation(report: Report, dev: departures.Departure) -> dict[str, Any]:
+    """A declaration as the report shows it: for a quirk, where its probe says it shows now; the
+    error map where it has one, measured now."""
+    data = dev.to_dict()
+    data["shows_on"] = [device for device in devices.available() if departures.shows(dev, device)] if dev.quirk else None
+    if not dev.handling:
+        data["handling"] = ("Probed: where it shows, elements in its region that behave as declared are known deviations, "
+                            "counted per cell; elsewhere they are judged against the math.")
+    data.update(finding=None, map=None, figure=None)
+    if dev.measure is not None:
+        measured = dev.measure()
+        data["finding"] = measured.finding
+        data["map"] = {"x": measured.x, "series": measured.series, "xlabel": measured.xlabel, "ylabel": measured.ylabel}
+        data["figure"] = _figure(report, f"deviation-{dev.id}", deviations.plot(measured))
+    return data
 
 
 def _summary(results: list[CellResult], ops: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:

@@ -1,0 +1,213 @@
+"""torch's known departures from exact math, declared once each, as data.
+
+Two kinds, one declaration (:class:`Departure`):
+
+- a **convention** is documented semantics that holds on every machine (BCE's −100 clamp, the two
+  meanings of label smoothing, gradients at kinks). The references follow it; tests assert it
+  unconditionally. It never excuses an element.
+- a **quirk** is what a kernel does on some machines, versions, flags or devices (oneDNN's emulated
+  bf16 GEMM, a vectorised loop's NaN handling, TF32). It declares the ops, phases, dtypes and devices
+  it concerns, the input ``region`` it affects (element by element), what torch returns there
+  (``rule``), its upstream reference, the tests that pin it, and a ``probe``: a tiny witness
+  computation that says whether *this* torch, on *this* machine, with *these* flags, shows it now.
+
+Judging (checks.compare) uses only the quirks active here: an element inside an active quirk's region
+that behaves as its rule says is a *known deviation*, counted and named; any other disagreement is a
+failure; where a quirk is absent its region is judged against the math like everything else.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from checks.dtypes import DTYPE_NAMES
+from checks.spec import Case, Recipe
+
+
+
+@dataclass(frozen=True)
+class Where:
+    """What a region or a rule may look at: the case, the phase compared ("forward", "grad[input]"),
+    the upstream gradient (gradient phases) and the op's natural size there (checks.tolerance)."""
+
+    case: Case
+    phase: str
+    grad_output: np.ndarray | None
+    scale: np.ndarray
+
+
+# Element masks, broadcastable to the compared array: ``region(where)``, and
+# ``rule(actual, expected, limit, where)`` with ``limit`` the policy's bound element by element.
+Region = Callable[[Where], np.ndarray]
+Rule = Callable[[np.ndarray, np.ndarray, np.ndarray, Where], np.ndarray]
+Probe = Callable[[str], bool]  # device -> shows here and now
+
+
+@dataclass(frozen=True)
+class Map:
+    """One measured error map for the report: x values, named series over them, and a finding."""
+
+    x: list[float]
+    series: dict[str, list[float]]
+    xlabel: str
+    ylabel: str
+    finding: str
+    xscale: str = "linear"
+    yscale: str = "linear"
+
+
+@dataclass(frozen=True)
+class Departure:
+    id: str
+    kind: str  # "convention" or "quirk"
+    title: str
+    ops: tuple[str, ...]
+    what: str  # torch's behaviour against the math, in a sentence or two
+    returns: str  # what torch returns in the region instead of the math
+    upstream: str  # issue, PR or documentation ("pytorch/pytorch#NNNN", a URL, a source path)
+    tests: tuple[str, ...]  # the tests that pin it ("path::name")
+    handling: str = ""  # how byhand treats it (conventions: the reference follows it)
+    phases: tuple[str, ...] = ("forward",)
+    dtypes: tuple[str, ...] = DTYPE_NAMES
+    devices: tuple[str, ...] = ("cpu",)
+    region: Region | None = field(default=None, repr=False)
+    rule: Rule | None = field(default=None, repr=False)
+    probe: Probe | None = field(default=None, repr=False)
+    # A recipe of ``ops[0]`` in ``example_dtype`` whose case reaches the region: the tests judge it
+    # with the quirk in force, lifted, and on machines where it is absent.
+    example: Recipe | None = None
+    example_dtype: str = "float32"
+    # Whether the example always shows the quirk where the probe says it shows; False for a setting
+    # that only allows a wider result (cuBLAS may or may not split a small GEMM).
+    always: bool = True
+    measure: Callable[[], Map] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("convention", "quirk"):
+            raise ValueError(f"departure {self.id}: kind must be 'convention' or 'quirk', got {self.kind!r}")
+        if self.kind == "quirk" and None in (self.region, self.rule, self.probe, self.example):
+            raise ValueError(f"quirk {self.id}: a quirk needs a region, a rule, a probe and an example")
+        if not self.tests:
+            raise ValueError(f"departure {self.id}: name the tests that pin it")
+
+    @property
+    def quirk(self) -> bool:
+        return self.kind == "quirk"
+
+    def concerns(self, op: str, phase: str, dtype: str, device: str) -> bool:
+        return op in self.ops and phase in self.phases and dtype in self.dtypes and device in self.devices
+
+    def excused(self, actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, where: Where) -> np.ndarray:
+        """The elements this quirk accounts for: inside its region, and as its rule says."""
+        assert self.region is not None and self.rule is not None
+        with np.errstate(all="ignore"):
+            inside = np.broadcast_to(self.region(where), expected.shape)
+            return inside & np.broadcast_to(self.rule(actual, expected, limit, where), expected.shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "title": self.title, "ops": list(self.ops), "phases": list(self.phases),
+                "dtypes": list(self.dtypes), "devices": list(self.devices), "what": self.what, "returns": self.returns,
+                "upstream": self.upstream, "handling": self.handling, "tests": list(self.tests)}
+
+
+def _declarations() -> tuple[Departure, ...]:
+    from checks.departures import conventions, cpu, gpu
+
+    return (*conventions.DECLARED, *cpu.DECLARED, *gpu.DECLARED)
+
+
+DEPARTURES: tuple[Departure, ...] = _declarations()
+BY_ID: dict[str, Departure] = {d.id: d for d in DEPARTURES}
+if len(BY_ID) != len(DEPARTURES):
+    raise ValueError("two departures share an id")
+QUIRKS: tuple[Departure, ...] = tuple(d for d in DEPARTURES if d.quirk)
+
+_LIFTED: set[str] = set()
+_FORCED: set[str] = set()  # tests only: judge as on a machine where these quirks show
+
+
+def get(departure_id: str) -> Departure:
+    try:
+        return BY_ID[departure_id]
+    except KeyError:
+        raise ValueError(f"unknown departure {departure_id!r}; declared: {', '.join(BY_ID)}") from None
+
+
+def _settings_key() -> tuple[Any, ...]:
+    """What a probe's answer can depend on inside one process: flags a user may flip at run time."""
+    cuda = torch.backends.cuda.matmul
+    return (torch.backends.mkldnn.enabled, torch.get_float32_matmul_precision(), torch.get_num_threads(),
+            getattr(torch.backends.mkldnn, "matmul", None) and torch.backends.mkldnn.matmul.fp32_precision,
+            cuda.allow_tf32, cuda.allow_fp16_reduced_precision_reduction, cuda.allow_bf16_reduced_precision_reduction,
+            torch.backends.cudnn.allow_tf32)
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(departure_id: str, device: str, key: tuple[Any, ...]) -> bool:
+    probe = get(departure_id).probe
+    assert probe is not None
+    return bool(probe(device))
+
+
+def shows(departure: Departure, device: str) -> bool:
+    """Whether the quirk shows on ``device`` here and now (its probe, cached per settings)."""
+    if not departure.quirk or device not in departure.devices:
+        return False
+    if departure.id in _FORCED:
+        return True
+    from checks import devices
+
+    if devices.unavailable_reason(device):
+        return False
+    return _probe(departure.id, device, _settings_key())
+
+
+def active(op: str, phase: str, dtype: str, device: str) -> tuple[Departure, ...]:
+    """The quirks that excuse elements of this comparison: declared for it, shown by their probe,
+    and not lifted."""
+    return tuple(d for d in QUIRKS if d.id not in _LIFTED and d.concerns(op, phase, dtype, device) and shows(d, device))
+
+
+def in_active_regions(op: str, dtype: str, device: str, where: Where, shape: tuple[int, ...]) -> np.ndarray:
+    """Elements inside the region of any quirk active for this comparison: accuracy statistics
+    leave them out (what torch returns there is declared, not a rounding error)."""
+    mask = np.zeros(shape, bool)
+    for quirk in active(op, where.phase, dtype, device):
+        assert quirk.region is not None
+        with np.errstate(all="ignore"):
+            mask |= np.broadcast_to(quirk.region(where), shape)
+    return mask
+
+
+def active_here(device_names: tuple[str, ...]) -> list[tuple[Departure, str]]:
+    """Every (quirk, device) pair whose probe says it shows now: verify's header, the fingerprint."""
+    return [(d, device) for d in QUIRKS for device in device_names if shows(d, device)]
+
+
+@contextlib.contextmanager
+def _with(ids: set[str], departure_ids: tuple[str, ...]) -> Iterator[None]:
+    for departure_id in departure_ids:
+        get(departure_id)
+    before = set(ids)
+    ids.update(departure_ids)
+    try:
+        yield
+    finally:
+        ids.clear()
+        ids.update(before)
+
+
+def lifted(*departure_ids: str) -> contextlib.AbstractContextManager[None]:
+    """Judge as if these quirks were not declared (meta-tests: every declaration is load-bearing)."""
+    return _with(_LIFTED, departure_ids)
+
+
+def forced(*departure_ids: str) -> contextlib.AbstractContextManager[None]:
+    """Judge as on a machine where these quirks show (meta-tests of a region's narrowness on a CPU
+    that lacks the quirk); torch's own results are unchanged."""
+    return _with(_FORCED, departure_ids)

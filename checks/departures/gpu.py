@@ -1,0 +1,54 @@
+"""Quirks of CUDA's GEMMs, probed from torch's flags on the device at hand.
+
+TF32 for float32 matmuls is declared with the CPU's reduced-precision float32 setting
+(checks/departures/cpu.py, ``float32-matmul-in-reduced-precision``): one setting, one declaration.
+cuDNN's TF32 for convolutions (``torch.backends.cudnn.allow_tf32``, on by default) is recorded in the
+environment fingerprint; it gets its declaration with the first convolution in the registry.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from checks.departures import Departure, Where
+from checks.dtypes import DTYPES
+from checks.spec import Recipe
+
+
+def _reduced_reduction_probe(flag: str):
+    def probe(device: str) -> bool:
+        return device == "cuda" and bool(getattr(torch.backends.cuda.matmul, flag))
+
+    return probe
+
+
+def _partial_sums_rule(dtype: str):
+    eps = DTYPES[dtype].eps
+
+    def rule(actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, where: Where) -> np.ndarray:
+        # Each split-K partial sum is rounded to the dtype: at most one rounding per summed term.
+        terms = where.case.inputs["weight"].shape[1] if where.phase == "forward" else max(where.case.inputs["weight"].shape)
+        return np.abs(actual - expected) <= limit + terms * eps / 2 * where.scale
+
+    return rule
+
+
+def _reduced_reduction(dtype: str, flag: str) -> Departure:
+    return Departure(
+        id=f"cuda-{dtype}-reduced-precision-reduction", kind="quirk", title=f"cuBLAS may reduce {dtype} GEMMs in {dtype}",
+        ops=("linear",), phases=("forward", "grad[input]", "grad[weight]"), dtypes=(dtype,), devices=("cuda",),
+        what=f"With torch.backends.cuda.matmul.{flag} = True (the default), cuBLAS may keep split-K partial sums of a "
+             f"{dtype} GEMM in {dtype} instead of float32, so the result carries one {dtype} rounding per partial sum.",
+        returns=f"a {dtype} result off by up to one half-ULP of Σ|w x| per summed term",
+        upstream="https://pytorch.org/docs/stable/notes/numerical_accuracy.html#reduced-precision-reduction-for-fp16-and-bf16-gemms",
+        tests=("tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not",),
+        region=lambda where: np.ones((), bool), rule=_partial_sums_rule(dtype), probe=_reduced_reduction_probe(flag),
+        example=Recipe(seed=0, regime="normal", shape=(64, 16), knobs={"out_features": 16, "bias": True}), example_dtype=dtype,
+        always=False,
+    )
+
+
+DECLARED = (
+    _reduced_reduction("float16", "allow_fp16_reduced_precision_reduction"),
+    _reduced_reduction("bfloat16", "allow_bf16_reduced_precision_reduction"),
+)

@@ -1,0 +1,139 @@
+"""The declared departures: every quirk is checked on the machine at hand, both ways.
+
+Where a quirk's probe says it shows, torch behaves as declared on the quirk's example (known
+deviations, no failure) and lifting the declaration makes that example fail: the declaration is
+load-bearing. Where it does not show, the same example agrees with the math. Its region stays
+narrow: a wrong value outside it is a failure even where the quirk is in force. No test here asserts
+one machine's kernel behaviour unconditionally.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from checks import departures, devices
+from checks.compare import compare
+from checks.dtypes import DTYPE_NAMES
+from checks.registry import BY_NAME, get
+from checks.runner import Runner
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _quirk_devices(device: str) -> list:
+    return [pytest.param(q, id=q.id) for q in departures.QUIRKS if device in q.devices]
+
+
+def _example(quirk: departures.Departure, device: str) -> list:
+    runner = Runner(get(quirk.ops[0]), device, quirk.example_dtype)
+    return runner.run(quirk.example)
+
+
+def _deviations(records: list, quirk_id: str) -> int:
+    return sum(count for r in records for name, count in r.deviations if name == quirk_id)
+
+
+@pytest.mark.parametrize("quirk", departures.QUIRKS, ids=[q.id for q in departures.QUIRKS])
+def test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not(quirk, device):
+    if device not in quirk.devices:
+        pytest.skip(f"{quirk.id} concerns {', '.join(quirk.devices)}, not {device}")
+    if reason := devices.unsupported_reason(device, quirk.example_dtype):
+        pytest.skip(reason)
+    records = _example(quirk, device)
+    failures = [r.message() for r in records if not r.passed]
+    assert not failures, "\n".join(failures)
+    if not departures.shows(quirk, device):
+        assert _deviations(records, quirk.id) == 0
+        return
+    if quirk.always:
+        assert _deviations(records, quirk.id) > 0, f"{quirk.id} shows here (probe) but its example has no known deviation"
+        with departures.lifted(quirk.id):
+            assert not all(r.passed for r in _example(quirk, device)), f"lifting {quirk.id} does not fail its example: it is not load-bearing"
+
+
+def test_every_quirk_example_reaches_its_region(device):
+    """An example outside its region would test nothing, on any machine."""
+    for quirk in departures.QUIRKS:
+        if device not in quirk.devices or devices.unsupported_reason(device, quirk.example_dtype):
+            continue
+        ev = Runner(get(quirk.ops[0]), device, quirk.example_dtype).evaluate(quirk.example)
+        reached = [np.asarray(quirk.region(departures.Where(ev.case, phase, ev.grad_output, np.ones(())))).any() for phase in quirk.phases]
+        assert any(reached), f"{quirk.id}: its example {quirk.example} never enters its region"
+
+
+def test_declarations_name_real_ops_phases_dtypes_and_tests():
+    for d in departures.DEPARTURES:
+        for op in d.ops:
+            spec = BY_NAME[op]
+            assert set(d.phases) <= {"forward", *(f"grad[{name}]" for name in spec.grad_inputs)}, d.id
+        assert set(d.dtypes) <= set(DTYPE_NAMES) and set(d.devices) <= set(devices.DEVICES), d.id
+        assert d.upstream and d.what and d.returns, d.id
+        for test in d.tests:
+            path, _, name = test.partition("::")
+            assert f"def {name}(" in (ROOT / path).read_text(), f"{d.id}: {test} does not exist"
+
+
+def _odd_k_case():
+    quirk = departures.get("onednn-bf16-odd-k-inf-nan")
+    ev = Runner(get("linear"), "cpu", "bfloat16").evaluate(quirk.example, gradient=False)
+    expected = get("linear").forward(*ev.case.inputs.values())
+    rows = np.isinf(ev.case.inputs["input"][:, -1])
+    return quirk, ev.case, expected, rows
+
+
+def _judge(quirk, case, actual, expected):
+    from checks.compare import Context
+
+    where = departures.Where(case, "forward", None, np.zeros(()))
+    context = Context("linear", "forward", "functional", "cpu", "bfloat16", expected.shape)
+    info = Runner(get("linear"), "cpu", "bfloat16").info
+    return compare(actual, expected, scale=0.0, info=info, k=4, context=context,
+                   quirks=departures.active("linear", "forward", "bfloat16", "cpu"), where=where)
+
+
+def test_a_nan_row_is_a_known_deviation_only_where_the_odd_k_quirk_declares_it():
+    """As on an AVX-512 CPU without native bf16 (the quirk forced on): NaN across a row whose last
+    input is infinite is known; the same NaN in any other row is a failure."""
+    quirk, case, expected, rows = _odd_k_case()
+    assert rows.any() and (~rows).any()
+    inside = np.where(rows[:, None], np.nan, expected)
+    outside = inside.copy()
+    outside[np.flatnonzero(~rows)[0], 0] = np.nan
+    with departures.forced(quirk.id):
+        known = _judge(quirk, case, inside, expected)
+        assert known.passed and known.deviations == ((quirk.id, int(np.sum(rows[:, None] & ~np.isnan(expected)))),)
+        stray = _judge(quirk, case, outside, expected)
+        assert not stray.passed and stray.n_bad == 1 and "onednn" in stray.message()
+    assert not _judge(quirk, case, inside, expected).passed, "where the quirk does not show, the NaN rows are failures"
+
+
+def test_a_fault_outside_an_active_quirks_region_is_still_caught():
+    """A relative error of 1/4 (16 bf16 ULPs) on an element outside the region fails, quirk or no quirk."""
+    quirk, case, expected, rows = _odd_k_case()
+    faulty = np.where(rows[:, None], np.nan, expected)
+    i = np.flatnonzero(~rows & np.isfinite(expected).all(axis=1) & (np.abs(expected[:, 0]) > 1e-3))[0]
+    faulty[i, 0] *= 1.25
+    with departures.forced(quirk.id):
+        record = _judge(quirk, case, faulty, expected)
+    assert not record.passed and record.worst_index == (i, 0)
+
+
+def test_a_flushed_product_is_known_only_as_far_as_the_quirk_allows():
+    """As on a CPU with native bf16 (forced on): x = [tiny, -tiny], w = [-0.66, 0.957] sums two
+    subnormal products to -1.9e-38 (hand math); -0.0 is known, +1.9e-38 is off by more than the
+    two dropped products and stays a failure. Where the quirk does not show, -0.0 fails."""
+    from checks.spec import Case
+
+    quirk = departures.get("bf16-dot-product-flushes-subnormals")
+    tiny = departures.cpu.BF16_TINY
+    case = Case({"input": np.array([[tiny, -tiny], [1.0, 1.0]]), "weight": np.array([[-0.66015625, 0.95703125]]), "bias": None})
+    expected = np.array([[tiny * -0.66015625 - tiny * 0.95703125], [-0.66015625 + 0.95703125]])
+    assert expected[0, 0] == pytest.approx(-1.900994770470418e-38, rel=1e-12)
+    flushed = np.array([[-0.0], [expected[1, 0]]])
+    with departures.forced(quirk.id):
+        record = _judge(quirk, case, flushed, expected)
+        assert record.passed and record.deviations == ((quirk.id, 1),)
+        assert not _judge(quirk, case, -expected, expected).passed
+    assert not _judge(quirk, case, flushed, expected).passed
