@@ -2,14 +2,16 @@
 
 ``save`` runs a few fixed recipes per registry cell (op × device × dtype) and records torch's
 outputs and gradients as ``float.hex`` strings (exact, readable, diffable), each record's worst
-error against the reference, and the environment: versions, build configuration, CPU capability,
-threads. ``compare`` re-runs exactly the recorded recipes and sorts every difference:
+error against the reference, and the environment (checks.environment: versions, build, CPU model
+and features, capability, threads, numerics settings, the quirks that show). ``compare`` re-runs exactly the recorded recipes and sorts every difference:
 
 - ``newly failing``: passed the policy then, fails it now (exit 1);
 - ``moved``: an output or gradient moved beyond the tolerance policy from its recorded value (exit 1);
 - ``accuracy``: the worst ULP error against the reference grew by more than 1 ULP (exit 1);
-- ``bitwise``: values changed within the tolerance (informational; threads and CPU capability are
-  the usual cause, and the environment diff names them);
+- ``quirks``: a declared quirk (checks/departures) shows now and did not when recorded, or the
+  reverse: what a torch upgrade or a new machine looks like (informational);
+- ``bitwise``: values changed within the tolerance (informational; the CPU, its capability and the
+  threads are the usual cause, and the environment diff names them);
 - ``new`` / ``missing``: cells or cases on one side only;
 - ``inputs``: the recorded recipe now draws different inputs (numpy's generators changed: seen
   between numpy 1.26 and 2.4), so that case's outputs are not compared; informational;
@@ -28,17 +30,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import sympy
-import torch
 from hypothesis import HealthCheck, Phase, given, settings
 
-from checks import devices, seeded
+from checks import departures, devices, seeded
+from checks.environment import fingerprint
 from checks.compare import Context, compare
 from checks.matrix import Cell
 from checks.registry import BY_NAME
@@ -51,7 +51,11 @@ SCHEMA = "byhand-baseline"
 SCHEMA_VERSION = 1
 ACCURACY_SLACK = 1.0  # ULPs the worst error may grow before it counts as a regression
 FAILING = ("newly failing", "moved", "accuracy")
-KINDS = (*FAILING, "bitwise", "inputs", "defaults", "new", "missing")
+KINDS = (*FAILING, "quirks", "bitwise", "inputs", "defaults", "new", "missing")
+# Environment keys that can explain bitwise changes, in the order likely_cause names them.
+CAUSES = (("torch", "the torch version"), ("cpu_model", "the CPU model"), ("cpu_features", "the CPU's features (ISA)"),
+          ("cpu_capability", "the CPU vector capability (ATEN_CPU_CAPABILITY)"), ("knobs", "a numerics setting or start-up variable"),
+          ("threads", "the thread count"), ("build", "the build configuration"), ("machine", "the machine"))
 
 
 class BaselineError(ValueError):
@@ -59,34 +63,9 @@ class BaselineError(ValueError):
 
 
 def environment() -> dict[str, Any]:
-    """What the results depend on besides the code: versions, build, CPU capability, threads, and
-    the CUDA device, its capability and driver where present. `byhand verify --json`, baselines and
-    reports all record this one fingerprint."""
-    env = {
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "sympy": sympy.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-        "devices": devices.describe(),
-        "cuda": torch.version.cuda,
-        "build": torch.__config__.show(),
-    }
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        env["cuda_device"] = {"name": props.name, "capability": f"{props.major}.{props.minor}", "memory_gib": round(props.total_memory / 2**30, 1),
-                              "driver": _cuda_driver(), "tf32_matmul": torch.backends.cuda.matmul.allow_tf32}
-    return env
-
-
-def _cuda_driver() -> str | None:
-    try:
-        return str(torch._C._cuda_getDriverVersion())
-    except (AttributeError, RuntimeError):
-        return None
+    """The one fingerprint (checks.environment.fingerprint) that `byhand verify --json`, baselines
+    and reports record."""
+    return fingerprint()
 
 
 def fixed_recipes(cell: Cell, count: int) -> list[Recipe]:
@@ -213,8 +192,7 @@ class Comparison:
 
     def likely_cause(self) -> str:
         changed = set(self.environment)
-        causes = [name for key, name in (("torch", "the torch version"), ("cpu_capability", "the CPU vector capability (ATEN_CPU_CAPABILITY)"),
-                                         ("threads", "the thread count"), ("build", "the build configuration"), ("machine", "the machine")) if key in changed]
+        causes = [name for key, name in CAUSES if key in changed]
         return ", ".join(causes) if causes else "nothing recorded changed (nondeterminism?)"
 
 
@@ -262,6 +240,7 @@ def compare_with(data: dict[str, Any]) -> Comparison:
     result = Comparison()
     now_env = environment()
     result.environment = {k: (v, now_env.get(k)) for k, v in data["environment"].items() if now_env.get(k) != v}
+    _compare_quirks(data["environment"].get("quirks"), now_env["quirks"], result)
     for cell_id, cell in data["cells"].items():
         spec = BY_NAME.get(cell.get("op"))
         if spec is None:
@@ -277,6 +256,18 @@ def compare_with(data: dict[str, Any]) -> Comparison:
     _compare_notebooks(data.get("notebooks"), result)
     _compare_defaults(data.get("defaults"), result)
     return result
+
+
+def _compare_quirks(then: list[str] | None, now: list[str], result: Comparison) -> None:
+    """A quirk that appeared or disappeared: what a torch upgrade or a new machine looks like."""
+    if then is None:
+        return  # a baseline from before quirks were probed
+    for entry in sorted(set(now) - set(then)):
+        quirk, _, device = entry.partition("@")
+        result.findings.append(Finding("quirks", quirk, f"appeared on {device}: shows now, did not when recorded ({departures.get(quirk).upstream})"))
+    for entry in sorted(set(then) - set(now)):
+        quirk, _, device = entry.partition("@")
+        result.findings.append(Finding("quirks", quirk, f"disappeared on {device}: showed when recorded, does not now"))
 
 
 NOTEBOOK_INFO = info_for("float32")  # the notebooks run in float32

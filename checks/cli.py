@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from checks import baseline, learner, matrix
+from checks import baseline, departures, devices, environment, learner, matrix
 from checks.verify import CellResult, verify, verify_cell
 
 JSON_SCHEMA_VERSION = 1
@@ -42,7 +42,7 @@ def _table(results: list[CellResult]) -> Table:
     table.add_column("op", no_wrap=True)
     table.add_column("device", no_wrap=True)
     table.add_column("dtype", no_wrap=True)
-    for column in ("examples", "forward", "gradient", "result"):
+    for column in ("examples", "forward", "gradient", "result", "known deviations"):
         table.add_column(column, justify="right" if column in ("examples", "forward", "gradient") else "left")
     for r in results:
         if r.skipped:
@@ -51,8 +51,23 @@ def _table(results: list[CellResult]) -> Table:
             status = "[green]pass[/]"
         else:
             status = "[bold red]FAIL[/]"
-        table.add_row(r.cell.spec.name, r.cell.device, r.cell.dtype, str(r.examples), _fmt_ulp(r, "forward"), _fmt_ulp(r, "grad"), status)
+        known = ", ".join(f"{quirk} ×{count}" for quirk, count in sorted(r.deviations.items()))
+        table.add_row(r.cell.spec.name, r.cell.device, r.cell.dtype, str(r.examples), _fmt_ulp(r, "forward"), _fmt_ulp(r, "grad"), status, known)
     return table
+
+
+def _header(console: Console) -> None:
+    """The machine, the quirks whose probes show here, and any setting that changes numerics."""
+    import torch
+
+    features = ", ".join(environment.cpu_features()) or "none of note"
+    console.print(f"byhand verify: torch {torch.__version__} on {environment.cpu_model()} ({features}); "
+                  f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads", highlight=False)
+    shown = departures.active_here(devices.available())
+    console.print("quirks that show here (checks/departures): " + (", ".join(f"{d.id} ({device})" for d, device in shown) if shown else "none"), highlight=False)
+    settings = environment.settings_on()
+    if settings:
+        console.print("[yellow]settings that change numerics are on:[/] " + escape("; ".join(settings)), highlight=False)
 
 
 def _report_failures(console: Console, results: list[CellResult]) -> None:
@@ -115,10 +130,23 @@ def _accuracy_table(console: Console, cells: list, examples: int) -> list:
     return results
 
 
+def _apply_settings(args: argparse.Namespace) -> None:
+    import torch
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    if getattr(args, "no_mkldnn", False):
+        torch.backends.mkldnn.enabled = False
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    _apply_settings(args)
     if args.impl:
         return cmd_verify_impl(args)
+    if args.matrix:
+        return cmd_verify_matrix(args)
     console = _console()
+    _header(console)
     try:
         cells = matrix.cells(args.device, args.dtype, args.ops)
     except ValueError as exc:
@@ -150,6 +178,58 @@ def cmd_verify(args: argparse.Namespace) -> int:
         }
         if accuracy is not None:
             payload["accuracy"] = [a.to_dict() for a in accuracy]
+        baseline.write_atomically(args.json, json.dumps(payload, indent=2))
+        console.print(f"wrote {args.json}")
+    return 1 if failed else 0
+
+
+def _passed_on(args: argparse.Namespace) -> list[str]:
+    """The verify options a matrix run passes on to each configuration."""
+    passed = ["--examples", str(args.examples)]
+    for option in ("device", "dtype", "ops"):
+        if getattr(args, option) not in (None, "auto", "all"):
+            passed += [f"--{option}", getattr(args, option)]
+    return passed
+
+
+def cmd_verify_matrix(args: argparse.Namespace) -> int:
+    """byhand verify under every CPU configuration this machine can stand in for."""
+    from checks import envmatrix
+
+    console = _console()
+    table = Table(title="byhand verify --matrix: one CPU standing in for several")
+    for column in ("configuration", "capability", "quirks that show", "cells", "known deviations", "failed", "time", "result"):
+        table.add_column(column, no_wrap=column in ("configuration", "result"))
+    outcomes = []
+    with _progress(console, args.quiet) as progress:
+        task = progress.add_task("configurations", total=len(envmatrix.CONFIGS))
+        for config in envmatrix.CONFIGS:
+            progress.update(task, description=f"verify under {config.name}")
+            outcomes.append(envmatrix.run(config, _passed_on(args)))
+            progress.update(task, advance=1)
+    for o in outcomes:
+        if o.skipped:
+            table.add_row(o.config.name, "", "", "", "", "", "", "[yellow]skipped[/] (below)")
+            continue
+        env, cells = o.data.get("environment", {}), o.data.get("cells", [])
+        known = sum(d["elements"] for c in cells for d in c.get("known_deviations", []))
+        failed = [c for c in cells if c["status"] == "fail"]
+        result = "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"
+        table.add_row(o.config.name, str(env.get("cpu_capability", "?")), ", ".join(env.get("quirks", [])) or "none", str(len(cells)), str(known),
+                      str(len(failed)), f"{o.data.get('elapsed_s', 0):.1f} s", result)
+    console.print(table)
+    for o in outcomes:
+        if o.skipped:
+            console.print(f"skipped {o.config.name}: {o.skipped}", highlight=False)
+        elif not o.passed:
+            console.print(f"[bold red]FAIL[/] under {o.config.name} (exit {o.returncode}):\n{escape(o.output.strip()[-3000:])}", highlight=False)
+    failed = [o for o in outcomes if not o.passed]
+    ran = sum(o.skipped is None for o in outcomes)
+    console.print(f"{ran} configurations run, {len(outcomes) - ran} skipped, {len(failed)} failed")
+    if args.json:
+        payload = {"schema_version": JSON_SCHEMA_VERSION, "passed": not failed,
+                   "configurations": [{"name": o.config.name, "env": o.config.env, "args": list(o.config.args), "skipped": o.skipped,
+                                       "passed": o.passed, "verify": o.data} for o in outcomes]}
         baseline.write_atomically(args.json, json.dumps(payload, indent=2))
         console.print(f"wrote {args.json}")
     return 1 if failed else 0
@@ -312,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.add_argument("--accuracy", action="store_true", help="also measure torch and the reference against the 50-digit mpmath truth")
     v.add_argument("--impl", metavar="MODULE", help="check your own functions (a .py file or module name) against torch instead")
+    v.add_argument("--threads", type=int, default=None, help="torch's intra-op thread count for this run")
+    v.add_argument("--no-mkldnn", action="store_true", help="run with torch.backends.mkldnn.enabled = False (native GEMMs)")
+    v.add_argument("--matrix", action="store_true", help="run verify under every CPU configuration this machine can emulate "
+                   "(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, mkldnn off, 1/2/4 threads), each in a fresh process")
     v.set_defaults(run=cmd_verify)
     d = commands.add_parser("derive", help="print an op's derivation and its symbolic proof")
     d.add_argument("op", help="a registry op, e.g. cross_entropy")
@@ -350,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "examples", 1) < 1:
         build_parser().error("--examples must be at least 1")
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        build_parser().error("--threads must be at least 1")
     if getattr(args, "sweep_points", 2) < 2:
         build_parser().error("--sweep-points must be at least 2")
     return args.run(args)

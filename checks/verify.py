@@ -10,6 +10,7 @@ from typing import Callable
 
 from hypothesis import HealthCheck, given, settings
 
+from checks import departures
 from checks.compare import Comparison
 from checks.matrix import Cell
 from checks.runner import Runner, unsupported
@@ -25,6 +26,7 @@ class CellResult:
     worst: dict[str, Comparison] = field(default_factory=dict)  # phase -> record with the largest ULP error
     failure: Comparison | None = None
     error: str | None = None
+    deviations: dict[str, int] = field(default_factory=dict)  # quirk id -> elements it accounted for
 
     @property
     def passed(self) -> bool:
@@ -41,10 +43,14 @@ class CellResult:
             "worst": {phase: record.to_dict() for phase, record in self.worst.items()},
             "failure": self.failure.to_dict() if self.failure else None,
             "error": self.error,
+            "known_deviations": [{"quirk": quirk, "elements": count, "upstream": departures.get(quirk).upstream}
+                                 for quirk, count in sorted(self.deviations.items())],
         }
 
 
 def _keep_worst(result: CellResult, record: Comparison) -> None:
+    for quirk, count in record.deviations:
+        result.deviations[quirk] = result.deviations.get(quirk, 0) + count
     phase = record.context.phase
     current = result.worst.get(phase)
     if current is None or record.max_ulp_err > current.max_ulp_err:

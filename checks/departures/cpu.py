@@ -227,6 +227,48 @@ SMOOTHING_OVERFLOW = Departure(
 )
 
 
+# --- cross-entropy with probability targets reduces in the input dtype -----------------------------
+
+
+def _probability_sum_region(where: Where) -> np.ndarray:
+    """Probability targets: the loss (a row, or the batch's sum before a mean divides it) whose
+    terms |w_c q'_c log p_c| add up to within a factor 2 of the dtype's largest number."""
+    import reference
+    from checks.dtypes import DTYPES
+
+    case = where.case
+    x, q = case.inputs["input"], case.inputs["target"]
+    if q.dtype.kind != "f" or case.info is None or x.size == 0:
+        return np.zeros((), bool)
+    dim = 0 if x.ndim == 1 else 1
+    eps = case.params.get("label_smoothing", 0.0)
+    w = np.ones(x.shape[dim]) if case.params.get("weight") is None else case.params["weight"]
+    w = w.reshape((-1,) + (1,) * (x.ndim - dim - 1))
+    with np.errstate(all="ignore"):
+        rows = np.sum(np.abs(w * ((1 - eps) * q + eps / x.shape[dim]) * reference.log_softmax(x, dim)), axis=dim)
+    near = DTYPES[case.info.name].max / 2
+    return rows > near if case.params.get("reduction") == "none" else np.asarray(np.sum(rows) > near)
+
+
+def _probability_sum_probe(device: str) -> bool:
+    x = torch.tensor([[0.0, -1e4]] * 8, dtype=torch.float16, device=device)
+    return bool(F.cross_entropy(x, torch.tensor([[0.0, 1.0]] * 8, dtype=torch.float16, device=device)).isinf())
+
+
+PROBABILITY_SUM_OVERFLOW = Departure(
+    id="probability-targets-sum-overflows", kind="quirk", title="Cross-entropy with probability targets sums the batch in float16",
+    ops=("cross_entropy",), phases=("forward",), dtypes=("float16", "bfloat16"), devices=ALL_DEVICES,
+    what="With probability targets torch sums the per-sample losses in the input dtype before a mean divides by N: eight "
+         "float16 rows [0, −1e4] with target [0, 1] give inf where the mean is 1e4. Index targets accumulate in float32 "
+         "and do not overflow. The gradient stays right.",
+    returns="inf", upstream="aten/src/ATen/native/LossNLL.cpp (cross_entropy_loss_prob_target)",
+    tests=("tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not",),
+    region=_probability_sum_region, rule=lambda actual, expected, limit, where: np.isinf(actual), probe=_probability_sum_probe,
+    example=Recipe(seed=0, regime="large", shape=(2, 4, 3, 3), knobs={"ignore": False, "label_smoothing": 0.0, "probabilities": True,
+                                                                     "reduction": "mean", "weighted": False}), example_dtype="float16",
+)
+
+
 # --- float32 matmul in reduced precision (a user's setting) -----------------------------------
 
 
@@ -256,4 +298,4 @@ FP32_MATMUL_REDUCED = Departure(
     example=Recipe(seed=0, regime="normal", shape=(64, 16), knobs={"out_features": 16, "bias": True}),
 )
 
-DECLARED = (ODD_K_INF_NAN, SUBNORMAL_FLUSH, ELU_NAN, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, FP32_MATMUL_REDUCED)
+DECLARED = (ODD_K_INF_NAN, SUBNORMAL_FLUSH, ELU_NAN, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, FP32_MATMUL_REDUCED)
