@@ -13,8 +13,9 @@ and features, capability, threads, numerics settings, the quirks that show). ``c
 - ``bitwise``: values changed within the tolerance (informational; the CPU, its capability and the
   threads are the usual cause, and the environment diff names them);
 - ``new`` / ``missing``: cells or cases on one side only;
-- ``inputs``: the recorded recipe now draws different inputs (numpy's generators changed: seen
-  between numpy 1.26 and 2.4), so that case's outputs are not compared; informational;
+- ``inputs``: the recorded recipe now draws different inputs (numpy's generators changed, as between
+  numpy 1.26 and 2.4, or the registry's draws did), so that case's outputs are not compared;
+  informational;
 - ``defaults``: a default argument of a registry functional or an optimizer changed, appeared or
   went away (informational, but it changes what a notebook computes).
 
@@ -209,7 +210,7 @@ def _compare_case(runner: Runner, cell_id: str, old: dict[str, Any], result: Com
         result.findings.append(Finding("newly failing", cell_id, f"{where}: torch now raises {type(exc).__name__}: {first_line}"))
         return
     if old.get("inputs_sha256") not in (None, new["inputs_sha256"]):
-        result.findings.append(Finding("inputs", cell_id, f"{where}: the recipe draws different inputs now (numpy's generators changed); not compared"))
+        result.findings.append(Finding("inputs", cell_id, f"{where}: the recipe draws different inputs now (numpy's generators or the registry's draws changed); not compared"))
         return
     for phase, was in old["passed"].items():
         if was and not new["passed"].get(phase, True):
@@ -226,7 +227,7 @@ def _compare_case(runner: Runner, cell_id: str, old: dict[str, Any], result: Com
             continue
         before, after = _unhex(then["hex"], then["shape"]), _unhex(now["hex"], now["shape"])
         kind = "forward" if phase == "forward" else "gradient"
-        record = compare(after, before, scale=scales.get(phase, 0.0), info=info, k=k_for(kind, runner.dtype, spec.overrides),
+        record = compare(after, before, scale=scales.get(phase, 0.0), info=info, k=k_for(kind, runner.dtype),
                          context=Context(spec.name, phase, "baseline", runner.device, runner.dtype, tuple(then["shape"])))
         changed = int(np.sum(~((before == after) | (np.isnan(before) & np.isnan(after)))))
         if record.passed:

@@ -139,7 +139,7 @@ class Runner:
             hand = expected if self.hand_forward is spec.forward else call_accepted(self.hand_forward, *case.inputs.values(), **case.params)
             with np.errstate(all="ignore"):  # scales of inf/NaN inputs are inf/NaN, by design
                 scale = spec.scale(case, expected)
-            k = k_for("forward", self.dtype, spec.overrides)
+            k = k_for("forward", self.dtype)
             # Only an inf from torch can need the overflow allowance: don't re-run the reference otherwise.
             overflow = bool(np.isinf(ev.forward).any() or (ev.module is not None and np.isinf(ev.module).any())) and terms_overflow(spec, case, info)
             judge = functools.partial(compare, expected=hand, scale=scale, info=info, k=k, terms_overflow=overflow, **self._quirks(case, "forward", None, scale))
@@ -156,7 +156,7 @@ class Runner:
         hand = dict(zip(spec.grad_inputs, hand if isinstance(hand, tuple) else (hand,)))
         with np.errstate(all="ignore"):
             scales = spec.grad_scale(case, ev.grad_output)
-        k = k_for("gradient", self.dtype, spec.overrides)
+        k = k_for("gradient", self.dtype)
         return [
             compare(ev.grads[name], expected, scale=scales[name], info=info, k=k, context=self._context(case, recipe, f"grad[{name}]", "autograd", layout),
                     **self._quirks(case, f"grad[{name}]", ev.grad_output, scales[name]))

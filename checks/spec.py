@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 import reference
 from checks.dtypes import DTYPE_NAMES, DtypeInfo
-from checks.tolerance import Override
 from checks.values import REGIMES
 
 FLOAT_DTYPES = DTYPE_NAMES
@@ -75,8 +74,6 @@ class OpSpec:
     grad_scale: GradScale = _upstream_scale  # natural size of each gradient, by input name
     grad_inputs: tuple[str, ...] = ("input",)
     dtypes: tuple[str, ...] = FLOAT_DTYPES
-    overrides: tuple[Override, ...] = ()
-    exclusions: tuple[str, ...] = ()  # input regions the draws avoid on purpose, each with its reason
     notes: str = ""
 
     @property

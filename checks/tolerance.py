@@ -24,12 +24,10 @@ float32/float64. That had no false alarms and detects a relative error of ~7 eps
 and ~14 eps in float32/float64 (3e-15 in float64), where torch's own default (assert_close) misses
 anything under 2e-7 in float64 and false-alarms thousands of times in float16.
 
-An op may override k for a phase and dtype in its registry entry, always with its reason; beyond that
-only an active quirk (checks/departures: declared, narrow, probed here) accounts for an element.
+No op has a k of its own: an op's natural size is its ``scale``, and beyond the policy only an active
+quirk (checks/departures: declared, narrow, probed here) accounts for an element.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,20 +37,7 @@ FORWARD_K = {"float16": 4.0, "bfloat16": 4.0, "float32": 8.0, "float64": 8.0, "i
 GRADIENT_K = {"float16": 4.0, "bfloat16": 4.0, "float32": 8.0, "float64": 8.0}
 
 
-@dataclass(frozen=True)
-class Override:
-    """A registry entry's exception to the tables above, with the reason it is needed."""
-
-    phase: str  # "forward" or "gradient"
-    dtypes: tuple[str, ...]
-    k: float
-    reason: str
-
-
-def k_for(phase: str, dtype: str, overrides: tuple[Override, ...] = ()) -> float:
-    for override in overrides:
-        if override.phase == phase and dtype in override.dtypes:
-            return override.k
+def k_for(phase: str, dtype: str) -> float:
     table = FORWARD_K if phase == "forward" else GRADIENT_K
     return table[dtype]
 

@@ -136,7 +136,7 @@ def _simplest_knobs(name):
 def test_policy_detects_a_small_relative_error_in_every_op(spec, dtype, relative):
     """The issue's goal: a 1e-13 relative error in a float64 kernel (~450 ULP) fails; and 16 eps
     in every other dtype, on O(1) inputs."""
-    info, k = dtypes.get(dtype), k_for("forward", dtype, spec.overrides)
+    info, k = dtypes.get(dtype), k_for("forward", dtype)
     for seed in range(3):
         case, expected, scale = _reference_outputs(spec, dtype, seed)
         perturbed = dtypes.round_to(expected * (1 + relative), info) if dtype != "float64" else expected * (1 + relative)
@@ -218,12 +218,6 @@ def test_registry_names_are_unique_and_reference_exports_them_all():
     names = [s.name for s in REGISTRY]
     assert len(names) == len(set(names))
     assert set(names) | {f"{n}_backward" for n in names if n != "one_hot"} == set(reference.__all__)
-
-
-def test_exclusions_and_overrides_carry_their_reasons():
-    for spec in REGISTRY:
-        assert all(len(reason) > 20 for reason in spec.exclusions)
-        assert all(len(o.reason) > 20 for o in spec.overrides)
 
 
 def test_unsupported_device_is_skipped_with_a_reason():

@@ -74,7 +74,7 @@ class Departure:
     handling: str = ""  # how byhand treats it (conventions: the reference follows it)
     phases: tuple[str, ...] = ("forward",)
     dtypes: tuple[str, ...] = DTYPE_NAMES
-    devices: tuple[str, ...] = ("cpu",)
+    devices: tuple[str, ...] = ("cpu", "cuda", "mps")
     region: Region | None = field(default=None, repr=False)
     rule: Rule | None = field(default=None, repr=False)
     probe: Probe | None = field(default=None, repr=False)

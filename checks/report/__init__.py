@@ -130,7 +130,7 @@ def _op(report: Report, spec: OpSpec, results: list[CellResult], magnitudes: np.
             "proof": None if proof is None else {"proven": proof.proven, "method": proof.method, "seconds": round(proof.seconds, 3)},
         },
         "source": {"forward": _source(spec.forward), "backward": _source(spec.backward)},
-        "exclusions": list(spec.exclusions),
+        "departures": [{"id": d.id, "title": d.title, "kind": d.kind} for d in departures.DEPARTURES if spec.name in d.ops],
         "status": "fail" if "fail" in statuses or (proof is not None and not proof.proven) else ("pass" if "pass" in statuses else "skipped"),
         "cells": cells,
         "error_by_magnitude": [dataclasses.asdict(s) for s in sweeps],
@@ -182,8 +182,8 @@ def _summary(results: list[CellResult], ops: list[dict[str, Any]], elapsed: floa
         "unproven": unproven,
         "failures": [{"cell": r.cell.id, "op": r.cell.spec.name, "device": r.cell.device, "dtype": r.cell.dtype,
                       "message": r.failure.message() if r.failure else r.error} for r in failed],
-        # The magnitude sweep reaches inputs the registry's draws may avoid on purpose (its
-        # exclusions): shown beside the verdict, not counted in it.
+        # The magnitude sweep's inputs are not the registry's draws: shown beside the verdict, not
+        # counted in it.
         "sweep_failures": [{"op": o["name"], "device": s["device"], "dtype": s["dtype"],
                             "magnitudes": [m for m, bad in zip(s["magnitudes"], s["failed"]) if bad]}
                            for o in ops for s in o["error_by_magnitude"] if any(s["failed"])],

@@ -147,7 +147,7 @@ def sweep(spec: OpSpec, device: str, dtype: str, magnitudes: np.ndarray = MAGNIT
     runner = Runner(spec, device, dtype)
     knobs = simplest_knobs(spec)
     result = Sweep(device, dtype, [float(m) for m in magnitudes], [], [], [],
-                   k_for("forward", dtype, spec.overrides), k_for("gradient", dtype, spec.overrides))
+                   k_for("forward", dtype), k_for("gradient", dtype))
     first = next(iter(build_case(spec, Recipe(0, "normal", (4, 6), knobs), info).inputs))
     for m in magnitudes:
         records = []

@@ -19,6 +19,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from checks.compare import jsonable
+from checks.environment import settings_on
 from checks.report import SCHEMA, SCHEMA_VERSION, Report
 from checks.report.formulas import mathml, segments, split_math
 from checks.tolerance import k_for
@@ -53,7 +54,8 @@ def _worst(cell: dict[str, Any], prefix: str) -> dict[str, Any] | None:
 def matrix(op: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per device × dtype: worst floored ULP error forward and gradient against k."""
     return [{"device": c["device"], "dtype": c["dtype"], "status": c["status"], "examples": c["examples"], "skip_reason": c["skip_reason"],
-             "forward": _worst(c, "forward"), "gradient": _worst(c, "grad"), "message": c["message"]} for c in op["cells"]]
+             "forward": _worst(c, "forward"), "gradient": _worst(c, "grad"), "message": c["message"],
+             "known": ", ".join(f"{d['quirk']} ×{d['elements']}" for d in c.get("known_deviations", []))} for c in op["cells"]]
 
 
 def _ulp(value: Any) -> str:
@@ -61,8 +63,14 @@ def _ulp(value: Any) -> str:
 
 
 def _environment_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
-    keys = ("torch", "numpy", "sympy", "python", "platform", "devices", "cpu_capability", "threads", "cuda")
+    keys = ("torch", "numpy", "sympy", "python", "platform", "cpu_model", "devices", "cpu_capability", "threads", "cuda")
     rows = [(k, str(env[k])) for k in keys if env.get(k) is not None]
+    if env.get("cpu_features") is not None:
+        rows.append(("cpu features", ", ".join(env["cpu_features"]) or "none of note"))
+    if env.get("quirks") is not None:
+        rows.append(("quirks that show here", ", ".join(env["quirks"]) or "none"))
+    if env.get("knobs") is not None:
+        rows.append(("settings that change numerics", "; ".join(settings_on(env["knobs"])) or "none (torch's defaults)"))
     if "cuda_device" in env:
         rows.append(("cuda device", ", ".join(f"{k} {v}" for k, v in env["cuda_device"].items())))
     return rows
