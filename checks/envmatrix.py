@@ -15,8 +15,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from checks.environment import cpu_features
 
 
@@ -48,8 +46,6 @@ def unsupported(config: Config, features: list[str] | None = None) -> str | None
     missing = [f for f in config.needs if f not in features]
     if missing:
         return f"this CPU lacks {', '.join(missing)}: the configuration can only be lowered, never raised"
-    if config.env.get("ATEN_CPU_CAPABILITY", "default") != "default" and torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "NO AVX"):
-        return "ATen here has no vector capability to choose"
     return None
 
 

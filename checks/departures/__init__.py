@@ -116,9 +116,9 @@ class Departure:
 
 
 def _declarations() -> tuple[Departure, ...]:
-    from checks.departures import conventions, cpu, gpu
+    from checks.departures import conventions, cpu, gpu, implementation
 
-    return (*conventions.DECLARED, *cpu.DECLARED, *gpu.DECLARED)
+    return (*conventions.DECLARED, *cpu.DECLARED, *implementation.DECLARED, *gpu.DECLARED)
 
 
 DEPARTURES: tuple[Departure, ...] = _declarations()

@@ -1,4 +1,4 @@
-"""Quirks of torch's CPU kernels (and of its implementation, wherever it runs): each probed here and now.
+"""Quirks of the CPU's GEMMs, and of float32 matmuls under reduced-precision settings: each probed here and now.
 
 The oneDNN ones depend on the CPU: for a bfloat16 GEMM with m·n·k > 16³ torch calls oneDNN when the
 CPU has avx512bw/vl/dq (aten/src/ATen/native/mkldnn/Matmul.cpp, ``mkldnn_bf16_device_check``,
@@ -13,10 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from checks.departures import Departure, Where, conventions
+from checks.departures import Departure, Where
 from checks.spec import Recipe
 
-ALL_DEVICES = ("cpu", "cuda", "mps")
 BF16_TINY = float(torch.finfo(torch.bfloat16).tiny)
 
 
@@ -93,182 +92,6 @@ SUBNORMAL_FLUSH = Departure(
 )
 
 
-# --- ELU's backward at NaN: NaN in the vectorised loop, the upstream gradient in the tail ---------
-
-
-def _elu_nan_probe(device: str) -> bool:
-    x = torch.full((67,), math.nan, dtype=torch.float64 if device != "mps" else torch.float32, device=device, requires_grad=True)
-    F.elu(x, alpha=2.0).backward(torch.ones_like(x))
-    return bool(x.grad.isnan().any())
-
-
-ELU_NAN = Departure(
-    id="elu-backward-nan-in-vector-loop", kind="quirk", title="ELU's gradient at NaN depends on where the NaN sits",
-    ops=("elu",), phases=("grad[input]",), devices=ALL_DEVICES,
-    what="torch's CPU ELU backward (cpu_kernel_vec) gives NaN for a NaN input handled by its vectorised loop but the "
-         "upstream gradient for one in the scalar tail: of 67 float64 NaNs the first 64 get NaN, the last 3 get g. "
-         "The reference takes the scalar rule (g), since x ≤ 0 is false for NaN.",
-    returns="NaN", upstream="aten/src/ATen/native/cpu/Activation.cpp (elu_backward_kernel: the vectorised and scalar branches differ at NaN)",
-    tests=("tests/test_conventions.py::test_elu_gradient_at_nan_is_nan_or_the_upstream_gradient",
-           "tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not"),
-    region=lambda where: np.isnan(where.case.inputs["input"]), rule=lambda actual, expected, limit, where: np.isnan(actual),
-    probe=_elu_nan_probe,
-    example=Recipe(seed=0, regime="extremal", shape=(300,), knobs={"alpha": 1.0}), example_dtype="float64",
-)
-
-
-# --- BCE with logits at infinite logits --------------------------------------------------------
-
-
-def _any_for_reduction(where: Where, elementwise: np.ndarray) -> np.ndarray:
-    """A reduced loss is in the region when any of its terms is."""
-    return elementwise if where.case.params.get("reduction") == "none" else np.asarray(elementwise.any())
-
-
-def _bcel_probe(device: str) -> bool:
-    z = torch.tensor([-math.inf], device=device)
-    return bool(F.binary_cross_entropy_with_logits(z, torch.zeros(1, device=device)).isnan())
-
-
-BCEL_INFINITE = Departure(
-    id="bce-with-logits-nan-at-infinite-logits", kind="quirk", title="BCE-with-logits is NaN at infinite logits",
-    ops=("binary_cross_entropy_with_logits",), phases=("forward",), devices=ALL_DEVICES,
-    what="torch evaluates (1 − y)·z + (1 + (pw − 1)y)(log1p(e^−|z|) + max(−z, 0)) and meets inf − inf or 0·inf at z = ±inf, "
-         "where the loss has a limit: 0 at (z, y) = (−inf, 0) and (inf, 1), inf at (−inf, 1). The gradient there is right.",
-    returns="NaN (and NaN for a mean or sum that includes the term)",
-    upstream="aten/src/ATen/native/Loss.cpp (binary_cross_entropy_with_logits)",
-    tests=("tests/test_conventions.py::test_bce_with_logits_is_nan_at_infinite_logits_where_the_limit_exists",
-           "tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not"),
-    region=lambda where: _any_for_reduction(where, np.isinf(where.case.inputs["input"])),
-    rule=lambda actual, expected, limit, where: np.isnan(actual), probe=_bcel_probe,
-    example=Recipe(seed=5, regime="extremal", shape=(6, 5), knobs={"pos_weight": False, "reduction": "none", "soft": True, "weight": "none"}),
-)
-
-
-# --- BCE's float16 gradient is float16 arithmetic ---------------------------------------------
-
-HALF_EDGE = 2.0**-11  # float16's largest number below 1 is 1 - 2**-11
-
-
-def _bce_half_region(where: Where) -> np.ndarray:
-    """p within 2**-11 of 0 or 1 (the floor 1e-12 underflows, p(1 − p) is subnormal), or the
-    unscaled quotient g·w·(p − y)/(p(1 − p)) past float16's range. (A subnormal g·(p − y) is the
-    registry's grad scale: it happens in every dtype.)"""
-    case, g = where.case, np.abs(where.grad_output)
-    p, y = case.inputs["input"], case.inputs["target"]
-    w = 1.0 if case.params.get("weight") is None else case.params["weight"]
-    with np.errstate(all="ignore"):
-        quotient = g * w * np.abs(p - y) / (p * (1 - p))
-    return (p < HALF_EDGE) | (p > 1 - HALF_EDGE) | ~(quotient < 32768.0)
-
-
-def _bce_half_probe(device: str) -> bool:
-    p = torch.zeros(1, dtype=torch.float16, device=device, requires_grad=True)
-    F.binary_cross_entropy(p, torch.zeros(1, dtype=torch.float16, device=device)).backward()
-    return bool(p.grad.isnan().any())
-
-
-BCE_HALF_GRADIENT = Departure(
-    id="bce-float16-gradient-in-float16", kind="quirk", title="BCE's float16 gradient is computed in float16",
-    ops=("binary_cross_entropy",), phases=("grad[input]",), dtypes=("float16",), devices=ALL_DEVICES,
-    what="torch evaluates (g(p − y)) / max((1 − p)p, 1e-12) in float16, bit for bit, and only then applies the weight "
-         "and the mean's 1/n. The floor 1e-12 underflows to 0, so p = 0 or 1 gives NaN or ±inf; below 2**-14 the "
-         "denominator is subnormal and loses bits; and g·w/p overflows 65504 before "
-         "the 1/n that would bring it back.",
-    returns="NaN, ±inf, or a quotient that lost bits: whatever float16 arithmetic gives",
-    upstream="tools/autograd/derivatives.yaml (binary_cross_entropy_backward), aten/src/ATen/native/Loss.cpp",
-    tests=("tests/test_conventions.py::test_bce_gradient_in_float16_is_float16_arithmetic_in_torch",
-           "tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not"),
-    region=_bce_half_region, rule=lambda actual, expected, limit, where: np.ones(actual.shape, bool), probe=_bce_half_probe,
-    example=Recipe(seed=5, regime="extremal", shape=(6, 5), knobs={"reduction": "none", "soft": False, "weight": "none"}), example_dtype="float16",
-)
-
-
-# --- cross-entropy's label-smoothing sum in the input dtype --------------------------------------
-
-
-def _smoothing_sum_region(where: Where) -> np.ndarray:
-    """Index targets with label smoothing: the rows (or, reduced, the batch) whose smoothing sum
-    Σ_c w_c(−log p_c) comes within a factor 2 of the dtype's largest number."""
-    import reference
-    from checks.dtypes import DTYPES
-
-    case = where.case
-    x, target = case.inputs["input"], case.inputs["target"]
-    if target.dtype.kind not in "iu" or not case.params.get("label_smoothing") or case.info is None or x.size == 0:
-        return np.zeros((), bool)
-    dim = 0 if x.ndim == 1 else 1
-    w = np.ones(x.shape[dim]) if case.params.get("weight") is None else case.params["weight"]
-    w = w.reshape((-1,) + (1,) * (x.ndim - dim - 1))
-    with np.errstate(all="ignore"):
-        rows = np.where(target != case.params.get("ignore_index", -100), -np.sum(w * reference.log_softmax(x, dim), axis=dim), 0.0)
-    near = DTYPES[case.info.name].max / 2
-    return rows > near if case.params.get("reduction") == "none" else np.asarray(np.sum(rows) > near)
-
-
-def _smoothing_probe(device: str) -> bool:
-    row = torch.tensor([[0.0] + [-1e4] * 7], dtype=torch.float16, device=device)
-    return bool(F.cross_entropy(row, torch.tensor([0], device=device), label_smoothing=0.1).isinf())
-
-
-SMOOTHING_OVERFLOW = Departure(
-    id="label-smoothing-sum-overflows", kind="quirk", title="Cross-entropy's label-smoothing sum overflows float16",
-    ops=("cross_entropy",), phases=("forward",), dtypes=("float16", "bfloat16"), devices=ALL_DEVICES,
-    what="With class-index targets and label smoothing, torch sums Σ_c w_c(−log p_c) over classes (and, for a mean or "
-         "sum, over the batch) in the input dtype before scaling it by ε/C: in float16 that passes 65504 (7 classes at "
-         "|z| = 1e4) and the loss is inf, though it is finite (875 there). The gradient stays right.",
-    returns="inf", upstream="aten/src/ATen/native/LossNLL.cpp (cross_entropy_loss_label_smoothing)",
-    tests=("tests/test_conventions.py::test_float16_label_smoothing_overflows_an_intermediate_sum",
-           "tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not"),
-    region=_smoothing_sum_region, rule=lambda actual, expected, limit, where: np.isinf(actual), probe=_smoothing_probe,
-    measure=conventions.float16_label_smoothing,
-    example=Recipe(seed=17, regime="large", shape=(4, 8), knobs={"ignore": False, "label_smoothing": 0.1, "probabilities": False,
-                                                               "reduction": "none", "weighted": False}), example_dtype="float16",
-)
-
-
-# --- cross-entropy with probability targets reduces in the input dtype -----------------------------
-
-
-def _probability_sum_region(where: Where) -> np.ndarray:
-    """Probability targets: the loss (a row, or the batch's sum before a mean divides it) whose
-    terms |w_c q'_c log p_c| add up to within a factor 2 of the dtype's largest number."""
-    import reference
-    from checks.dtypes import DTYPES
-
-    case = where.case
-    x, q = case.inputs["input"], case.inputs["target"]
-    if q.dtype.kind != "f" or case.info is None or x.size == 0:
-        return np.zeros((), bool)
-    dim = 0 if x.ndim == 1 else 1
-    eps = case.params.get("label_smoothing", 0.0)
-    w = np.ones(x.shape[dim]) if case.params.get("weight") is None else case.params["weight"]
-    w = w.reshape((-1,) + (1,) * (x.ndim - dim - 1))
-    with np.errstate(all="ignore"):
-        rows = np.sum(np.abs(w * ((1 - eps) * q + eps / x.shape[dim]) * reference.log_softmax(x, dim)), axis=dim)
-    near = DTYPES[case.info.name].max / 2
-    return rows > near if case.params.get("reduction") == "none" else np.asarray(np.sum(rows) > near)
-
-
-def _probability_sum_probe(device: str) -> bool:
-    x = torch.tensor([[0.0, -1e4]] * 8, dtype=torch.float16, device=device)
-    return bool(F.cross_entropy(x, torch.tensor([[0.0, 1.0]] * 8, dtype=torch.float16, device=device)).isinf())
-
-
-PROBABILITY_SUM_OVERFLOW = Departure(
-    id="probability-targets-sum-overflows", kind="quirk", title="Cross-entropy with probability targets sums the batch in float16",
-    ops=("cross_entropy",), phases=("forward",), dtypes=("float16", "bfloat16"), devices=ALL_DEVICES,
-    what="With probability targets torch sums the per-sample losses in the input dtype before a mean divides by N: eight "
-         "float16 rows [0, −1e4] with target [0, 1] give inf where the mean is 1e4. Index targets accumulate in float32 "
-         "and do not overflow. The gradient stays right.",
-    returns="inf", upstream="aten/src/ATen/native/LossNLL.cpp (cross_entropy_loss_prob_target)",
-    tests=("tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not",),
-    region=_probability_sum_region, rule=lambda actual, expected, limit, where: np.isinf(actual), probe=_probability_sum_probe,
-    example=Recipe(seed=0, regime="large", shape=(2, 4, 3, 3), knobs={"ignore": False, "label_smoothing": 0.0, "probabilities": True,
-                                                                     "reduction": "mean", "weighted": False}), example_dtype="float16",
-)
-
-
 # --- float32 matmul in reduced precision (a user's setting) -----------------------------------
 
 
@@ -298,4 +121,4 @@ FP32_MATMUL_REDUCED = Departure(
     example=Recipe(seed=0, regime="normal", shape=(64, 16), knobs={"out_features": 16, "bias": True}),
 )
 
-DECLARED = (ODD_K_INF_NAN, SUBNORMAL_FLUSH, ELU_NAN, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, FP32_MATMUL_REDUCED)
+DECLARED = (ODD_K_INF_NAN, SUBNORMAL_FLUSH, FP32_MATMUL_REDUCED)
