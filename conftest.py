@@ -19,6 +19,15 @@ from checks import devices, matrix
 from checks.runner import unsupported
 
 ROOT = Path(__file__).resolve().parent
+# Small tensors gain nothing from torch's thread pool, and on a 2-core machine its spinning threads
+# contend with the background checks (3.5 s of the suite's wall time). The suite runs torch on one
+# thread; tests of multi-threaded kernels ask for the machine's threads (the `all_threads` fixture),
+# and `byhand verify --matrix` checks 1, 2 and 4 threads.
+MACHINE_THREADS = torch.get_num_threads()
+torch.set_num_threads(1)
+# The learners' corpus (about 10 s) runs in a background subprocess beside the suite
+# (tests/test_learner.py::test_the_corpus_of_learners_modules_gets_fair_verdicts), not in it.
+collect_ignore = [] if os.environ.get("BYHAND_CORPUS") else ["tests/test_learner_corpus.py"]
 
 # The matrix fixtures hold immutable cells, so sharing one across examples is safe.
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
@@ -35,7 +44,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dtype", default="all", help="comma-separated float dtypes (float16,bfloat16,float32,float64)")
     group.addoption("--ops", default="all", help="comma-separated registry ops; default: all")
     group.addoption("--fault", default=None, help="run the whole suite with one fault of checks/faults.py injected into torch (it should fail)")
-    group.addoption("--impl", default=None, help="check your own module of functions (a file path or module name) against torch; runs only those checks")
+    try:  # declared by the pytest11 plugin (checks/pytest_plugin.py) where byhand is installed
+        group.addoption("--impl", default=None, help="check your own module of functions (a file path or module name) against torch; runs only those checks")
+    except ValueError:
+        pass
 
 
 _FAULT_CONTEXT = []
@@ -64,7 +76,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"byhand: torch {torch.__version__}, numpy {numpy.__version__}, sympy {sympy.__version__}, hypothesis {hypothesis.__version__}",
-        f"byhand: devices found: {devices.describe()}; CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads",
+        f"byhand: devices found: {devices.describe()}; CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+        f"torch on 1 thread ({MACHINE_THREADS} for the multi-threaded kernel tests)",
         f"byhand: hypothesis profile {settings.get_current_profile_name()!r}",
     ] + ([f"byhand: FAULT INJECTED: {config.getoption('--fault')} (this run should fail)"] if config.getoption("--fault") else [])
 
@@ -106,7 +119,7 @@ def _learner_functions(config: pytest.Config) -> list:
         raise pytest.UsageError(str(exc)) from None
     found = learner.functions(module)
     if not found:
-        raise pytest.UsageError(f"--impl {path}: defines none of byhand's function names (softmax, mse_loss, ...)")
+        raise pytest.UsageError(f"--impl {path}: defines none of byhand's function names; byhand knows: {', '.join(learner.known_names())}")
     return [pytest.param(module, (spec, name), id=name) for spec, name in found]
 
 
@@ -176,6 +189,14 @@ def _stop_background() -> None:
         if process.poll() is None:
             process.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def all_threads():
+    """torch with the machine's threads, for tests of its multi-threaded kernels."""
+    torch.set_num_threads(MACHINE_THREADS)
+    yield MACHINE_THREADS
+    torch.set_num_threads(1)
 
 
 def _skip_unsupported(c: matrix.Cell) -> matrix.Cell:

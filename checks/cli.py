@@ -92,25 +92,58 @@ def _console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=120)
 
 
+MARK_STYLE = {learner.AGREES: "green", learner.WRONG: "bold red", learner.FRAGILE: "yellow", learner.NOT_CHECKED: "dim"}
+
+
+def _impl_refusal(args: argparse.Namespace) -> str | None:
+    for option in ("device", "dtype"):
+        if getattr(args, option) not in (None, "auto", "all"):
+            return (f"--{option} does not apply with --impl: your functions are checked on the CPU, the course stage against "
+                    "torch in float32 and the edge stages in float64")
+    if args.matrix or args.accuracy:
+        return "--matrix and --accuracy check byhand's own references; leave out --impl"
+    return None
+
+
 def cmd_verify_impl(args: argparse.Namespace) -> int:
     """A learner's own functions against torch: one verdict per function, in plain words."""
     console = _console()
+    refusal = _impl_refusal(args)
     try:
+        if refusal:
+            raise ValueError(refusal)
         module = learner.load(args.impl)
+        chosen = matrix.parse_list(args.ops, tuple(spec.name for spec in learner.REGISTRY), "--ops")
     except ValueError as exc:
         _error(console, "verify", exc)
         return 2
-    found = learner.functions(module)
+    found = [(spec, name) for spec, name in learner.functions(module) if chosen is None or spec.name in chosen]
     if not found:
-        _error(console, "verify", f"{args.impl} defines none of byhand's function names")
+        _error(console, "verify", f"{args.impl} defines none of byhand's function names{' among --ops' if chosen else ''}. "
+                                  f"byhand knows: {', '.join(learner.known_names())}")
         return 2
-    verdicts = [learner.check(module, spec, name, examples=args.examples) for spec, name in found]
-    for verdict in verdicts:
-        mark = "[green]✓[/]" if verdict.passed else "[bold red]✗[/]"
-        console.print(f"{mark} {verdict.explanation}", highlight=False)
-    failed = sum(not v.passed for v in verdicts)
-    console.print(f"{len(verdicts)} functions checked, {failed} {'does' if failed == 1 else 'do'} not match torch")
-    return 1 if failed else 0
+    verdicts = []
+    with _progress(console, args.quiet) as progress:
+        task = progress.add_task("checking", total=len(found))
+        for spec, name in found:
+            progress.update(task, description=f"checking {name}")
+            verdicts.append(learner.check(module, spec, name, examples=args.examples or learner.DEFAULT_EXAMPLES, verbose=args.verbose))
+            progress.update(task, advance=1)
+    for v in verdicts:
+        console.print(f"[{MARK_STYLE[v.status]}]{v.mark}[/] {escape(v.explanation)}", highlight=False, soft_wrap=True)
+        for note in v.notes:
+            console.print(f"  note: {escape(note)}", highlight=False, soft_wrap=True)
+        for case in v.cases if args.verbose else ():
+            console.print(f"    tried: {case}", highlight=False)
+    counts = {status: sum(v.status == status for v in verdicts) for status in MARK_STYLE}
+    console.print(f"{len(verdicts)} functions checked: {counts[learner.AGREES]} agree, {counts[learner.WRONG]} wrong, "
+                  f"{counts[learner.FRAGILE]} fragile at an edge" + (" (failing: --strict)" if args.strict else ""))
+    if args.json:
+        payload = {"schema_version": JSON_SCHEMA_VERSION, "module": args.impl,
+                   "verdicts": [{"function": v.function, "status": v.status, "examples": v.examples, "explanation": v.explanation, "notes": list(v.notes)}
+                                for v in verdicts]}
+        baseline.write_atomically(args.json, json.dumps(payload, indent=2))
+    return 1 if any(v.failed(args.strict) for v in verdicts) else 0
 
 
 def _accuracy_table(console: Console, cells: list, examples: int) -> list:
@@ -143,6 +176,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _apply_settings(args)
     if args.impl:
         return cmd_verify_impl(args)
+    args.examples = args.examples or 20
     if args.matrix:
         return cmd_verify_matrix(args)
     console = _console()
@@ -387,11 +421,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", default="auto", help="comma-separated devices (cpu,cuda,mps); default: all found here")
     v.add_argument("--dtype", default="all", help="comma-separated float dtypes; default: all four")
     v.add_argument("--ops", default="all", help="comma-separated op names; default: the whole registry")
-    v.add_argument("--examples", type=int, default=20, help="hypothesis examples per cell (default 20)")
+    v.add_argument("--examples", type=int, default=None, help="hypothesis examples per cell (default 20); with --impl, per function "
+                   "in the course stage (default 60; each of the three edge stages draws 2/3 of it)")
     v.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.add_argument("--accuracy", action="store_true", help="also measure torch and the reference against the 50-digit mpmath truth")
-    v.add_argument("--impl", metavar="MODULE", help="check your own functions (a .py file or module name) against torch instead")
+    v.add_argument("--impl", metavar="MODULE", help="check your own numpy functions (a .py file or module name) against torch instead. "
+                   "Name them as torch does (softmax(input, dim), mse_loss(input, target), ...); a gradient is <name>_backward(grad_output, "
+                   "<the same arguments>), and linear_backward returns the tuple (grad_input, grad_weight, grad_bias). "
+                   "Verdicts: ✓ agrees, ✗ wrong on the course's inputs (exit 1), ⚠ right but fragile at an edge")
+    v.add_argument("--strict", action="store_true", help="with --impl: ⚠ (fragile at an edge) fails too")
+    v.add_argument("--verbose", action="store_true", help="with --impl: list the cases tried")
     v.add_argument("--threads", type=int, default=None, help="torch's intra-op thread count for this run")
     v.add_argument("--no-mkldnn", action="store_true", help="run with torch.backends.mkldnn.enabled = False (native GEMMs)")
     v.add_argument("--matrix", action="store_true", help="run verify under every CPU configuration this machine can emulate "
@@ -432,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "examples", 1) < 1:
+    if (getattr(args, "examples", 1) or 1) < 1:
         build_parser().error("--examples must be at least 1")
     if getattr(args, "threads", None) is not None and args.threads < 1:
         build_parser().error("--threads must be at least 1")

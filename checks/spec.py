@@ -75,6 +75,13 @@ class OpSpec:
     grad_inputs: tuple[str, ...] = ("input",)
     dtypes: tuple[str, ...] = FLOAT_DTYPES
     notes: str = ""
+    # A learner's check (checks/learner): the course stage draws these shapes and knobs (default:
+    # non-empty arrays of 1 or 2 dimensions, the op's knobs) from the normal regime; ``lessons``
+    # says, per situation of a failing edge case ("overflow", "tiny", "kink", "endpoints",
+    # "empty", "scalar", "nonfinite", "unbatched", "probabilities"), what to do instead.
+    course_shapes: st.SearchStrategy[tuple[int, ...]] | None = None
+    course_knobs: st.SearchStrategy[dict[str, Any]] | None = None
+    lessons: dict[str, str] = field(default_factory=dict)
 
     @property
     def forward(self) -> Callable[..., np.ndarray]:

@@ -39,9 +39,10 @@ def _large_shape(name: str) -> tuple[int, ...]:
 
 @settings(max_examples=1)
 @given(data=st.data())
-def test_large_strided_tensors_with_special_values(checked_cell, data):
+def test_large_strided_tensors_with_special_values(checked_cell, data, all_threads):
     """Forward on large non-contiguous tensors (transposed, or every other element) with the
-    extremal table's special values embedded: hypothesis' small arrays never reach these kernels."""
+    extremal table's special values embedded, on all the machine's threads: hypothesis' small
+    arrays never reach these kernels."""
     spec = checked_cell.spec
     shape = _large_shape(spec.name)
     assert np.prod(shape) > 100_000

@@ -3,6 +3,8 @@ each function the module defines; the rest test the machinery on examples/my_mat
 deliberate mistake."""
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +12,22 @@ import pytest
 
 from checks import cli, learner
 from checks.registry import get
+from checks.learner.stages import patched
 from checks.spec import Case
 
 EXAMPLE = str(Path(__file__).resolve().parent.parent / "examples" / "my_math.py")
 
 
 def test_your_function_matches_torch(learner_module, learner_function):
-    """Runs only with --impl: your function against torch, on byhand's random cases."""
+    """Runs only with --impl: your function against torch, as `byhand verify --impl` checks it.
+    ✗ fails; ⚠ (right on the course's inputs, fragile at an edge) passes with a warning."""
     spec, name = learner_function
     verdict = learner.check(learner_module, spec, name)
-    assert verdict.passed, verdict.explanation
+    for note in verdict.notes:
+        warnings.warn(note, UserWarning, stacklevel=1)
+    if verdict.status == learner.FRAGILE:
+        warnings.warn(verdict.explanation, UserWarning, stacklevel=1)
+    assert verdict.status != learner.WRONG, verdict.explanation
 
 
 @pytest.fixture(scope="module")
@@ -27,43 +35,63 @@ def verdicts():
     return {v.function: v for v in learner.check_all(learner.load(EXAMPLE), examples=25)}
 
 
-def test_the_deliberate_mistake_is_caught_with_a_counterexample(verdicts):
-    """The example's softmax forgets to subtract the maximum: exp overflows for large scores."""
+def test_the_deliberate_mistake_is_fragile_with_its_lesson(verdicts):
+    """The example's softmax forgets to subtract the maximum: right on the course's ordinary scores,
+    but exp overflows for large ones. ⚠ with the counterexample and the lesson, not ✗."""
     softmax = verdicts["softmax"]
-    assert not softmax.passed
+    assert softmax.status == learner.FRAGILE
     assert "your function gives nan" in softmax.explanation and "torch gives" in softmax.explanation
-    assert "input =" in softmax.explanation and "dim =" in softmax.explanation
+    assert "input =" in softmax.explanation and "subtract each row's maximum" in softmax.explanation
 
 
-def test_the_correct_functions_pass(verdicts):
-    assert {name for name, v in verdicts.items() if v.passed} == {"sigmoid", "sigmoid_backward", "relu", "relu_backward", "mse_loss", "mse_loss_backward"}
-    assert all(v.examples >= 25 for v in verdicts.values() if v.passed)
+def test_the_correct_functions_agree(verdicts):
+    assert {name for name, v in verdicts.items() if v.status == learner.AGREES} == {"sigmoid", "sigmoid_backward", "relu", "relu_backward", "mse_loss", "mse_loss_backward"}
+    assert all(v.examples >= 25 for v in verdicts.values())
 
 
-def test_a_function_without_an_argument_only_gets_cases_that_do_not_need_it():
+def test_arguments_a_function_does_not_take_stay_at_torchs_defaults():
     def cross_entropy(input, target):
         return None
 
     spec = get("cross_entropy")
-    plain = Case({"input": np.zeros((2, 3)), "target": np.array([0, 1])}, {"weight": None, "ignore_index": -100, "reduction": "mean", "label_smoothing": 0.0})
-    assert learner.fits(spec, plain, cross_entropy)
-    for change in ({"weight": np.ones(3)}, {"reduction": "sum"}, {"label_smoothing": 0.1}):
-        assert not learner.fits(spec, Case(plain.inputs, {**plain.params, **change}), cross_entropy)
-    ignoring = Case({"input": np.zeros((2, 3)), "target": np.array([0, -100])}, plain.params)
-    assert not learner.fits(spec, ignoring, cross_entropy)
+    adapted = learner.adapt(cross_entropy, spec, "cross_entropy")
+    case = Case({"input": np.zeros((2, 3)), "target": np.array([0, 7])}, {"weight": np.ones(3), "ignore_index": 7, "reduction": "sum", "label_smoothing": 0.1})
+    plain = patched(spec, case, adapted.declared, adapted.last_axis)
+    assert plain.params == {"weight": None, "ignore_index": -100, "reduction": "mean", "label_smoothing": 0.0}
+    assert plain.inputs["target"].tolist() == [0, 0], "no target is left pointing at an ignored class"
 
 
-def test_an_exception_in_the_learners_code_is_explained():
+def test_axis_is_read_as_dim_and_a_missing_dim_as_the_last_axis():
+    def softmax(x, axis):
+        return x * 0 + axis
+
+    spec = get("softmax")
+    renamed = learner.adapt(softmax, spec, "softmax")
+    assert renamed.call(np.zeros(2), dim=1).tolist() == [1, 1] and "torch calls your `axis` argument `dim`" in renamed.notes[0]
+    no_dim = learner.adapt(lambda x: x, spec, "softmax")
+    assert no_dim.last_axis and no_dim.call(np.ones(2), dim=0).tolist() == [1, 1]
+    assert patched(spec, Case({"input": np.zeros((2, 2))}, {"dim": 0}), no_dim.declared, no_dim.last_axis).params["dim"] == -1
+
+
+def test_an_exception_in_the_learners_code_is_explained_without_a_traceback():
     module = type(learner)("broken")
     module.relu = lambda input: input.clip(min=0) if input.ndim else 1 / 0
     verdict = learner.check(module, get("relu"), "relu", examples=30)
-    assert not verdict.passed and "your function raised ZeroDivisionError" in verdict.explanation
+    assert verdict.status == learner.FRAGILE and "your function raised ZeroDivisionError" in verdict.explanation
+    assert "a single number (a 0-d array)" in verdict.explanation and "Traceback" not in verdict.explanation
 
 
-def test_verify_impl_reports_per_function_and_fails(capsys):
-    assert cli.main(["verify", "--impl", EXAMPLE, "--examples", "30"]) == 1
+def test_verify_impl_reports_per_function(capsys):
+    assert cli.main(["verify", "--impl", EXAMPLE, "--examples", "30", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "softmax" in printed and "does not match torch" in printed and "mse_loss: agrees" in printed
+    assert "⚠ softmax" in printed and "✓ mse_loss: agrees" in printed and "6 agree, 0 wrong, 1 fragile" in printed
+
+
+@pytest.mark.background([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_learner_corpus.py"], env={"BYHAND_CORPUS": "1"})
+def test_the_corpus_of_learners_modules_gets_fair_verdicts(background):
+    """tests/test_learner_corpus.py (about 10 s), run beside the suite on the idle core."""
+    assert background.returncode == 0, background.stdout[-5000:]
+    assert " passed" in background.stdout
 
 
 def test_bad_impl_paths_are_clear_errors(capsys):

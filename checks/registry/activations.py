@@ -38,6 +38,9 @@ SPECS = (
         make=_make_reals,
         shapes=shapes(),
         grad_scale=lambda case, g: {"input": 0.0},
+        lessons={"kink": "At exactly x = 0 ReLU has no derivative: torch uses 0 there (the gradient is g where x > 0, else 0).",
+                 "nonfinite": "torch's ReLU gradient zeroes g where x <= 0; for NaN that test is false, so g passes through: "
+                              "write np.where(x <= 0, 0, g), not g * (x > 0)."},
     ),
     OpSpec(
         name="leaky_relu",

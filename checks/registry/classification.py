@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
 
+from checks.registry.softmaxes import SOFTMAX_LESSON
 from checks.spec import Case, OpSpec
 from checks.strategies import knobs, reductions, shapes, unit_floats
 from checks.values import class_targets, logits, positive_weights, probability_targets, reals, special_reals
@@ -111,6 +112,9 @@ def _nll_scale(case: Case, expected: np.ndarray) -> np.ndarray:
     return np.sum(terms) / (_divisor(case) if reduction == "mean" else 1.0)
 
 
+# The course's cross-entropy: a batch of N >= 1 rows of C >= 2 logits and class-index targets.
+COURSE_SHAPES = st.tuples(st.integers(1, 6), st.integers(2, 6))
+
 CE_KNOBS = knobs(
     probabilities=st.booleans(),
     reduction=reductions(),
@@ -132,6 +136,10 @@ SPECS = (
         scale=lambda case, expected: np.max(_weights(case), initial=0.0),
         grad_scale=_ce_grad_scale,
         grad_inputs=("input",),
+        course_shapes=COURSE_SHAPES,
+        course_knobs=knobs(probabilities=st.just(False), reduction=reductions(), weighted=st.booleans(), ignore=st.just(False),
+                           label_smoothing=unit_floats(0.0, 1.0, 0.0, 0.1)),
+        lessons={"overflow": SOFTMAX_LESSON},
     ),
     OpSpec(
         name="nll_loss",
@@ -142,5 +150,7 @@ SPECS = (
         knobs=knobs(reduction=reductions(), weighted=st.booleans(), ignore=st.booleans()),
         scale=_nll_scale,
         grad_scale=lambda case, g: {"input": 0.0},
+        course_shapes=COURSE_SHAPES,
+        course_knobs=knobs(reduction=reductions(), weighted=st.booleans(), ignore=st.just(False)),
     ),
 )

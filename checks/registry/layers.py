@@ -62,6 +62,11 @@ SPECS = (
         scale=_linear_scale,
         grad_scale=_linear_grad_scale,
         grad_inputs=("input", "weight", "bias"),
+        # The course's Linear: a 2-D batch (N, in_features) and a bias.
+        course_shapes=shapes(min_dims=2, max_dims=2, min_side=1, max_side=8),
+        course_knobs=knobs(out_features=st.integers(1, 8), bias=st.just(True)),
+        lessons={"unbatched": "torch's linear also takes one unbatched sample (a 1-D input) and bias=None; "
+                              "x @ weight.T + bias works for both when bias is optional."},
     ),
     OpSpec(
         name="one_hot",

@@ -10,6 +10,10 @@ from checks.strategies import shapes
 from checks.values import logits
 
 
+SOFTMAX_LESSON = ("subtract each row's maximum before exp (np.max(x, axis=dim, keepdims=True)): exp overflows past 709, "
+                  "and one global maximum underflows rows far below it to 0/0. log-softmax is then x - max - log(sum(exp(x - max))).")
+
+
 def _make(rng, recipe, info) -> Case:
     ndim = len(recipe.shape)
     dim = int(rng.integers(-ndim, ndim))
@@ -34,6 +38,7 @@ SPECS = (
         scale=lambda case, expected: 1.0,  # probabilities
         # p_j (g_j - sum_i g_i p_i): the difference inside is O(max|g|), so is its rounding.
         grad_scale=_row_max,
+        lessons={"overflow": SOFTMAX_LESSON},
     ),
     OpSpec(
         name="log_softmax",
@@ -44,5 +49,6 @@ SPECS = (
         scale=lambda case, expected: 1.0,  # log-probabilities near 0 are differences of O(1) terms
         # g_j - p_j sum_i g_i: the sum is as large as sum|g|, and so is its rounding.
         grad_scale=_row_sum,
+        lessons={"overflow": SOFTMAX_LESSON},
     ),
 )

@@ -1,0 +1,188 @@
+"""The two stages of a learner's check: hypothesis searches for a case where the learner's function
+and torch disagree, and the search's simplest counterexample is explained in words."""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+
+from checks.learner import diagnose
+from checks.runner import Runner, build_case, info_for
+from checks.spec import Case, OpSpec, Recipe
+from checks.strategies import recipes, shapes
+
+if TYPE_CHECKING:
+    from checks.learner import Adapted
+
+DEFAULT_EXAMPLES = 60  # the course stage's, for byhand verify --impl and pytest --impl alike; each edge stage draws 2/3 of it
+COURSE_SHAPES = shapes(min_dims=1, max_dims=2, min_side=1, max_side=6)
+
+
+class Stage(enum.Enum):
+    """The course stage, then the edge stage in three parts, the most instructive first: the
+    magnitudes and exact values a formula must survive, special values, then unusual shapes."""
+
+    COURSE = "course"
+    MAGNITUDES = "huge, tiny and exact values"
+    SPECIALS = "NaN, ±inf and subnormals"
+    SHAPES = "empty, 0-d and unbatched inputs"
+
+
+EDGES = (Stage.MAGNITUDES, Stage.SPECIALS, Stage.SHAPES)
+
+
+@dataclass
+class StageResult:
+    examples: int = 0
+    failure: str | None = None
+
+
+def _stage_spec(spec: OpSpec, stage: Stage) -> OpSpec:
+    """What a stage draws. The course: ordinary values in the course's shapes and knobs. Magnitudes
+    and specials: non-empty arrays with the op's own knobs. Shapes: everything byhand draws."""
+    course = {"shapes": COURSE_SHAPES if spec.course_shapes is None else spec.course_shapes,
+              "knobs": spec.knobs if spec.course_knobs is None else spec.course_knobs}
+    if stage is Stage.COURSE:
+        return dataclasses.replace(spec, regimes=("normal",), **course)
+    if stage is Stage.MAGNITUDES:
+        return dataclasses.replace(spec, regimes=tuple(r for r in ("large", "small", "ties") if r in spec.regimes) or spec.regimes, **course)
+    if stage is Stage.SPECIALS:
+        return dataclasses.replace(spec, regimes=("extremal",) if "extremal" in spec.regimes else spec.regimes, **course)
+    return spec
+
+
+def _defaults(spec: OpSpec) -> dict[str, Any]:
+    params = inspect.signature(spec.forward).parameters.items()
+    return {n: (-1 if n == "dim" else p.default) for n, p in params if p.default is not p.empty or n == "dim"}
+
+
+def patched(spec: OpSpec, case: Case, declared: set[str] | None, last_axis: bool) -> Case:
+    """The case with every argument the learner does not declare at torch's default (``dim``: the
+    last axis), and no target ignored when it takes no ``ignore_index``."""
+    defaults, params, inputs = _defaults(spec), dict(case.params), dict(case.inputs)
+    for name in params:
+        if (declared is not None and name not in declared) or (last_axis and name == "dim"):
+            if name == "ignore_index" and isinstance(inputs.get("target"), np.ndarray) and inputs["target"].dtype.kind in "iu":
+                inputs["target"] = np.where(inputs["target"] == params[name], 0, inputs["target"])
+            params[name] = defaults.get(name, params[name])
+    return Case(inputs, params, case.info)
+
+
+class _Recorder:
+    """The learner's function, checked for what it hands back; the last value kept for diagnosis."""
+
+    def __init__(self, call: Any, function: str, spec: OpSpec) -> None:
+        self.call, self.function, self.spec, self.last, self.raised = call, function, spec, None, False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.raised = True
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = self.call(*args, **kwargs)
+        self.raised = False
+        self.last = value
+        problem = diagnose.returned_problem(value, self.function)
+        if problem is None and self.function.endswith("_backward") and len(self.spec.grad_inputs) > 1:
+            if not isinstance(value, tuple):
+                problem = f"torch's {self.spec.name} has {len(self.spec.grad_inputs)} gradients: return a tuple ({', '.join('grad_' + n for n in self.spec.grad_inputs)})."
+            else:
+                problem = next((diagnose.returned_problem(v, "grad") for v in value if v is not None), None)
+        if problem:
+            raise diagnose.Mistake(problem)
+        return value
+
+
+def _shown(case: Case, declared: set[str] | None, grad_output: np.ndarray | None) -> list[str]:
+    values = ({"grad_output": grad_output} if grad_output is not None else {}) | case.inputs | case.params
+    first = next(iter(case.inputs))
+    return [f"    {k} = {diagnose.show(v)}" for k, v in values.items()
+            if v is not None and (k in ("grad_output", first) or k in case.inputs or declared is None or k in declared)]
+
+
+def _yours(recorder: _Recorder, spec: OpSpec, phase: str) -> Any:
+    value = recorder.last
+    if phase.startswith("grad[") and isinstance(value, tuple):
+        names = list(spec.grad_inputs)
+        name = phase[5:-1]
+        return value[names.index(name)] if name in names and names.index(name) < len(value) else None
+    return value
+
+
+def _torch_value(ev: Any, phase: str) -> np.ndarray:
+    return ev.forward if phase == "forward" else ev.grads[phase[5:-1]]
+
+
+def _explain_record(record: Any, ev: Any, recorder: _Recorder, spec: OpSpec) -> list[str]:
+    phase = record.context.phase
+    what = "the result" if phase == "forward" else f"the gradient with respect to {phase[5:-1]}"
+    yours, theirs = _yours(recorder, spec, phase), _torch_value(ev, phase)
+    if np.shape(yours) != np.shape(theirs):
+        recorder.raised = True  # a shape problem, like an exception, points at an unusual input shape
+        return [f"  {diagnose.shape_problem(np.shape(yours), np.shape(theirs), ev.case, what)}"]
+    at = f" at index [{', '.join(map(str, record.worst_index))}]" if record.worst_index else ""
+    lines = [f"  {what}{at}: torch gives {record.worst_actual!r}, your function gives {record.worst_expected!r}",
+             f"  ({record.n_bad} of {record.n} values differ by more than byhand's tolerance for {record.context.dtype}: {record.k:g} units in the last place)"]
+    hint = diagnose.ratio_hint(yours, theirs, ev.case, ev.grad_output)
+    return lines + ([f"  {hint}"] if hint else [])
+
+
+def check_stage(spec: OpSpec, function: str, adapted: Adapted, stage: Stage, examples: int, tried: list[str] | None) -> StageResult:
+    """Search one stage for a disagreement; the simplest one found, explained, or None."""
+    staged = _stage_spec(spec, stage)
+    recorder = _Recorder(adapted.call, function, spec)
+    view = type(inspect)("learner")
+    setattr(view, function, recorder)
+    backward = function.endswith("_backward")
+    # The course stage asks whether the formula is right, at the course's precision: torch in
+    # float32 against the learner's float64 on the same float32 inputs, float32's tolerance (so
+    # exp(x) - 1 passes). The edge stages ask for torch's float64 accuracy and robustness.
+    dtype = "float32" if stage is Stage.COURSE else "float64"
+    runner = Runner(spec, "cpu", dtype, hand=view)
+    info = info_for(dtype)
+    result, failures = StageResult(), []
+
+    @settings(max_examples=examples, derandomize=True, database=None, deadline=None, report_multiple_bugs=False,
+              suppress_health_check=list(HealthCheck), phases=(Phase.generate, Phase.shrink))  # no 'explain': 2 s a failure
+    @given(recipes(staged))
+    def search(recipe: Recipe) -> None:
+        case = patched(spec, build_case(spec, recipe, info), adapted.declared, adapted.last_axis)
+        result.examples += 1
+        ev = runner.evaluate(recipe, case=case, gradient=backward, module=False)
+        explanation = _judge(runner, ev, recipe, recorder, spec)
+        if tried is not None:
+            tried.append(f"{stage.value} {recipe.regime} shape {tuple(np.shape(next(iter(case.inputs.values()))))}: {'ok' if explanation is None else 'MISMATCH'}")
+        if explanation is not None:
+            shown = _shown(case, adapted.declared, ev.grad_output if backward else None)
+            failures.append("\n".join(shown + explanation + _lesson(spec, stage, case, recipe, recorder.raised)))
+            raise AssertionError
+
+    try:
+        search()
+    except AssertionError:
+        result.failure = failures[-1]
+    return result
+
+
+def _judge(runner: Runner, ev: Any, recipe: Recipe, recorder: _Recorder, spec: OpSpec) -> list[str] | None:
+    try:
+        records = runner.judge(ev, recipe)
+    except diagnose.Mistake as mistake:
+        return [f"  {mistake}"]
+    except Exception as exc:  # noqa: BLE001 - the learner's code may raise anything
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return [f"  your function raised {type(exc).__name__}{': ' + first if first else ''}"]
+    bad = next((r for r in records if not r.passed), None)
+    return None if bad is None else _explain_record(bad, ev, recorder, spec)
+
+
+def _lesson(spec: OpSpec, stage: Stage, case: Case, recipe: Recipe, raised: bool) -> list[str]:
+    if stage is Stage.COURSE:
+        return []
+    text = diagnose.lesson(spec, diagnose.situation(case, recipe, raised))
+    return [f"  Lesson: {text}"] if text else []
