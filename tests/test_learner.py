@@ -81,6 +81,13 @@ def test_an_exception_in_the_learners_code_is_explained_without_a_traceback():
     assert "a single number (a 0-d array)" in verdict.explanation and "Traceback" not in verdict.explanation
 
 
+def test_a_gradient_of_a_function_without_one_is_not_checked_with_the_reason():
+    module = type(learner)("labels")
+    module.one_hot_backward = lambda grad_output, tensor: grad_output
+    (verdict,) = learner.check_all(module)
+    assert verdict.status == learner.NOT_CHECKED and "not differentiable" in verdict.explanation
+
+
 def test_verify_impl_reports_per_function(capsys):
     assert cli.main(["verify", "--impl", EXAMPLE, "--examples", "30", "--quiet"]) == 0
     printed = capsys.readouterr().out

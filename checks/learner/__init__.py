@@ -151,6 +151,8 @@ def _calling(fn: Callable[..., Any], names: set[str] | None, dim_as: str | None)
 
 def check(module: ModuleType, spec: OpSpec, function: str, *, examples: int = DEFAULT_EXAMPLES, verbose: bool = False) -> Verdict:
     """The verdict on ``module.<function>``: the course stage first, then the edge stage."""
+    if function.endswith("_backward") and not spec.differentiable:
+        return Verdict(function, NOT_CHECKED, 0, f"{function}: not checked: {spec.name} is not differentiable (integer output), so torch has no gradient to compare")
     adapted = adapt(getattr(module, function), spec, function)
     notes = adapted.notes
     if adapted.refusal is not None:

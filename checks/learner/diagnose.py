@@ -124,7 +124,8 @@ def lesson(spec: OpSpec, where: str) -> str:
     return spec.lessons.get(where) or GENERIC_LESSONS.get(where, "")
 
 
-def show(value: Any) -> str:
+def show(value: Any, prefix: str = "") -> str:
+    """A value as the explanation prints it after ``prefix`` (continuation lines aligned under it)."""
     if isinstance(value, np.ndarray):
-        return np.array2string(value, precision=6, threshold=24, separator=", ")
+        return np.array2string(value, precision=6, threshold=24, separator=", ", prefix=prefix)
     return repr(value)

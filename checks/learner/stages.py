@@ -101,7 +101,7 @@ class _Recorder:
 def _shown(case: Case, declared: set[str] | None, grad_output: np.ndarray | None) -> list[str]:
     values = ({"grad_output": grad_output} if grad_output is not None else {}) | case.inputs | case.params
     first = next(iter(case.inputs))
-    return [f"    {k} = {diagnose.show(v)}" for k, v in values.items()
+    return [f"    {k} = {diagnose.show(v, f'    {k} = ')}" for k, v in values.items()
             if v is not None and (k in ("grad_output", first) or k in case.inputs or declared is None or k in declared)]
 
 
