@@ -62,12 +62,12 @@ def _header(console: Console) -> None:
 
     features = ", ".join(environment.cpu_features()) or "none of note"
     console.print(f"byhand verify: torch {torch.__version__} on {environment.cpu_model()} ({features}); "
-                  f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads", highlight=False)
+                  f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads", highlight=False, soft_wrap=True)
     shown = departures.active_here(devices.available())
-    console.print("quirks that show here (checks/departures): " + (", ".join(f"{d.id} ({device})" for d, device in shown) if shown else "none"), highlight=False)
+    console.print("quirks that show here (checks/departures): " + (", ".join(f"{d.id} ({device})" for d, device in shown) if shown else "none"), highlight=False, soft_wrap=True)
     settings = environment.settings_on()
     if settings:
-        console.print("[yellow]settings that change numerics are on:[/] " + escape("; ".join(settings)), highlight=False)
+        console.print("[yellow]settings that change numerics are on:[/] " + escape("; ".join(settings)), highlight=False, soft_wrap=True)
 
 
 def _report_failures(console: Console, results: list[CellResult]) -> None:
