@@ -43,6 +43,8 @@ def shape_problem(yours: tuple[int, ...], theirs: tuple[int, ...], case: Case, w
         line += f" Did you forget the {'sum' if reduction == 'sum' else 'mean'}? torch reduces with reduction={reduction!r} by default."
     elif yours == () and theirs == np.shape(first):
         line += " torch keeps one value per element here (reduction='none', or an elementwise gradient)."
+    elif theirs == np.shape(first) and int(np.prod(yours)) > int(np.prod(theirs)):
+        line += " A sum or max lost its axis and broadcasting spread it: keepdims=True keeps the axis."
     return line
 
 
@@ -68,6 +70,8 @@ def ratio_hint(yours: np.ndarray, theirs: np.ndarray, case: Case, grad_output: n
             c = float(yours.ravel()[0] / theirs.ravel()[0])
     if c is None or np.isclose(c, 1.0):
         return None
+    if c == 0:
+        return "Your function gives 0 where torch does not: a term (or the whole sum) is missing."
     first = next(iter(case.inputs.values()))
     sizes = {int(np.size(first)): "every element", int(np.shape(first)[0]) if np.ndim(first) else 1: "the batch"}
     for n, what in sizes.items():
@@ -79,6 +83,8 @@ def ratio_hint(yours: np.ndarray, theirs: np.ndarray, case: Case, grad_output: n
         return "Yours has the opposite sign of torch's: a sign (or an absolute value) is missing."
     if grad_output is not None and np.size(grad_output) == 1 and np.isclose(c, 1 / float(np.ravel(grad_output)[0])):
         return "Yours times grad_output is torch's: multiply by grad_output (the chain rule's upstream gradient)."
+    if yours.size < 2:
+        return None  # one number differing by a factor says nothing about a constant
     return f"Yours is {c:.6g} × torch's everywhere: a constant factor is missing or extra."
 
 
@@ -90,7 +96,8 @@ GENERIC_LESSONS = {
     "nonfinite": "torch carries NaN and ±inf through (NaN in, NaN out; inf where the math gives inf).",
     "unbatched": "torch also takes one unbatched sample: a (C,) input with a 0-d target for losses, a 1-D input for linear.",
     "probabilities": "torch also takes class probabilities as the target (a float array shaped like the input).",
-    "endpoints": "At p = 0 or 1 the log is -inf: torch clamps each log at -100, so each term is at most 100.",
+    "endpoints": "At p = 0 or 1 the log is -inf: torch clamps each log at -100, so each term is at most 100 "
+                 "(clipping p at some eps instead gives another number near 0 and 1).",
     "kink": "At exactly the kink (x = 0) the function has no derivative: torch picks one value there (ReLU: 0).",
     "overflow": "np.exp overflows past x ≈ 709 and underflows below -745: rearrange so no large positive number is exponentiated.",
     "tiny": "For tiny inputs exp(x) - 1 and log(1 + x) lose all their digits: use np.expm1 and np.log1p.",
@@ -115,7 +122,7 @@ def situation(case: Case, recipe: Recipe, raised: bool) -> str:
             return "unbatched"
     if any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in arrays) or recipe.regime == "extremal":
         return "nonfinite"
-    if "target" in case.inputs and np.isin(first, (0.0, 1.0)).any() and first.min() >= 0 and first.max() <= 1:
+    if "target" in case.inputs and first.dtype.kind == "f" and first.min() >= 0 and first.max() <= 1 and (np.minimum(first, 1 - first) < 1e-6).any():
         return "endpoints"
     return {"ties": "kink", "small": "tiny"}.get(recipe.regime, "overflow")
 
@@ -127,5 +134,7 @@ def lesson(spec: OpSpec, where: str) -> str:
 def show(value: Any, prefix: str = "") -> str:
     """A value as the explanation prints it after ``prefix`` (continuation lines aligned under it)."""
     if isinstance(value, np.ndarray):
-        return np.array2string(value, precision=6, threshold=24, separator=", ", prefix=prefix)
+        # floatmode 'unique': each value printed as the shortest string that reads back exactly, so a
+        # case can be pasted into torch (1 - 2e-9 is not shown as 1.).
+        return np.array2string(value, floatmode="unique", threshold=24, separator=", ", prefix=prefix)
     return repr(value)

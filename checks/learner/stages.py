@@ -98,8 +98,11 @@ class _Recorder:
         return value
 
 
-def _shown(case: Case, declared: set[str] | None, grad_output: np.ndarray | None) -> list[str]:
+def _shown(case: Case, declared: set[str] | None, grad_output: np.ndarray | None, dtype: str) -> list[str]:
+    """The case's arguments the function takes, each as the shortest text that reads back exactly
+    in the stage's dtype (the course stage's inputs are float32 numbers)."""
     values = ({"grad_output": grad_output} if grad_output is not None else {}) | case.inputs | case.params
+    values = {k: v.astype(np.float32) if dtype == "float32" and isinstance(v, np.ndarray) and v.dtype.kind == "f" else v for k, v in values.items()}
     first = next(iter(case.inputs))
     return [f"    {k} = {diagnose.show(v, f'    {k} = ')}" for k, v in values.items()
             if v is not None and (k in ("grad_output", first) or k in case.inputs or declared is None or k in declared)]
@@ -158,7 +161,7 @@ def check_stage(spec: OpSpec, function: str, adapted: Adapted, stage: Stage, exa
         if tried is not None:
             tried.append(f"{stage.value} {recipe.regime} shape {tuple(np.shape(next(iter(case.inputs.values()))))}: {'ok' if explanation is None else 'MISMATCH'}")
         if explanation is not None:
-            shown = _shown(case, adapted.declared, ev.grad_output if backward else None)
+            shown = _shown(case, adapted.declared, ev.grad_output if backward else None, dtype)
             failures.append("\n".join(shown + explanation + _lesson(spec, stage, case, recipe, recorder.raised)))
             raise AssertionError
 
@@ -176,7 +179,9 @@ def _judge(runner: Runner, ev: Any, recipe: Recipe, recorder: _Recorder, spec: O
         return [f"  {mistake}"]
     except Exception as exc:  # noqa: BLE001 - the learner's code may raise anything
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return [f"  your function raised {type(exc).__name__}{': ' + first if first else ''}"]
+        recorder.raised = True
+        hint = spec.lessons.get("raised")
+        return [f"  your function raised {type(exc).__name__}{': ' + first if first else ''}"] + ([f"  Hint: {hint}"] if hint else [])
     bad = next((r for r in records if not r.passed), None)
     return None if bad is None else _explain_record(bad, ev, recorder, spec)
 

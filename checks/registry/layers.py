@@ -66,7 +66,8 @@ SPECS = (
         course_shapes=shapes(min_dims=2, max_dims=2, min_side=1, max_side=8),
         course_knobs=knobs(out_features=st.integers(1, 8), bias=st.just(True)),
         lessons={"unbatched": "torch's linear also takes one unbatched sample (a 1-D input) and bias=None; "
-                              "x @ weight.T + bias works for both when bias is optional."},
+                              "x @ weight.T + bias works for both when bias is optional.",
+                 "raised": "torch's weight has shape (out_features, in_features): the layer computes input @ weight.T + bias."},
     ),
     OpSpec(
         name="one_hot",
