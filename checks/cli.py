@@ -422,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--dtype", default="all", help="comma-separated float dtypes; default: all four")
     v.add_argument("--ops", default="all", help="comma-separated op names; default: the whole registry")
     v.add_argument("--examples", type=int, default=None, help="hypothesis examples per cell (default 20); with --impl, per function "
-                   "in the course stage (default 60; each of the three edge stages draws 2/3 of it)")
+                   "in the course stage and in each of the three edge stages (default 60)")
     v.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.add_argument("--accuracy", action="store_true", help="also measure torch and the reference against the 50-digit mpmath truth")
@@ -472,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if (getattr(args, "examples", 1) or 1) < 1:
+    if getattr(args, "examples", None) is not None and args.examples < 1:
         build_parser().error("--examples must be at least 1")
     if getattr(args, "threads", None) is not None and args.threads < 1:
         build_parser().error("--threads must be at least 1")

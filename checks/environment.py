@@ -50,10 +50,31 @@ def cpu_features() -> list[str]:
     info = _cpuinfo()
     flags = set((info.get("flags") or info.get("Features") or "").split())
     if not flags:
-        checks = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported", "avx512_bf16": "_is_avx512_bf16_supported",
-                  "avx512_vnni": "_is_vnni_supported", "amx_tile": "_is_amx_tile_supported", "amx_fp16": "_is_amx_fp16_supported"}
-        flags = {name for name, fn in checks.items() if getattr(torch.cpu, fn, lambda: False)()}
+        # torch's AVX-512 check requires avx512f, bw, vl and dq together.
+        checks = {("avx2",): "_is_avx2_supported", ("avx512f", "avx512bw", "avx512vl", "avx512dq"): "_is_avx512_supported",
+                  ("avx512_bf16",): "_is_avx512_bf16_supported", ("avx512_vnni",): "_is_vnni_supported",
+                  ("amx_tile",): "_is_amx_tile_supported", ("amx_fp16",): "_is_amx_fp16_supported"}
+        flags = {name for names, fn in checks.items() if getattr(torch.cpu, fn, lambda: False)() for name in names}
     return [f for f in KERNEL_FEATURES if f in flags]
+
+
+def read(get: Any) -> Any:
+    """A torch setting, or what torch says instead of it: reading a legacy flag (allow_tf32,
+    get_float32_matmul_precision) raises once the newer per-backend fp32_precision API was used."""
+    try:
+        return get()
+    except RuntimeError:
+        return "set through the newer fp32_precision API"
+
+
+def float32_matmul_precision() -> str:
+    """torch.get_float32_matmul_precision(), or, once the newer per-backend ``fp32_precision``
+    settings are in use (the legacy getter raises then), those settings."""
+    try:
+        return torch.get_float32_matmul_precision()
+    except RuntimeError:
+        parts = {"mkldnn matmul": lambda: torch.backends.mkldnn.matmul.fp32_precision, "cuda matmul": lambda: torch.backends.cuda.matmul.fp32_precision}
+        return "fp32_precision " + ", ".join(f"{name}={read(get)}" for name, get in parts.items())
 
 
 def flush_denormal() -> bool:
@@ -67,15 +88,15 @@ def knobs() -> dict[str, Any]:
     settings: dict[str, Any] = {
         "env": {name: os.environ[name] for name in KNOB_VARIABLES if name in os.environ},
         "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "mkldnn_matmul_fp32_precision": getattr(mkldnn_matmul, "fp32_precision", None),
+        "float32_matmul_precision": float32_matmul_precision(),
+        "mkldnn_matmul_fp32_precision": read(lambda: getattr(mkldnn_matmul, "fp32_precision", None)),
         "flush_denormal": flush_denormal(),
     }
     if torch.cuda.is_available():
         matmul = torch.backends.cuda.matmul
-        settings["cuda"] = {"matmul_allow_tf32": matmul.allow_tf32, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-                            "fp16_reduced_precision_reduction": matmul.allow_fp16_reduced_precision_reduction,
-                            "bf16_reduced_precision_reduction": matmul.allow_bf16_reduced_precision_reduction}
+        settings["cuda"] = {"matmul_allow_tf32": read(lambda: matmul.allow_tf32), "cudnn_allow_tf32": read(lambda: torch.backends.cudnn.allow_tf32),
+                            "fp16_reduced_precision_reduction": read(lambda: matmul.allow_fp16_reduced_precision_reduction),
+                            "bf16_reduced_precision_reduction": read(lambda: matmul.allow_bf16_reduced_precision_reduction)}
     return settings
 
 
@@ -92,7 +113,8 @@ def settings_on(k: dict[str, Any] | None = None) -> list[str]:
     if k["flush_denormal"]:
         on.append("flush-denormal (torch.set_flush_denormal(True): float32/float64 subnormals become 0)")
     cuda = k.get("cuda", {})
-    on += [f"CUDA {name.replace('_', ' ')}" for name, value in cuda.items() if value]
+    defaults = {"cudnn_allow_tf32", "fp16_reduced_precision_reduction", "bf16_reduced_precision_reduction"}  # on unless turned off
+    on += [f"CUDA {name.replace('_', ' ')}" + (" (torch's default)" if name in defaults else "") for name, value in cuda.items() if value]
     return on
 
 
@@ -122,7 +144,7 @@ def fingerprint() -> dict[str, Any]:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         env["cuda_device"] = {"name": props.name, "capability": f"{props.major}.{props.minor}", "memory_gib": round(props.total_memory / 2**30, 1),
-                              "driver": _cuda_driver(), "tf32_matmul": torch.backends.cuda.matmul.allow_tf32}
+                              "driver": _cuda_driver(), "tf32_matmul": read(lambda: torch.backends.cuda.matmul.allow_tf32)}
     return env
 
 

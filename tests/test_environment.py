@@ -41,6 +41,22 @@ def test_settings_that_change_numerics_are_named_while_they_are_on(restore_setti
     assert not any("'medium'" in s or "mkldnn.enabled" in s for s in before)
 
 
+def test_the_newer_per_backend_precision_settings_do_not_break_the_fingerprint():
+    """torch.get_float32_matmul_precision() raises once fp32_precision is set the new way."""
+    matmul = getattr(torch.backends.mkldnn, "matmul", None)
+    if matmul is None or not hasattr(matmul, "fp32_precision"):
+        pytest.skip(f"torch {torch.__version__} has no torch.backends.mkldnn.matmul.fp32_precision")
+    before = matmul.fp32_precision
+    try:
+        matmul.fp32_precision = "bf16"
+        precision = environment.float32_matmul_precision()
+        assert precision == "highest" or "mkldnn matmul=bf16" in precision
+        assert any("bf16" in s for s in environment.settings_on()) and environment.fingerprint()["quirks"] is not None
+        assert departures.active("linear", "forward", "float32", "cpu") is not None  # the probes' cache key reads the settings too
+    finally:
+        matmul.fp32_precision = before
+
+
 def test_flush_denormal_is_probed(restore_settings):
     if not torch.set_flush_denormal(True):
         pytest.skip("this CPU cannot flush denormals (torch.set_flush_denormal returned False)")

@@ -20,8 +20,8 @@ FAIR = {
     ("textbook", "relu"): (A, "agrees"),
     ("textbook", "relu_backward"): (F, "for NaN that test is false"),
     ("textbook", "softmax"): (F, "empty input"),
-    ("textbook", "linear"): (F, "bias is not None"),
-    ("textbook", "linear_backward"): (F, "unbatched"),
+    ("textbook", "linear"): (F, "bias=None"),
+    ("textbook", "linear_backward"): (F, "one unbatched sample (a 1-D input)"),
     ("textbook", "cross_entropy"): (F, "torch also takes"),
     ("textbook", "mse_loss"): (A, "agrees"),
     ("textbook", "mse_loss_backward"): (A, "agrees"),
@@ -43,6 +43,10 @@ FAIR = {
     ("returns", "leaky_relu"): (W, "You returned a float32 torch tensor"),
     ("returns", "mse_loss"): (W, "Your function takes 1 argument (x); torch's mse_loss takes input, target"),
     ("raises", "l1_loss"): (W, "your function raised NotImplementedError: only vectors"),
+    ("odd_ones", "linear"): (A, "agrees"),
+    ("odd_ones", "linear_backward"): (W, "return the tuple (grad_input, grad_weight, grad_bias); you returned 2 values"),
+    ("odd_ones", "relu"): (F, "Your function called sys.exit('empty!')"),
+    ("odd_ones", "sigmoid"): (W, "You returned an array of <U5 values, not numbers"),
 }
 NOTES = {("softmax_axis", "softmax"): "torch calls your `axis` argument `dim`", ("notebook_002", "softmax"): "takes no `dim`"}
 

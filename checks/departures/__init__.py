@@ -140,11 +140,9 @@ def get(departure_id: str) -> Departure:
 
 def _settings_key() -> tuple[Any, ...]:
     """What a probe's answer can depend on inside one process: flags a user may flip at run time."""
-    cuda = torch.backends.cuda.matmul
-    return (torch.backends.mkldnn.enabled, torch.get_float32_matmul_precision(), torch.get_num_threads(),
-            getattr(torch.backends.mkldnn, "matmul", None) and torch.backends.mkldnn.matmul.fp32_precision,
-            cuda.allow_tf32, cuda.allow_fp16_reduced_precision_reduction, cuda.allow_bf16_reduced_precision_reduction,
-            torch.backends.cudnn.allow_tf32)
+    from checks.environment import knobs
+
+    return (repr(knobs()), torch.get_num_threads())
 
 
 @functools.lru_cache(maxsize=None)

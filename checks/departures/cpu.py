@@ -53,18 +53,24 @@ ODD_K_INF_NAN = Departure(
 
 
 def _subnormal_products(where: Where) -> np.ndarray:
-    """How many of the products each element sums are nonzero bf16 subnormals."""
+    """How many of the products each element sums involve a bf16 subnormal: a subnormal factor
+    (read as 0) or a subnormal product (written as 0)."""
     x, w = where.case.inputs["input"], where.case.inputs["weight"]
     g = where.grad_output
     if where.phase == "forward":
-        products = x[..., None, :] * w  # (..., out, in)
+        a, b = np.broadcast_arrays(x[..., None, :], w)  # (..., out, in): sums over in
     elif where.phase == "grad[input]":
-        products = np.swapaxes(g[..., :, None] * w, -1, -2)  # (..., in, out): sums over out
+        a, b = np.broadcast_arrays(np.swapaxes(g[..., :, None], -1, -2), w.T)  # (..., in, out): sums over out
     elif where.phase == "grad[weight]":
-        products = np.moveaxis(g.reshape(-1, w.shape[0])[:, :, None] * x.reshape(-1, w.shape[1])[:, None, :], 0, -1)
+        a, b = np.broadcast_arrays(np.moveaxis(g.reshape(-1, w.shape[0])[:, :, None], 0, -1), np.moveaxis(x.reshape(-1, w.shape[1])[:, None, :], 0, -1))
     else:
         return np.zeros((), int)
-    return ((products != 0) & (np.abs(products) < BF16_TINY)).sum(axis=-1)
+    products = a * b
+
+    def subnormal(v: np.ndarray) -> np.ndarray:
+        return (v != 0) & (np.abs(v) < BF16_TINY)
+
+    return ((products != 0) & (subnormal(a) | subnormal(b) | subnormal(products))).sum(axis=-1)
 
 
 def _flush_rule(actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, where: Where) -> np.ndarray:
@@ -89,6 +95,9 @@ SUBNORMAL_FLUSH = Departure(
     tests=("tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not",),
     region=lambda where: _subnormal_products(where) > 0, rule=_flush_rule, probe=_flush_probe,
     example=Recipe(seed=0, regime="extremal", shape=(256, 16), knobs={"out_features": 16, "bias": True}), example_dtype="bfloat16",
+    # Dropping a few 1e-38 products shows only in an output that is itself near 1e-38: a random
+    # example rarely has one (tests/test_departures.py builds one by hand).
+    always=False,
 )
 
 
@@ -103,7 +112,8 @@ def _reduced_fp32_probe(device: str) -> bool:
 
 def _reduced_rule(eps: float):
     def rule(actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, where: Where) -> np.ndarray:
-        return np.abs(actual - expected) <= limit + eps * where.scale  # each product carries 2 input roundings
+        # Each product carries two input roundings of eps/2: (1 + eps/2)**2 - 1 < eps.
+        return np.abs(actual - expected) <= limit + eps * where.scale
 
     return rule
 
@@ -114,10 +124,10 @@ FP32_MATMUL_REDUCED = Departure(
     what="torch.set_float32_matmul_precision('high'/'medium'), torch.backends.mkldnn.matmul.fp32_precision = 'bf16'/'tf32' "
          "(a CPU with native bf16/AMX) or torch.backends.cuda.matmul.allow_tf32 = True (the TF32 tensor cores of an "
          "Ampere or later GPU) round float32 inputs to 8 or 10 mantissa bits inside the matmul.",
-    returns="a float32 result with bf16 accuracy: off by up to 2**-8 of Σ|w x| + |b|",
+    returns="a float32 result with bf16 accuracy: off by up to 2**-7 of Σ|w x| + |b|",
     upstream="https://pytorch.org/docs/stable/notes/cuda.html#tensorfloat-32-tf32-on-ampere-and-later-devices; torch.set_float32_matmul_precision",
     tests=("tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not",),
-    region=lambda where: np.ones((), bool), rule=_reduced_rule(2.0**-8), probe=_reduced_fp32_probe,
+    region=lambda where: np.ones((), bool), rule=_reduced_rule(2.0**-7), probe=_reduced_fp32_probe,
     example=Recipe(seed=0, regime="normal", shape=(64, 16), knobs={"out_features": 16, "bias": True}),
 )
 

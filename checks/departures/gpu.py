@@ -26,8 +26,10 @@ def _partial_sums_rule(dtype: str):
     eps = DTYPES[dtype].eps
 
     def rule(actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, where: Where) -> np.ndarray:
-        # Each split-K partial sum is rounded to the dtype: at most one rounding per summed term.
-        terms = where.case.inputs["weight"].shape[1] if where.phase == "forward" else max(where.case.inputs["weight"].shape)
+        # At most one rounding per summed term (the bound for any split into partial sums): the
+        # forward sums in_features terms, grad[input] out_features, grad[weight] and grad[bias] the batch.
+        w, x = where.case.inputs["weight"], where.case.inputs["input"]
+        terms = {"forward": w.shape[1], "grad[input]": w.shape[0]}.get(where.phase, max(int(np.prod(x.shape[:-1])), 1))
         return np.abs(actual - expected) <= limit + terms * eps / 2 * where.scale
 
     return rule
@@ -39,7 +41,7 @@ def _reduced_reduction(dtype: str, flag: str) -> Departure:
         ops=("linear",), phases=("forward", "grad[input]", "grad[weight]"), dtypes=(dtype,), devices=("cuda",),
         what=f"With torch.backends.cuda.matmul.{flag} = True (the default), cuBLAS may keep split-K partial sums of a "
              f"{dtype} GEMM in {dtype} instead of float32, so the result carries one {dtype} rounding per partial sum.",
-        returns=f"a {dtype} result off by up to one half-ULP of Σ|w x| per summed term",
+        returns=f"a {dtype} result off by up to one half-ULP of Σ|w x| per summed term (the bound for any split-K)",
         upstream="https://pytorch.org/docs/stable/notes/numerical_accuracy.html#reduced-precision-reduction-for-fp16-and-bf16-gemms",
         tests=("tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not",),
         region=lambda where: np.ones((), bool), rule=_partial_sums_rule(dtype), probe=_reduced_reduction_probe(flag),

@@ -122,12 +122,15 @@ def adapt(fn: Callable[..., Any], spec: OpSpec, function: str) -> Adapted:
     if extra:
         return Adapted(fn, None, refusal=f"Your function needs {', '.join(extra)}, which torch's {function} does not take ({', '.join(torch_args)}).")
     names = None if any(p.kind == p.VAR_KEYWORD for p in theirs.values()) else set(theirs)
+    # An optional input it does not take (linear(input, weight): no bias) is never passed; the
+    # cases give it None, as torch's bias=None.
+    takes = None if takes_any else min(len(positional), len(inputs))
     if "dim" in torch_args and "dim" not in theirs:
         if "axis" in theirs:
-            return Adapted(_calling(fn, names, "axis"), (names or set()) | {"dim"}, ("torch calls your `axis` argument `dim`: byhand passed dim as axis.",))
+            return Adapted(_calling(fn, names, "axis", takes), (names or set()) | {"dim"}, ("torch calls your `axis` argument `dim`: byhand passed dim as axis.",), takes=takes)
         note = f"Your {function} takes no `dim`: checked along the last axis (torch's {spec.name} needs dim=...)."
-        return Adapted(_calling(fn, names, None), (names or set()) | {"dim"}, (note,), last_axis=True)
-    return Adapted(_calling(fn, names, "dim"), names)
+        return Adapted(_calling(fn, names, None, takes), (names or set()) | {"dim"}, (note,), last_axis=True, takes=takes)
+    return Adapted(_calling(fn, names, "dim", takes), names, takes=takes)
 
 
 @dataclass(frozen=True)
@@ -137,10 +140,13 @@ class Adapted:
     notes: tuple[str, ...] = ()
     refusal: str | None = None
     last_axis: bool = False
+    takes: int | None = None  # how many positional arguments it takes (None: any)
 
 
-def _calling(fn: Callable[..., Any], names: set[str] | None, dim_as: str | None) -> Callable[..., Any]:
+def _calling(fn: Callable[..., Any], names: set[str] | None, dim_as: str | None, takes: int | None) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
+        if takes is not None and all(a is None for a in args[takes:]):
+            args = args[:takes]
         dim = kwargs.pop("dim", None)
         if dim_as is not None and dim is not None:
             kwargs[dim_as] = dim

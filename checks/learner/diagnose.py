@@ -27,6 +27,8 @@ def returned_problem(value: Any, function: str) -> str | None:
         return f"You returned a tuple of {len(value)}: {function} returns one array."
     if not isinstance(value, (np.ndarray, np.generic, float, int, tuple)):
         return f"You returned a {type(value).__name__}, not a numpy array."
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind not in "biufc":
+        return f"You returned an array of {value.dtype} values, not numbers."
     return None
 
 
@@ -73,7 +75,7 @@ def ratio_hint(yours: np.ndarray, theirs: np.ndarray, case: Case, grad_output: n
     if c == 0:
         return "Your function gives 0 where torch does not: a term (or the whole sum) is missing."
     first = next(iter(case.inputs.values()))
-    sizes = {int(np.size(first)): "every element", int(np.shape(first)[0]) if np.ndim(first) else 1: "the batch"}
+    sizes = {int(np.shape(first)[0]) if np.ndim(first) > 1 else 1: "the batch", int(np.size(first)): "every element"}
     for n, what in sizes.items():
         if n > 1 and np.isclose(c, n):
             return f"Yours is {n} × torch's: torch averages over {what} (reduction='mean'): divide by N = {n}."
@@ -112,14 +114,14 @@ def situation(case: Case, recipe: Recipe, raised: bool) -> str:
     if raised or any(a.size == 0 for a in arrays):
         if any(a.size == 0 for a in arrays):
             return "empty"
-        if any(v is None for v in case.inputs.values()):
-            return "optional"
         if first.ndim == 0:
             return "scalar"
-        if isinstance(target, np.ndarray) and target.dtype.kind == "f" and target.shape == first.shape and "label_smoothing" in case.params:
-            return "probabilities"
         if first.ndim == 1 and ("ignore_index" in case.params or np.ndim(case.inputs.get("weight")) == 2):
             return "unbatched"
+        if isinstance(target, np.ndarray) and target.dtype.kind == "f" and target.shape == first.shape and "label_smoothing" in case.params:
+            return "probabilities"
+        if any(v is None for v in case.inputs.values()):
+            return "optional"
     if any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in arrays) or recipe.regime == "extremal":
         return "nonfinite"
     if "target" in case.inputs and first.dtype.kind == "f" and first.min() >= 0 and first.max() <= 1 and (np.minimum(first, 1 - first) < 1e-6).any():

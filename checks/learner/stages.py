@@ -20,7 +20,7 @@ from checks.strategies import recipes, shapes
 if TYPE_CHECKING:
     from checks.learner import Adapted
 
-DEFAULT_EXAMPLES = 60  # the course stage's, for byhand verify --impl and pytest --impl alike; each edge stage draws 2/3 of it
+DEFAULT_EXAMPLES = 60  # per stage (the course and each of the three edge stages), for byhand verify --impl and pytest --impl alike
 COURSE_SHAPES = shapes(min_dims=1, max_dims=2, min_side=1, max_side=6)
 
 
@@ -62,10 +62,13 @@ def _defaults(spec: OpSpec) -> dict[str, Any]:
     return {n: (-1 if n == "dim" else p.default) for n, p in params if p.default is not p.empty or n == "dim"}
 
 
-def patched(spec: OpSpec, case: Case, declared: set[str] | None, last_axis: bool) -> Case:
+def patched(spec: OpSpec, case: Case, declared: set[str] | None, last_axis: bool, inputs_taken: int | None = None) -> Case:
     """The case with every argument the learner does not declare at torch's default (``dim``: the
-    last axis), and no target ignored when it takes no ``ignore_index``."""
+    last axis), no target ignored when it takes no ``ignore_index``, and optional inputs it does
+    not take (Linear's bias) set to None."""
     defaults, params, inputs = _defaults(spec), dict(case.params), dict(case.inputs)
+    if inputs_taken is not None:
+        inputs = {k: (v if i < inputs_taken else None) for i, (k, v) in enumerate(inputs.items())}
     for name in params:
         if (declared is not None and name not in declared) or (last_axis and name == "dim"):
             if name == "ignore_index" and isinstance(inputs.get("target"), np.ndarray) and inputs["target"].dtype.kind in "iu":
@@ -79,18 +82,25 @@ class _Recorder:
 
     def __init__(self, call: Any, function: str, spec: OpSpec) -> None:
         self.call, self.function, self.spec, self.last, self.raised = call, function, spec, None, False
+        self.case: Case | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.raised = True
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            value = self.call(*args, **kwargs)
+            try:
+                value = self.call(*args, **kwargs)
+            except SystemExit as exc:  # a learner's sys.exit() must not end byhand
+                raise diagnose.Mistake(f"Your function called sys.exit({exc.code!r}): return a value instead.") from None
         self.raised = False
         self.last = value
         problem = diagnose.returned_problem(value, self.function)
         if problem is None and self.function.endswith("_backward") and len(self.spec.grad_inputs) > 1:
-            if not isinstance(value, tuple):
-                problem = f"torch's {self.spec.name} has {len(self.spec.grad_inputs)} gradients: return a tuple ({', '.join('grad_' + n for n in self.spec.grad_inputs)})."
+            wanted = [n for n in self.spec.grad_inputs if self.case is None or self.case.inputs.get(n) is not None]
+            if not isinstance(value, tuple) or len(value) < len(wanted):
+                got = f"{len(value)} values" if isinstance(value, tuple) else "one value"
+                problem = (f"torch's {self.spec.name} has {len(wanted)} gradients here: return the tuple "
+                           f"({', '.join('grad_' + n for n in wanted)}); you returned {got}.")
             else:
                 problem = next((diagnose.returned_problem(v, "grad") for v in value if v is not None), None)
         if problem:
@@ -154,7 +164,9 @@ def check_stage(spec: OpSpec, function: str, adapted: Adapted, stage: Stage, exa
               suppress_health_check=list(HealthCheck), phases=(Phase.generate, Phase.shrink))  # no 'explain': 2 s a failure
     @given(recipes(staged))
     def search(recipe: Recipe) -> None:
-        case = patched(spec, build_case(spec, recipe, info), adapted.declared, adapted.last_axis)
+        taken = None if adapted.takes is None else adapted.takes - backward
+        case = patched(spec, build_case(spec, recipe, info), adapted.declared, adapted.last_axis, taken)
+        recorder.case = case
         result.examples += 1
         ev = runner.evaluate(recipe, case=case, gradient=backward, module=False)
         explanation = _judge(runner, ev, recipe, recorder, spec)
@@ -169,6 +181,10 @@ def check_stage(spec: OpSpec, function: str, adapted: Adapted, stage: Stage, exa
         search()
     except AssertionError:
         result.failure = failures[-1]
+    except Exception as exc:  # noqa: BLE001 - hypothesis' own verdicts on the learner's function, in words
+        flaky = "Flaky" in type(exc).__name__ or any("Flaky" in type(e).__name__ for e in getattr(exc, "exceptions", ()))
+        result.failure = ("  Your function gave different answers for the same input: does it keep state between calls or draw random numbers?"
+                          if flaky else f"  byhand could not finish checking: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     return result
 
 
@@ -180,7 +196,9 @@ def _judge(runner: Runner, ev: Any, recipe: Recipe, recorder: _Recorder, spec: O
     except Exception as exc:  # noqa: BLE001 - the learner's code may raise anything
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         recorder.raised = True
-        hint = spec.lessons.get("raised")
+        # The op's hint for a crash (linear: the weight's shape) only where the error is about shapes.
+        shapes = any(word in first for word in ("matmul", "shape", "dimension", "aligned", "broadcast"))
+        hint = spec.lessons.get("raised") if shapes else None
         return [f"  your function raised {type(exc).__name__}{': ' + first if first else ''}"] + ([f"  Hint: {hint}"] if hint else [])
     bad = next((r for r in records if not r.passed), None)
     return None if bad is None else _explain_record(bad, ev, recorder, spec)
