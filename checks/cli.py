@@ -249,9 +249,16 @@ def cmd_verify_matrix(args: argparse.Namespace) -> int:
         known = sum(d["elements"] for c in cells for d in c.get("known_deviations", []))
         failed = [c for c in cells if c["status"] == "fail"]
         result = "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"
-        table.add_row(o.config.name, str(env.get("cpu_capability", "?")), ", ".join(env.get("quirks", [])) or "none", str(len(cells)), str(known),
+        table.add_row(o.config.name, str(env.get("cpu_capability", "?")), str(len(env.get("quirks", []))), str(len(cells)), str(known),
                       str(len(failed)), f"{o.data.get('elapsed_s', 0):.1f} s", result)
     console.print(table)
+    shown: dict[tuple[str, ...], list[str]] = {}
+    for o in outcomes:
+        if not o.skipped:
+            shown.setdefault(tuple(o.data.get("environment", {}).get("quirks", [])), []).append(o.config.name)
+    for quirks, names in shown.items():
+        where = "every configuration run" if len(shown) == 1 else ", ".join(names)
+        console.print(f"quirks that show under {where}: {', '.join(quirks) or 'none'}", highlight=False, soft_wrap=True)
     for o in outcomes:
         if o.skipped:
             console.print(f"skipped {o.config.name}: {o.skipped}", highlight=False)
