@@ -75,6 +75,9 @@ class OpSpec:
     grad_inputs: tuple[str, ...] = ("input",)
     dtypes: tuple[str, ...] = FLOAT_DTYPES
     notes: str = ""
+    # More than 100k elements, so torch takes its vectorised, multi-threaded paths (the large
+    # strided test in tests/test_against_torch.py).
+    large_shape: tuple[int, ...] = (384, 300)
     # A learner's check (checks/learner): the course stage draws these shapes and knobs (default:
     # non-empty arrays of 1 or 2 dimensions, the op's knobs) from the normal regime; ``lessons``
     # says, per situation of a failing edge case ("overflow", "tiny", "kink", "endpoints",

@@ -32,11 +32,6 @@ def test_hand_gradient_matches_autograd(checked_grad_cell, data):
             assert_agrees(record)
 
 
-def _large_shape(name: str) -> tuple[int, ...]:
-    """More than 100k elements, so torch takes its vectorised, multi-threaded paths."""
-    return {"cross_entropy": (2048, 7, 9), "nll_loss": (2048, 7, 9), "linear": (8192, 16)}.get(name, (384, 300))
-
-
 @settings(max_examples=1)
 @given(data=st.data())
 def test_large_strided_tensors_with_special_values(checked_cell, data, all_threads):
@@ -44,7 +39,7 @@ def test_large_strided_tensors_with_special_values(checked_cell, data, all_threa
     extremal table's special values embedded, on all the machine's threads: hypothesis' small
     arrays never reach these kernels."""
     spec = checked_cell.spec
-    shape = _large_shape(spec.name)
+    shape = spec.large_shape
     assert np.prod(shape) > 100_000
     recipe = Recipe(seed=data.draw(st.integers(0, 2**32 - 1), label="seed"), regime="extremal" if "extremal" in spec.regimes else spec.regimes[0], shape=shape, knobs=data.draw(spec.knobs, label="knobs"))
     for record in Runner(spec, checked_cell.device, checked_cell.dtype).run(recipe, gradient=False, layout="strided"):

@@ -226,3 +226,18 @@ def test_unsupported_device_is_skipped_with_a_reason():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA; the reason only appears where it does not")
     assert "CUDA" in unsupported("relu", "cuda", "float32")
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"name": "no_such_op"}, "no reference.no_such_op"),
+    ({"grad_inputs": ("input", "bias")}, "grad_inputs"),
+    ({"large_shape": (10, 10)}, "large_shape"),
+    ({"lessons": {"sunburn": "wear a hat"}}, "unknown situations"),
+])
+def test_a_registry_entry_with_a_missing_or_wrong_field_is_refused_when_the_registry_is_built(change, words):
+    import dataclasses
+
+    from checks.registry import get, validate
+
+    with pytest.raises(ValueError, match=words):
+        validate(dataclasses.replace(get("softmax"), **change))

@@ -5,18 +5,49 @@ family here; tests, ``byhand verify`` and reports pick it up from :data:`REGISTR
 """
 from __future__ import annotations
 
+import inspect
+
+import numpy as np
+
+import reference
 from checks.registry import activations, binary, classification, layers, regression, softmaxes
 from checks.spec import OpSpec
 
-REGISTRY: tuple[OpSpec, ...] = (
+SITUATIONS = ("overflow", "tiny", "kink", "endpoints", "empty", "scalar", "nonfinite", "unbatched", "probabilities", "optional", "raised")
+
+
+def validate(spec: OpSpec) -> OpSpec:
+    """An entry, checked once when the registry is built: its reference functions exist under its
+    name, the backward takes grad_output and then the forward's arguments, its gradient inputs are
+    forward arguments, its large shape is large, and its lessons name known situations."""
+    forward = getattr(reference, spec.name, None)
+    if forward is None:
+        raise ValueError(f"registry entry {spec.name!r}: no reference.{spec.name} (write it under reference/ and export it)")
+    arguments = list(inspect.signature(forward).parameters)
+    if spec.backward is not None:
+        backward = list(inspect.signature(spec.backward).parameters)
+        if backward != ["grad_output", *arguments]:
+            raise ValueError(f"registry entry {spec.name!r}: {spec.name}_backward takes {backward}, not grad_output then {arguments}")
+    if spec.differentiable and not set(spec.grad_inputs) <= set(arguments):
+        raise ValueError(f"registry entry {spec.name!r}: grad_inputs {spec.grad_inputs} are not all arguments of reference.{spec.name}")
+    if int(np.prod(spec.large_shape)) <= 100_000:
+        raise ValueError(f"registry entry {spec.name!r}: large_shape {spec.large_shape} has <= 100k elements")
+    if not set(spec.lessons) <= set(SITUATIONS):
+        raise ValueError(f"registry entry {spec.name!r}: lessons for unknown situations {sorted(set(spec.lessons) - set(SITUATIONS))}")
+    return spec
+
+
+REGISTRY: tuple[OpSpec, ...] = tuple(map(validate, (
     *activations.SPECS,
     *softmaxes.SPECS,
     *layers.SPECS,
     *classification.SPECS,
     *binary.SPECS,
     *regression.SPECS,
-)
+)))
 BY_NAME: dict[str, OpSpec] = {spec.name: spec for spec in REGISTRY}
+if len(BY_NAME) != len(REGISTRY):
+    raise ValueError("two registry entries share a name")
 
 
 def get(name: str) -> OpSpec:

@@ -62,6 +62,7 @@ SPECS = (
         scale=_linear_scale,
         grad_scale=_linear_grad_scale,
         grad_inputs=("input", "weight", "bias"),
+        large_shape=(8192, 16),
         # The course's Linear: a 2-D batch (N, in_features) and a bias.
         course_shapes=shapes(min_dims=2, max_dims=2, min_side=1, max_side=8),
         course_knobs=knobs(out_features=st.integers(1, 8), bias=st.just(True)),
