@@ -29,7 +29,7 @@ class Worst:
     pure: float = 0.0
     floored: float = 0.0
 
-    def update(self, value: np.ndarray, truth: np.ndarray, scale: np.ndarray, info: dtypes.DtypeInfo, terms: int = 1) -> None:
+    def update(self, value: np.ndarray, truth: np.ndarray, scale: np.ndarray, info: dtypes.DtypeInfo) -> None:
         finite = np.isfinite(truth)
         if not finite.any():
             return
@@ -39,7 +39,7 @@ class Worst:
         err = np.where(np.isnan(err), np.inf, err)
         self.pure = max(self.pure, float(np.max(err / dtypes.ulp(t, info))))
         # Floored as the policy measures it: beyond the smallest-normal allowance (flushes to 0).
-        beyond = np.maximum(err - terms * info.tiny, 0.0)
+        beyond = np.maximum(err - info.tiny, 0.0)
         self.floored = max(self.floored, float(np.max(beyond / dtypes.ulp(np.fmax(np.abs(t), s), info))))
 
 
@@ -109,8 +109,8 @@ def finite(case: Case) -> Case:
     return Case({k: clean(v) for k, v in case.inputs.items()}, {k: clean(v) for k, v in case.params.items()}, case.info)
 
 
-def _record(result: Accuracy, phase: str, theirs: np.ndarray, ours: np.ndarray, truth_in_dtype: np.ndarray, truth: np.ndarray, scale, info, terms: int = 1) -> None:
-    result.torch[phase].update(theirs, truth_in_dtype, scale, info, terms)
-    result.reference[phase].update(dtypes.round_to(ours, info), truth_in_dtype, scale, info, terms)
-    result.reference_f64[phase].update(ours, truth, scale, F64, terms)
+def _record(result: Accuracy, phase: str, theirs: np.ndarray, ours: np.ndarray, truth_in_dtype: np.ndarray, truth: np.ndarray, scale, info) -> None:
+    result.torch[phase].update(theirs, truth_in_dtype, scale, info)
+    result.reference[phase].update(dtypes.round_to(ours, info), truth_in_dtype, scale, info)
+    result.reference_f64[phase].update(ours, truth, scale, F64)
 

@@ -108,7 +108,7 @@ def _nonfinite_agreement(actual: np.ndarray, expected: np.ndarray, limit: np.nda
 
 def compare(
     actual: Any, expected: Any, *, scale: Any, info: DtypeInfo, k: float, context: Context, notes: tuple[str, ...] = (),
-    terms_overflow: bool = False, terms: int = 1, quirks: Sequence[Departure] = (), where: Where | None = None,
+    terms_overflow: bool = False, quirks: Sequence[Departure] = (), where: Where | None = None,
 ) -> Comparison:
     """Compare element by element under the tolerance policy and summarise as a record.
 
@@ -122,7 +122,7 @@ def compare(
     if a.shape != e.shape:
         return _shape_mismatch(a, e, k, context)
     s = np.broadcast_to(np.abs(np.asarray(scale, dtype=np.float64)), e.shape)
-    limit = bound(e, s, info, k, terms)
+    limit = bound(e, s, info, k)
     with np.errstate(all="ignore"):
         agreed = _nonfinite_agreement(a, e, limit, info, terms_overflow)
         abs_err = np.where(agreed, 0.0, np.abs(a - e))
@@ -139,7 +139,7 @@ def compare(
         abs_err = np.where(agreed, 0.0, abs_err)
         score = np.where(agreed, 0.0, abs_err / limit)  # > 1 fails; the largest is the worst element
         rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))
-        ulps = np.where(agreed, 0.0, ulp_error(a, e, s, info, terms))
+        ulps = np.where(agreed, 0.0, ulp_error(a, e, s, info))
     if e.size == 0:
         return Comparison(context, 0, 0, 0.0, 0.0, 0.0, k, (), float("nan"), float("nan"), 0.0, True, notes)
     worst = np.unravel_index(int(np.argmax(score)), e.shape)

@@ -85,7 +85,7 @@ class Runner:
     """Runs the cases of one op on one device and dtype.
 
     ``hand`` replaces the references with someone's own module of functions under the same names
-    (a learner's, see checks/learner.py); a function it lacks is not checked.
+    (a learner's, see checks/learner/); a function it lacks is not checked.
     """
 
     def __init__(self, spec: OpSpec, device: str, dtype: str, hand: ModuleType | None = None) -> None:

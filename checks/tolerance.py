@@ -53,18 +53,17 @@ def _magnitude(expected: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
     return np.fmax(np.abs(expected), np.abs(np.asarray(scale, dtype=np.float64)))
 
 
-def bound(expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo, k: float, terms: int = 1) -> np.ndarray:
-    """The largest |actual - expected| the policy accepts, element by element (``terms``: how many
-    products each element sums, each of which may be flushed to zero)."""
+def bound(expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo, k: float) -> np.ndarray:
+    """The largest |actual - expected| the policy accepts, element by element."""
     magnitude = _magnitude(expected, scale)
-    return k * ulp(magnitude, info) + terms * info.tiny
+    return k * ulp(magnitude, info) + info.tiny
 
 
-def ulp_error(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo, terms: int = 1) -> np.ndarray:
+def ulp_error(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo) -> np.ndarray:
     """The 'floored ULP' error: |actual - expected| beyond the smallest-normal allowance, in ULPs of
     the dtype at max(|expected|, scale). An element passes exactly when this is <= k; NaN where
     either side is NaN is reported as inf."""
     magnitude = _magnitude(expected, scale)
     with np.errstate(invalid="ignore"):
-        excess = np.maximum(np.abs(actual - expected) - terms * info.tiny, 0.0)
+        excess = np.maximum(np.abs(actual - expected) - info.tiny, 0.0)
         return np.nan_to_num(excess / ulp(magnitude, info), nan=np.inf)
