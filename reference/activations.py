@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from reference import facts
 from reference._validation import as_float, check_grad_shape, quiet
 
 
 @quiet
+@facts.declare(curve=facts.elementwise("sigmoid", -6, 6, "σ(x)"), accuracy=2, sums=False)
 def sigmoid(input: Any) -> np.ndarray:
     r"""$\sigma(x) = 1/(1 + e^{-x})$, $\sigma'(x) = \sigma(x)\,\sigma(-x)$.
 
@@ -38,6 +40,7 @@ def sigmoid_backward(grad_output: Any, input: Any) -> np.ndarray:
 
 
 @quiet
+@facts.declare(curve=facts.elementwise("relu", -3, 3, "relu(x)"), accuracy=0, sums=False)
 def relu(input: Any) -> np.ndarray:
     r"""$\mathrm{relu}(x) = \max(x, 0)$, $\mathrm{relu}'(x) = [x > 0]$.
 
@@ -56,6 +59,7 @@ def relu_backward(grad_output: Any, input: Any) -> np.ndarray:
 
 
 @quiet
+@facts.declare(curve=facts.elementwise("leaky_relu", -3, 3, "leaky_relu(x), slope 0.1", negative_slope=0.1), accuracy=0, sums=False)
 def leaky_relu(input: Any, negative_slope: float = 0.01) -> np.ndarray:
     r"""$f(x) = x$ for $x > 0$, $a x$ otherwise; $f'(x) = 1$ for $x > 0$, $a$ otherwise."""
     x = as_float(input, "input")
@@ -71,6 +75,7 @@ def leaky_relu_backward(grad_output: Any, input: Any, negative_slope: float = 0.
 
 
 @quiet
+@facts.declare(curve=facts.elementwise("elu", -4, 3, "elu(x), α = 1", alpha=1.0), accuracy=2, sums=False)
 def elu(input: Any, alpha: float = 1.0) -> np.ndarray:
     r"""$f(x) = x$ for $x > 0$, $\alpha(e^{x} - 1)$ otherwise; $f'(x) = 1$, resp. $\alpha e^{x}$.
 

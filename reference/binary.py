@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from reference import facts
 from reference._validation import (
     as_float,
     as_optional_float,
@@ -43,6 +44,8 @@ def _bce_args(input: Any, target: Any, weight: Any) -> tuple[np.ndarray, np.ndar
 
 
 @quiet
+@facts.declare(curve=facts.against("binary_cross_entropy", 0.25, 0.005, 0.995, "p (target y = 0.25)"), accuracy=3,
+         domain=lambda p: np.clip(p, 0.01, 0.99))
 def binary_cross_entropy(input: Any, target: Any, weight: Any = None, reduction: str = "mean") -> np.ndarray:
     r"""$\ell = -w\,[y\max(\log p, -100) + (1-y)\max(\log(1-p), -100)]$;
     $\partial\ell/\partial p = w\,(p - y)/\max(p(1-p), 10^{-12})$ (torch's floored form).
@@ -91,6 +94,7 @@ def _bcel_args(input: Any, target: Any, weight: Any, pos_weight: Any) -> tuple[n
 
 
 @quiet
+@facts.declare(curve=facts.against("binary_cross_entropy_with_logits", 0.25, -6, 6, "z (target y = 0.25)"))
 def binary_cross_entropy_with_logits(
     input: Any, target: Any, weight: Any = None, reduction: str = "mean", pos_weight: Any = None
 ) -> np.ndarray:

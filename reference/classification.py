@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from reference import facts
 from reference._validation import (
     as_float,
     as_index,
@@ -134,6 +135,7 @@ def _restore(grad: np.ndarray, ndim: int) -> np.ndarray:
 
 
 @quiet
+@facts.declare(curve=facts.first_logit("cross_entropy", -6, 6, "z₀, the target's logit (others 0)", "loss"))
 def cross_entropy(
     input: Any,
     target: Any,
@@ -181,6 +183,7 @@ def cross_entropy_backward(
 
 
 @quiet
+@facts.declare(curve=facts.first_logit("nll_loss", -6, 0, "x₀, the target's log-probability", "loss"))
 def nll_loss(
     input: Any, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"
 ) -> np.ndarray:

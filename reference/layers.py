@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from reference import facts
 from reference._validation import as_float, as_index, as_optional_float, check_grad_shape, quiet
 
 
@@ -25,7 +26,14 @@ def _check_linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
         raise ValueError(f"bias shape {b.shape} must be (out_features,) = ({w.shape[0]},)")
 
 
+def _linear_curve(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """y = 1.5 x + 0.5 for a 1x1 layer, and dy/dx from the hand-derived backward."""
+    weight, bias, x = np.array([[1.5]]), np.array([0.5]), t[:, None]
+    return linear(x, weight, bias)[:, 0], linear_backward(np.ones((len(t), 1)), x, weight, bias)[0][:, 0]
+
+
 @quiet
+@facts.declare(curve=facts.Curve(-3, 3, "x", "y = 1.5 x + 0.5", lambda t: _linear_curve(t)), accuracy=3)
 def linear(input: Any, weight: Any, bias: Any = None) -> np.ndarray:
     r"""$y = x W^\top + b$; $\partial y_k/\partial x_i = W_{ki}$, $\partial y_k/\partial W_{ki} = x_i$, $\partial y_k/\partial b_k = 1$."""
     x, w, b = as_float(input, "input"), as_float(weight, "weight"), as_optional_float(bias, "bias")
@@ -52,6 +60,7 @@ def linear_backward(
     return (_ext(g) @ _ext(w)).astype(np.float64), (g2.T @ x2).astype(np.float64), grad_bias
 
 
+@facts.declare(curve=None)
 def one_hot(tensor: Any, num_classes: int = -1) -> np.ndarray:
     r"""$\mathrm{one\_hot}(t)_{\dots,c} = [t_{\dots} = c]$, int64, shape (*, num_classes); not differentiable.
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from reference import facts
 from reference._validation import as_float, check_reduction, check_same_shape, quiet, reduce, reduce_backward
 
 
@@ -31,6 +32,7 @@ def _positive(value: float, name: str, allow_zero: bool) -> float:
 
 
 @quiet
+@facts.declare(curve=facts.against("mse_loss", 0.0, -3, 3, "x (target 0)"))
 def mse_loss(input: Any, target: Any, reduction: str = "mean") -> np.ndarray:
     r"""$\ell = (x - y)^2$; $\partial\ell/\partial x = 2(x - y)$."""
     check_reduction(reduction)
@@ -46,6 +48,7 @@ def mse_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str 
 
 
 @quiet
+@facts.declare(curve=facts.against("l1_loss", 0.0, -3, 3, "x (target 0)"), kinks=lambda p: [0.0])
 def l1_loss(input: Any, target: Any, reduction: str = "mean") -> np.ndarray:
     r"""$\ell = |x - y|$; $\partial\ell/\partial x = \mathrm{sign}(x - y)$, 0 at $x = y$ (torch's subgradient)."""
     check_reduction(reduction)
@@ -62,6 +65,7 @@ def l1_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str =
 
 
 @quiet
+@facts.declare(curve=facts.against("huber_loss", 0.0, -3, 3, "x (target 0, δ = 1)"), kinks=lambda p: [p["delta"]])
 def huber_loss(input: Any, target: Any, reduction: str = "mean", delta: float = 1.0) -> np.ndarray:
     r"""$\ell = \frac{1}{2} d^2$ for $|d| < \delta$, else $\delta(|d| - \frac{1}{2}\delta)$, $d = x - y$;
     $\partial\ell/\partial x = \mathrm{clip}(d, -\delta, \delta)$."""
@@ -83,6 +87,7 @@ def huber_loss_backward(grad_output: Any, input: Any, target: Any, reduction: st
 
 
 @quiet
+@facts.declare(curve=facts.against("smooth_l1_loss", 0.0, -3, 3, "x (target 0, β = 1)"), kinks=lambda p: [0.0, p["beta"]])
 def smooth_l1_loss(input: Any, target: Any, reduction: str = "mean", beta: float = 1.0) -> np.ndarray:
     r"""$\ell = \frac{1}{2} d^2/\beta$ for $|d| < \beta$, else $|d| - \frac{1}{2}\beta$ (plain L1 when $\beta = 0$);
     $\partial\ell/\partial x = d/\beta$, resp. $\mathrm{sign}(d)$."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from reference import facts
 from reference._validation import as_float, check_dim, check_grad_shape, quiet
 
 
@@ -23,6 +24,7 @@ def log_softmax_extended(x: np.ndarray, dim: int) -> np.ndarray:
 
 
 @quiet
+@facts.declare(curve=facts.first_logit("log_softmax", -6, 6, "z₀ (z₁ = z₂ = 0)", "log_softmax(z)₀"))
 def log_softmax(input: Any, dim: int) -> np.ndarray:
     r"""$\log\mathrm{softmax}(x)_i = x_i - \log\sum_j e^{x_j}$; $\partial/\partial x_j = \delta_{ij} - p_j$."""
     x = as_float(input, "input")
@@ -39,6 +41,7 @@ def softmax_extended(x: np.ndarray, dim: int) -> np.ndarray:
 
 
 @quiet
+@facts.declare(curve=facts.first_logit("softmax", -6, 6, "z₀ (z₁ = z₂ = 0)", "softmax(z)₀"))
 def softmax(input: Any, dim: int) -> np.ndarray:
     r"""$\mathrm{softmax}(x)_i = e^{x_i - m}/\sum_j e^{x_j - m}$ with $m = \max_j x_j$;
     $\partial p_i/\partial x_j = p_i(\delta_{ij} - p_j)$."""

@@ -22,14 +22,9 @@ from checks.accuracy import measure
 from checks.registry import REGISTRY
 from checks.runner import unsupported
 from checks.tolerance import k_for
-from reference import oracle
+from reference import facts, oracle
 
 EXAMPLES = 120 if settings.get_current_profile_name() == "thorough" else 5  # the oracle is slow: the measurement proper is thorough's
-# The reference's own float64 error against the truth, floored ULPs: elementwise ops round a few
-# times; softmax-family normalisers, losses and Linear's dot products sum a few terms.
-REFERENCE_BOUND = {"sigmoid": 2, "relu": 0, "leaky_relu": 0, "elu": 2, "linear": 3, "binary_cross_entropy": 3}
-DEFAULT_BOUND = 2.5
-ELEMENTWISE = ("sigmoid", "relu", "leaky_relu", "elu")  # no sums: np.longdouble plays no part
 # The reference carries its sums in np.longdouble, probed here rather than assumed: 64 mantissa bits
 # on x86 Linux (a sum rounds once, at the end: the bounds above), but only float64's 52 on Windows and
 # macOS-arm64, where recursive summation of n terms can be off by n/2 float64 ULPs. The draws sum
@@ -39,8 +34,10 @@ SUMMATION_SLACK = 0.0 if LONGDOUBLE_BITS >= 63 else 16 / 2
 
 
 def reference_bound(name: str) -> float:
-    """The reference's own float64 error bound against the truth, for this machine's longdouble."""
-    return REFERENCE_BOUND.get(name, DEFAULT_BOUND) + (0.0 if name in ELEMENTWISE else SUMMATION_SLACK)
+    """The reference's own float64 error bound against the truth (declared beside it,
+    reference/facts.py), for this machine's longdouble."""
+    declared = facts.of(name)
+    return declared.accuracy + (SUMMATION_SLACK if declared.sums else 0.0)
 
 CELLS = [(spec, dtype) for spec in REGISTRY if spec.differentiable for dtype in ("float16", "bfloat16", "float32", "float64")]
 
@@ -71,7 +68,7 @@ def test_reference_is_accurate_and_no_less_accurate_than_torch(measured, spec, d
         ours, theirs = acc.reference[phase].floored, acc.torch[phase].floored
         # In float64 both sides and the truth are rounded to the same grid: each is within half an
         # ULP of the real value, so two correctly rounded answers can sit 1 ULP apart.
-        slack = 1.0 + (0.0 if spec.name in ELEMENTWISE else SUMMATION_SLACK) if dtype == "float64" else 0.0
+        slack = 1.0 + (SUMMATION_SLACK if facts.of(spec.name).sums else 0.0) if dtype == "float64" else 0.0
         assert ours <= theirs + slack, f"{spec.name} {phase} {dtype}: reference {ours:.2f} ULP, torch {theirs:.2f} ULP from the truth"
 
 

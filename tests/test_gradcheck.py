@@ -12,19 +12,19 @@ from checks import dtypes
 from checks.registry import REGISTRY
 from checks.runner import build_case, to_tensor
 from checks.spec import Case, Recipe
+from reference import facts
 
 F64 = dtypes.get("float64")
 
 
-# Where |x - y| has a kink, per loss: L1 at 0, Huber at delta, SmoothL1 at beta (L1 when beta = 0).
-KINKS = {"l1_loss": lambda p: [0.0], "huber_loss": lambda p: [p["delta"]], "smooth_l1_loss": lambda p: [0.0, p["beta"]]}
 
 
 def away_from_kinks(name: str, case: Case) -> Case:
     """Finite differences (step 1e-6) must not straddle a kink: move such targets off it."""
-    if name not in KINKS:
+    kinks_of = facts.of(name).kinks  # where |x - y| has a kink (L1 at 0, Huber at delta, ...)
+    if kinks_of is None:
         return case
-    inputs, kinks = dict(case.inputs), KINKS[name](case.params)
+    inputs, kinks = dict(case.inputs), kinks_of(case.params)
 
     def near_a_kink(target):
         gap = np.abs(inputs["input"] - target)
@@ -39,8 +39,6 @@ def away_from_kinks(name: str, case: Case) -> Case:
     return Case(inputs, case.params, case.info)
 
 
-# BCE's domain is [0, 1]: keep probabilities where a 1e-6 step stays inside it.
-DOMAIN = {"binary_cross_entropy": lambda p: np.clip(p, 0.01, 0.99)}
 
 
 def _function_and_inputs(spec, recipe):
@@ -48,8 +46,9 @@ def _function_and_inputs(spec, recipe):
     # Finite differences need a finite function: not an all-ignored or zero-weight mean (0/0).
     assume(np.isfinite(spec.forward(*case.inputs.values(), **case.params)).all())
     values = dict(case.inputs)
-    if spec.name in DOMAIN:
-        values["input"] = DOMAIN[spec.name](values["input"])
+    domain = facts.of(spec.name).domain  # BCE's [0, 1]: where a 1e-6 step stays inside it
+    if domain is not None:
+        values["input"] = domain(values["input"])
     tensors = {k: to_tensor(v, F64, "cpu", grad=k in spec.grad_inputs and v is not None) for k, v in values.items()}
     params = {k: to_tensor(v, F64, "cpu") for k, v in case.params.items()}
     names = [k for k in spec.grad_inputs if tensors.get(k) is not None]

@@ -241,3 +241,18 @@ def test_a_registry_entry_with_a_missing_or_wrong_field_is_refused_when_the_regi
 
     with pytest.raises(ValueError, match=words):
         validate(dataclasses.replace(get("softmax"), **change))
+
+
+@pytest.mark.parametrize("spec", REGISTRY, ids=[s.name for s in REGISTRY])
+def test_every_op_declares_its_math_facts_beside_its_reference(spec):
+    """reference/facts.py: the curve the report plots (every differentiable op), its kinks, domain
+    and the reference's own accuracy, read by the report and the tests instead of tables by name."""
+    from reference import facts
+
+    declared = facts.of(spec.name)
+    assert declared.curve is not None or not spec.differentiable
+    if declared.curve is not None:
+        t = np.linspace(declared.curve.low, declared.curve.high, 9)
+        f, df = declared.curve.values(t)
+        assert np.shape(f) == np.shape(df) == t.shape and np.isfinite(f).all()
+    assert 0 <= declared.accuracy <= 4

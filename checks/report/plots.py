@@ -9,72 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from typing import Callable
-
 import numpy as np
 
-import reference
 from checks import dtypes
+from reference import facts
 from checks.runner import Runner, build_case, simplest_knobs, unsupported
 from checks.spec import OpSpec, Recipe
 from checks.tolerance import k_for
-
-Curve = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def _elementwise(name: str, **params) -> Curve:
-    def curve(t):
-        return getattr(reference, name)(t, **params), getattr(reference, f"{name}_backward")(np.ones_like(t), t, **params)
-    return curve
-
-
-def _first_logit(name: str) -> Curve:
-    """softmax-family: z = (t, 0, 0); output or loss for class 0 and its derivative in z_0."""
-    def curve(t):
-        z = np.stack([t, np.zeros_like(t), np.zeros_like(t)], axis=1)
-        upstream = np.zeros_like(z)
-        upstream[:, 0] = 1.0
-        if name in ("softmax", "log_softmax"):
-            return getattr(reference, name)(z, dim=1)[:, 0], getattr(reference, f"{name}_backward")(upstream, z, dim=1)[:, 0]
-        target = np.zeros(len(t), dtype=np.int64)
-        loss = getattr(reference, name)(z, target, reduction="none")
-        return loss, getattr(reference, f"{name}_backward")(np.ones(len(t)), z, target, reduction="none")[:, 0]
-    return curve
-
-
-def _against(name: str, target: float, **params) -> Curve:
-    def curve(t):
-        y = np.full_like(t, target)
-        return getattr(reference, name)(t, y, reduction="none", **params), getattr(reference, f"{name}_backward")(np.ones_like(t), t, y, reduction="none", **params)
-    return curve
-
-
-def _linear(t):
-    weight, bias = np.array([[1.5]]), np.array([0.5])
-    x = t[:, None]
-    grad_input = reference.linear_backward(np.ones((len(t), 1)), x, weight, bias)[0]
-    return reference.linear(x, weight, bias)[:, 0], grad_input[:, 0]
-
-
-# op -> (x range, x label, what is plotted, the curve)
-CURVES: dict[str, tuple[tuple[float, float], str, str, Curve]] = {
-    "sigmoid": ((-6, 6), "x", "σ(x)", _elementwise("sigmoid")),
-    "relu": ((-3, 3), "x", "relu(x)", _elementwise("relu")),
-    "leaky_relu": ((-3, 3), "x", "leaky_relu(x), slope 0.1", _elementwise("leaky_relu", negative_slope=0.1)),
-    "elu": ((-4, 3), "x", "elu(x), α = 1", _elementwise("elu", alpha=1.0)),
-    "softmax": ((-6, 6), "z₀ (z₁ = z₂ = 0)", "softmax(z)₀", _first_logit("softmax")),
-    "log_softmax": ((-6, 6), "z₀ (z₁ = z₂ = 0)", "log_softmax(z)₀", _first_logit("log_softmax")),
-    "linear": ((-3, 3), "x", "y = 1.5 x + 0.5", _linear),
-    "cross_entropy": ((-6, 6), "z₀, the target's logit (others 0)", "loss", _first_logit("cross_entropy")),
-    "nll_loss": ((-6, 0), "x₀, the target's log-probability", "loss", _first_logit("nll_loss")),
-    "binary_cross_entropy": ((0.005, 0.995), "p (target y = 0.25)", "loss", _against("binary_cross_entropy", 0.25)),
-    "binary_cross_entropy_with_logits": ((-6, 6), "z (target y = 0.25)", "loss", _against("binary_cross_entropy_with_logits", 0.25)),
-    "mse_loss": ((-3, 3), "x (target 0)", "loss", _against("mse_loss", 0.0)),
-    "l1_loss": ((-3, 3), "x (target 0)", "loss", _against("l1_loss", 0.0)),
-    "huber_loss": ((-3, 3), "x (target 0, δ = 1)", "loss", _against("huber_loss", 0.0)),
-    "smooth_l1_loss": ((-3, 3), "x (target 0, β = 1)", "loss", _against("smooth_l1_loss", 0.0)),
-}
-
 
 def svg(figure) -> str:
     """The figure as an SVG document (and closed: figures are not kept)."""
@@ -97,13 +38,15 @@ def _figure(width: float = 5.2, height: float = 2.9, ncols: int = 1):
 
 
 def function_plot(name: str) -> str | None:
-    """f and its hand-derived derivative over a typical range, or None for an op without a curve."""
-    if name not in CURVES:
+    """f and its hand-derived derivative over the range its facts declare (reference/facts.py), or
+    None for an op without a curve."""
+    curve = facts.of(name).curve
+    if curve is None:
         return None
-    (low, high), xlabel, label, curve = CURVES[name]
-    t = np.linspace(low, high, 801)
+    t = np.linspace(curve.low, curve.high, 801)
+    xlabel, label = curve.xlabel, curve.label
     with np.errstate(all="ignore"):
-        f, df = curve(t)
+        f, df = curve.values(t)
     figure, ax = _figure()
     ax.plot(t, f, label=label, color="#1f4e99", linewidth=1.8)
     ax.plot(t, df, label="derivative (hand-derived _backward)", color="#c2410c", linewidth=1.4, linestyle="--")
