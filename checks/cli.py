@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from checks import baseline, departures, devices, environment, learner, matrix
+from checks import baseline, departures, devices, environment, learner, matrix, registry
 from checks.verify import CellResult, verify, verify_cell
 
 JSON_SCHEMA_VERSION = 1
@@ -95,9 +95,14 @@ def _console() -> Console:
 MARK_STYLE = {learner.AGREES: "green", learner.WRONG: "bold red", learner.FRAGILE: "yellow", learner.NOT_CHECKED: "dim"}
 
 
+def _given(args: argparse.Namespace, option: str) -> bool:
+    """Whether a list option (--device, --dtype, --ops) names something rather than everything."""
+    return getattr(args, option) not in matrix.EVERYTHING
+
+
 def _impl_refusal(args: argparse.Namespace) -> str | None:
     for option in ("device", "dtype"):
-        if getattr(args, option) not in (None, "auto", "all"):
+        if _given(args, option):
             return (f"--{option} does not apply with --impl: your functions are checked on the CPU, the course stage against "
                     "torch in float32 and the edge stages in float64")
     if args.matrix or args.accuracy:
@@ -113,7 +118,7 @@ def cmd_verify_impl(args: argparse.Namespace) -> int:
         if refusal:
             raise ValueError(refusal)
         module = learner.load(args.impl)
-        chosen = matrix.parse_list(args.ops, tuple(spec.name for spec in learner.REGISTRY), "--ops")
+        chosen = matrix.parse_list(args.ops, tuple(registry.BY_NAME), "--ops")
     except ValueError as exc:
         _error(console, "verify", exc)
         return 2
@@ -221,7 +226,7 @@ def _passed_on(args: argparse.Namespace) -> list[str]:
     """The verify options a matrix run passes on to each configuration."""
     passed = ["--examples", str(args.examples)]
     for option in ("device", "dtype", "ops"):
-        if getattr(args, option) not in (None, "auto", "all"):
+        if _given(args, option):
             passed += [f"--{option}", getattr(args, option)]
     return passed
 

@@ -19,9 +19,12 @@ class Cell:
         return f"{self.spec.name}-{self.device}-{self.dtype}"
 
 
+EVERYTHING = (None, "", "all", "auto")  # option values that choose every device, dtype or op
+
+
 def parse_list(value: str | None, allowed: tuple[str, ...], option: str) -> tuple[str, ...] | None:
     """A comma-separated option value, validated; None for 'all'."""
-    if value in (None, "", "all", "auto"):
+    if value in EVERYTHING:
         return None
     items = tuple(item.strip() for item in value.split(",") if item.strip())
     unknown = [item for item in items if item not in allowed]

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import torch
 
 from checks.dtypes import DTYPE_NAMES
 from checks.spec import Case, Recipe
@@ -46,6 +45,22 @@ class Where:
 Region = Callable[[Where], np.ndarray]
 Rule = Callable[[np.ndarray, np.ndarray, np.ndarray, Where], np.ndarray]
 Probe = Callable[[str], bool]  # device -> shows here and now
+
+# The test that runs every quirk's example both ways (where it shows, and where it does not).
+BOTH_WAYS = "tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not"
+# How byhand treats every quirk (a convention states its own handling).
+QUIRK_HANDLING = ("Probed: where it shows, elements in its region that behave as declared are known deviations, "
+                  "counted per cell; elsewhere they are judged against the math.")
+
+
+def returns_nan(actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, where: Where) -> np.ndarray:
+    """The rule of a quirk where torch returns NaN."""
+    return np.isnan(actual)
+
+
+def returns_inf(actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, where: Where) -> np.ndarray:
+    """The rule of a quirk where torch returns ±inf."""
+    return np.isinf(actual)
 
 
 @dataclass(frozen=True)
@@ -112,7 +127,7 @@ class Departure:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "title": self.title, "ops": list(self.ops), "phases": list(self.phases),
                 "dtypes": list(self.dtypes), "devices": list(self.devices), "what": self.what, "returns": self.returns,
-                "upstream": self.upstream, "handling": self.handling, "tests": list(self.tests)}
+                "upstream": self.upstream, "handling": self.handling or (QUIRK_HANDLING if self.quirk else ""), "tests": list(self.tests)}
 
 
 def _declarations() -> tuple[Departure, ...]:

@@ -25,7 +25,7 @@ def _grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> np.nda
     return x.grad.double().numpy()
 
 
-def _finite(values: np.ndarray) -> list[float]:
+def finite(values: np.ndarray) -> list[float]:
     return [float(v) if np.isfinite(v) else math.nan for v in values]
 
 
@@ -37,7 +37,7 @@ def _bce_clamp() -> Map:
     ours = reference.binary_cross_entropy(p, y, reduction="none")
     below = p < math.exp(-100)
     above_err = np.max(np.abs(theirs[~below] - exact[~below]) / exact[~below])
-    return Map(p.tolist(), {"exact −log p": _finite(exact), "torch (float64)": _finite(theirs), "reference": _finite(ours)},
+    return Map(p.tolist(), {"exact −log p": finite(exact), "torch (float64)": finite(theirs), "reference": finite(ours)},
                "p (target y = 1)", "loss",
                f"torch's loss is exactly 100 at all {below.sum()} points below e^-100 = {math.exp(-100):.3g} and −log p above (relative difference ≤ {above_err:.1e}); the reference follows", "log")
 
@@ -48,7 +48,7 @@ def _bce_gradient_floor() -> Map:
     exact = 1.0 / p  # |d/dp -log p|
     theirs = np.abs(_grad(lambda v: F.binary_cross_entropy(v, torch.tensor(y), reduction="none"), torch.tensor(p)))
     ours = np.abs(reference.binary_cross_entropy_backward(np.ones_like(p), p, y, reduction="none"))
-    return Map(p.tolist(), {"exact 1/p": _finite(exact), "torch (float64)": _finite(theirs), "reference": _finite(ours)},
+    return Map(p.tolist(), {"exact 1/p": finite(exact), "torch (float64)": finite(theirs), "reference": finite(ours)},
                "p (target y = 1)", "|∂ loss/∂p|", f"torch's gradient is capped at {theirs.max():.4g} (p(1 − p) floored at float32 1e-12) for p below 1e-12", "log", "log")
 
 
@@ -62,23 +62,9 @@ def _sigmoid_float32() -> Map:
         rel_f = np.abs(forward - truth_forward) / truth_forward
         rel_g = np.abs(gradient - truth_gradient) / truth_gradient
     zero_g, zero_f = x[gradient == 0].min(), x[forward == 0].min()
-    return Map(x.tolist(), {"σ(−x), relative error": _finite(rel_f), "σ′(x), relative error": _finite(rel_g)},
+    return Map(x.tolist(), {"σ(−x), relative error": finite(rel_f), "σ′(x), relative error": finite(rel_g)},
                "x (float32)", "relative error against the 50-digit truth",
                f"float32: the gradient is exactly 0 from x = {zero_g:g} (σ(x) rounds to 1), the forward flushes to 0 from x = {zero_f:g} (the truth is subnormal)", "linear", "symlog")
-
-
-def float16_label_smoothing() -> Map:
-    m = np.linspace(100, 12000, 120)
-    eps = 0.1
-    rows = np.zeros((len(m), 8))
-    rows[:, 1:] = -m[:, None]
-    target = np.zeros(len(m), dtype=np.int64)
-    theirs = F.cross_entropy(torch.tensor(rows, dtype=torch.float16), torch.tensor(target), label_smoothing=eps, reduction="none").double().numpy()
-    ours = reference.cross_entropy(rows, target, label_smoothing=eps, reduction="none")
-    first_inf = m[np.isinf(theirs)].min()
-    return Map(m.tolist(), {"reference (exact for these float16 inputs)": _finite(ours), "torch float16 (inf drawn as a gap)": _finite(theirs)},
-               "|z| of 7 wrong-class logits (target logit 0, ε = 0.1)", "loss",
-               f"torch's float16 loss is inf from |z| = {first_inf:.0f}: it sums Σ_c w_c(−log p_c) in float16 (> 65504) before scaling by ε/C, though the loss is finite", "linear", "linear")
 
 
 def _bce_with_logits_cancellation() -> Map:
@@ -89,7 +75,7 @@ def _bce_with_logits_cancellation() -> Map:
     theirs = F.binary_cross_entropy_with_logits(torch.tensor(z32, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), reduction="none").double().numpy()
     ours = reference.binary_cross_entropy_with_logits(z32, y, reduction="none")
     rel_t, rel_r = np.abs(theirs - truth) / truth, np.abs(ours - truth) / truth
-    return Map((-z32).tolist(), {"torch float32": _finite(rel_t), "reference": _finite(np.maximum(rel_r, 1e-18))},
+    return Map((-z32).tolist(), {"torch float32": finite(rel_t), "reference": finite(np.maximum(rel_r, 1e-18))},
                "−z (target y = 1.1e-6)", "relative error against the 50-digit truth",
                f"torch computes (1 − y)z + softplus(−z) and cancels: up to {rel_t.max():.1%} off in float32; the reference stays within {rel_r.max():.1e}", "linear", "log")
 

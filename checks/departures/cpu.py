@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from checks.departures import Departure, Where
+from checks.departures import BOTH_WAYS, Departure, Where, returns_nan
 from checks.spec import Recipe
 
 BF16_TINY = float(torch.finfo(torch.bfloat16).tiny)
@@ -43,8 +43,8 @@ ODD_K_INF_NAN = Departure(
          "in_features K returns a whole output row of NaN when that row's last input is ±inf; the answer is ±inf. "
          "Seen for K = 3 … 33, never for even K: it fits a padding zero multiplied by inf.",
     returns="NaN across the output row", upstream="pytorch/pytorch#171034",
-    tests=("tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not",),
-    region=_odd_k_region, rule=lambda actual, expected, limit, where: np.isnan(actual), probe=_odd_k_probe,
+    tests=(BOTH_WAYS,),
+    region=_odd_k_region, rule=returns_nan, probe=_odd_k_probe,
     example=Recipe(seed=0, regime="extremal", shape=(64, 9), knobs={"out_features": 16, "bias": False}), example_dtype="bfloat16",
 )
 
@@ -92,7 +92,7 @@ SUBNORMAL_FLUSH = Departure(
          "x = [tiny, −tiny], w = [−0.66, 0.957] gives −0.0 for a true −1.9e-38.",
     returns="the sum without its subnormal products: off by at most one smallest normal per such product",
     upstream="Intel Architecture Instruction Set Extensions Programming Reference, VDPBF16PS: 'denormal inputs and outputs are treated as zero'",
-    tests=("tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not",),
+    tests=(BOTH_WAYS,),
     region=lambda where: _subnormal_products(where) > 0, rule=_flush_rule, probe=_flush_probe,
     example=Recipe(seed=0, regime="extremal", shape=(256, 16), knobs={"out_features": 16, "bias": True}), example_dtype="bfloat16",
     # Dropping a few 1e-38 products shows only in an output that is itself near 1e-38: a random
@@ -126,7 +126,7 @@ FP32_MATMUL_REDUCED = Departure(
          "Ampere or later GPU) round float32 inputs to 8 or 10 mantissa bits inside the matmul.",
     returns="a float32 result with bf16 accuracy: off by up to 2**-7 of Σ|w x| + |b|",
     upstream="https://pytorch.org/docs/stable/notes/cuda.html#tensorfloat-32-tf32-on-ampere-and-later-devices; torch.set_float32_matmul_precision",
-    tests=("tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not",),
+    tests=(BOTH_WAYS,),
     region=lambda where: np.ones((), bool), rule=_reduced_rule(2.0**-7), probe=_reduced_fp32_probe,
     example=Recipe(seed=0, regime="normal", shape=(64, 16), knobs={"out_features": 16, "bias": True}),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from checks.departures import Departure, Where
+from checks.departures import BOTH_WAYS, Departure, Where
 from checks.dtypes import DTYPES
 from checks.spec import Recipe
 
@@ -43,7 +43,7 @@ def _reduced_reduction(dtype: str, flag: str) -> Departure:
              f"{dtype} GEMM in {dtype} instead of float32, so the result carries one {dtype} rounding per partial sum.",
         returns=f"a {dtype} result off by up to one half-ULP of Σ|w x| per summed term (the bound for any split-K)",
         upstream="https://pytorch.org/docs/stable/notes/numerical_accuracy.html#reduced-precision-reduction-for-fp16-and-bf16-gemms",
-        tests=("tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not",),
+        tests=(BOTH_WAYS,),
         region=lambda where: np.ones((), bool), rule=_partial_sums_rule(dtype), probe=_reduced_reduction_probe(flag),
         example=Recipe(seed=0, regime="normal", shape=(64, 16), knobs={"out_features": 16, "bias": True}), example_dtype=dtype,
         always=False,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import reference
-from checks.departures import Departure, Where, conventions
+from checks.departures import BOTH_WAYS, Departure, Map, Where, conventions, returns_inf, returns_nan
 from checks.dtypes import DTYPES
 from checks.spec import Case, Recipe
 
@@ -35,7 +35,7 @@ ELU_NAN = Departure(
          "The reference takes the scalar rule (g), since x ≤ 0 is false for NaN.",
     returns="NaN", upstream="aten/src/ATen/native/cpu/Activation.cpp (elu_backward_kernel: the vectorised and scalar branches differ at NaN)",
     tests=("tests/test_conventions.py::test_elu_gradient_at_nan_is_nan_or_the_upstream_gradient",
-           "tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not"),
+           BOTH_WAYS),
     # NaN on either side: torch's own answer at NaN is NaN or g, so a learner's function that
     # propagates NaN (checks/learner) gives one of torch's answers too.
     region=lambda where: np.isnan(where.case.inputs["input"]), rule=lambda actual, expected, limit, where: np.isnan(actual) | np.isnan(expected),
@@ -65,10 +65,10 @@ BCEL_INFINITE = Departure(
     returns="NaN (and NaN for a mean or sum that includes the term)",
     upstream="aten/src/ATen/native/Loss.cpp (binary_cross_entropy_with_logits)",
     tests=("tests/test_conventions.py::test_bce_with_logits_is_nan_at_infinite_logits_where_the_limit_exists",
-           "tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not"),
+           BOTH_WAYS),
     # NaN at z = -inf (any y) and at z = +inf with y = 1 (0 * inf); (+inf, y < 1) is a correct inf.
     region=lambda where: _any_for_reduction(where, (where.case.inputs["input"] == -np.inf) | ((where.case.inputs["input"] == np.inf) & (where.case.inputs["target"] == 1))),
-    rule=lambda actual, expected, limit, where: np.isnan(actual), probe=_bcel_probe,
+    rule=returns_nan, probe=_bcel_probe,
     example=Recipe(seed=5, regime="extremal", shape=(6, 5), knobs={"pos_weight": False, "reduction": "none", "soft": True, "weight": "none"}),
 )
 
@@ -113,7 +113,7 @@ BCE_HALF_GRADIENT = Departure(
     returns="NaN or ±inf, or a quotient that lost bits (same sign, within a factor 2)",
     upstream="tools/autograd/derivatives.yaml (binary_cross_entropy_backward), aten/src/ATen/native/Loss.cpp",
     tests=("tests/test_conventions.py::test_bce_gradient_in_float16_is_float16_arithmetic_in_torch",
-           "tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not"),
+           BOTH_WAYS),
     region=_bce_half_region, rule=_bce_half_rule, probe=_bce_half_probe,
     example=Recipe(seed=5, regime="extremal", shape=(6, 5), knobs={"reduction": "none", "soft": False, "weight": "none"}), example_dtype="float16",
 )
@@ -154,6 +154,20 @@ def _smoothing_probe(device: str) -> bool:
     return bool(F.cross_entropy(row, torch.tensor([0], device=device), label_smoothing=0.1).isinf())
 
 
+def _float16_label_smoothing() -> Map:
+    m = np.linspace(100, 12000, 120)
+    eps = 0.1
+    rows = np.zeros((len(m), 8))
+    rows[:, 1:] = -m[:, None]
+    target = np.zeros(len(m), dtype=np.int64)
+    theirs = F.cross_entropy(torch.tensor(rows, dtype=torch.float16), torch.tensor(target), label_smoothing=eps, reduction="none").double().numpy()
+    ours = reference.cross_entropy(rows, target, label_smoothing=eps, reduction="none")
+    first_inf = m[np.isinf(theirs)].min()
+    return Map(m.tolist(), {"reference (exact for these float16 inputs)": conventions.finite(ours), "torch float16 (inf drawn as a gap)": conventions.finite(theirs)},
+               "|z| of 7 wrong-class logits (target logit 0, ε = 0.1)", "loss",
+               f"torch's float16 loss is inf from |z| = {first_inf:.0f}: it sums Σ_c w_c(−log p_c) in float16 (> 65504) before scaling by ε/C, though the loss is finite", "linear", "linear")
+
+
 SMOOTHING_OVERFLOW = Departure(
     id="label-smoothing-sum-overflows", kind="quirk", title="Cross-entropy's label-smoothing sum overflows float16",
     ops=("cross_entropy",), phases=("forward",), dtypes=("float16", "bfloat16"), devices=ALL_DEVICES,
@@ -162,9 +176,9 @@ SMOOTHING_OVERFLOW = Departure(
          "|z| = 1e4) and the loss is inf, though it is finite (875 there). The gradient stays right.",
     returns="inf", upstream="aten/src/ATen/native/LossNLL.cpp (cross_entropy_loss_label_smoothing)",
     tests=("tests/test_conventions.py::test_float16_label_smoothing_overflows_an_intermediate_sum",
-           "tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not"),
-    region=_smoothing_sum_region, rule=lambda actual, expected, limit, where: np.isinf(actual), probe=_smoothing_probe,
-    measure=conventions.float16_label_smoothing,
+           BOTH_WAYS),
+    region=_smoothing_sum_region, rule=returns_inf, probe=_smoothing_probe,
+    measure=_float16_label_smoothing,
     example=Recipe(seed=17, regime="large", shape=(4, 8), knobs={"ignore": False, "label_smoothing": 0.1, "probabilities": False,
                                                                "reduction": "none", "weighted": False}), example_dtype="float16",
 )
@@ -199,8 +213,8 @@ PROBABILITY_SUM_OVERFLOW = Departure(
          "float16 rows [0, −1e4] with target [0, 1] give inf where the mean is 1e4. Index targets accumulate in float32 "
          "and do not overflow. The gradient stays right.",
     returns="inf", upstream="aten/src/ATen/native/LossNLL.cpp (cross_entropy_loss_prob_target)",
-    tests=("tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not",),
-    region=_probability_sum_region, rule=lambda actual, expected, limit, where: np.isinf(actual), probe=_probability_sum_probe,
+    tests=(BOTH_WAYS,),
+    region=_probability_sum_region, rule=returns_inf, probe=_probability_sum_probe,
     example=Recipe(seed=0, regime="large", shape=(2, 4, 3, 3), knobs={"ignore": False, "label_smoothing": 0.0, "probabilities": True,
                                                                      "reduction": "mean", "weighted": False}), example_dtype="float16",
 )

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from checks.learner.stages import DEFAULT_EXAMPLES, EDGES, Stage, check_stage
 from checks.registry import REGISTRY
+from checks.runner import accepted, call_accepted
 from checks.spec import OpSpec
 
 AGREES, WRONG, FRAGILE, NOT_CHECKED = "agrees", "wrong", "fragile", "not checked"
@@ -121,16 +122,16 @@ def adapt(fn: Callable[..., Any], spec: OpSpec, function: str) -> Adapted:
     extra = [p.name for p in positional[len(inputs):] if p.default is p.empty and p.name not in torch_args and p.name != "axis"]
     if extra:
         return Adapted(fn, None, refusal=f"Your function needs {', '.join(extra)}, which torch's {function} does not take ({', '.join(torch_args)}).")
-    names = None if any(p.kind == p.VAR_KEYWORD for p in theirs.values()) else set(theirs)
+    names = accepted(fn)
     # An optional input it does not take (linear(input, weight): no bias) is never passed; the
     # cases give it None, as torch's bias=None.
     takes = None if takes_any else min(len(positional), len(inputs))
     if "dim" in torch_args and "dim" not in theirs:
         if "axis" in theirs:
-            return Adapted(_calling(fn, names, "axis", takes), (names or set()) | {"dim"}, ("torch calls your `axis` argument `dim`: byhand passed dim as axis.",), takes=takes)
+            return Adapted(_calling(fn, "axis", takes), (names or set()) | {"dim"}, ("torch calls your `axis` argument `dim`: byhand passed dim as axis.",), takes=takes)
         note = f"Your {function} takes no `dim`: checked along the last axis (torch's {spec.name} needs dim=...)."
-        return Adapted(_calling(fn, names, None, takes), (names or set()) | {"dim"}, (note,), last_axis=True, takes=takes)
-    return Adapted(_calling(fn, names, "dim", takes), names, takes=takes)
+        return Adapted(_calling(fn, None, takes), (names or set()) | {"dim"}, (note,), last_axis=True, takes=takes)
+    return Adapted(_calling(fn, "dim", takes), names, takes=takes)
 
 
 @dataclass(frozen=True)
@@ -143,14 +144,14 @@ class Adapted:
     takes: int | None = None  # how many positional arguments it takes (None: any)
 
 
-def _calling(fn: Callable[..., Any], names: set[str] | None, dim_as: str | None, takes: int | None) -> Callable[..., Any]:
+def _calling(fn: Callable[..., Any], dim_as: str | None, takes: int | None) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         if takes is not None and all(a is None for a in args[takes:]):
             args = args[:takes]
         dim = kwargs.pop("dim", None)
         if dim_as is not None and dim is not None:
             kwargs[dim_as] = dim
-        return fn(*args, **{k: v for k, v in kwargs.items() if names is None or k in names})
+        return call_accepted(fn, *args, **kwargs)
 
     return call
 

@@ -155,9 +155,6 @@ def _deviation(report: Report, dev: departures.Departure) -> dict[str, Any]:
     error map where it has one, measured now."""
     data = dev.to_dict()
     data["shows_on"] = [device for device in devices.available() if departures.shows(dev, device)] if dev.quirk else None
-    if not dev.handling:
-        data["handling"] = ("Probed: where it shows, elements in its region that behave as declared are known deviations, "
-                            "counted per cell; elsewhere they are judged against the math.")
     data.update(finding=None, map=None, figure=None)
     if dev.measure is not None:
         measured = dev.measure()
