@@ -10,13 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from reference import facts
+from reference import symbolic as S
 from reference._validation import as_float, check_grad_shape, quiet
 
 
+__all__ = ["elu", "elu_backward", "leaky_relu", "leaky_relu_backward", "relu", "relu_backward", "sigmoid", "sigmoid_backward"]
+
+
 @quiet
-@facts.declare(curve=facts.elementwise("sigmoid", -6, 6, "σ(x)"), accuracy=2, sums=False)
+@facts.declare(curve=facts.elementwise("sigmoid", -6, 6, "σ(x)"), accuracy=2, sums=False, lipschitz=lambda p: 0.25)
 def sigmoid(input: Any) -> np.ndarray:
     r"""$\sigma(x) = 1/(1 + e^{-x})$, $\sigma'(x) = \sigma(x)\,\sigma(-x)$.
 
@@ -39,8 +44,17 @@ def sigmoid_backward(grad_output: Any, input: Any) -> np.ndarray:
     return g * sigmoid(x) * sigmoid(-x)
 
 
+@facts.derivation(sigmoid)
+def _sigmoid() -> S.Derivation:
+    x = S.x
+    s = S.logistic(x)
+    steps = (S.Step("quotient rule", sp.Eq(sp.Derivative(s, x), sp.exp(-x) / (1 + sp.exp(-x)) ** 2)),
+             S.Step("as outputs", sp.Eq(sp.exp(-x) / (1 + sp.exp(-x)) ** 2, S.SIGMA(x) * S.SIGMA(-x))))
+    return S.elementwise("sigmoid", s, s * S.logistic(-x), steps)
+
+
 @quiet
-@facts.declare(curve=facts.elementwise("relu", -3, 3, "relu(x)"), accuracy=0, sums=False)
+@facts.declare(curve=facts.elementwise("relu", -3, 3, "relu(x)"), accuracy=0, sums=False, lipschitz=lambda p: 1.0)
 def relu(input: Any) -> np.ndarray:
     r"""$\mathrm{relu}(x) = \max(x, 0)$, $\mathrm{relu}'(x) = [x > 0]$.
 
@@ -58,8 +72,15 @@ def relu_backward(grad_output: Any, input: Any) -> np.ndarray:
     return np.where(x <= 0, 0.0, g)
 
 
+@facts.derivation(relu)
+def _relu() -> S.Derivation:
+    x = S.x
+    return S.elementwise("relu", sp.Piecewise((x, x > 0), (0, True)), sp.Piecewise((1, x > 0), (0, True)))
+
+
 @quiet
-@facts.declare(curve=facts.elementwise("leaky_relu", -3, 3, "leaky_relu(x), slope 0.1", negative_slope=0.1), accuracy=0, sums=False)
+@facts.declare(curve=facts.elementwise("leaky_relu", -3, 3, "leaky_relu(x), slope 0.1", negative_slope=0.1), accuracy=0, sums=False,
+               lipschitz=lambda p: max(1.0, abs(p.get("negative_slope", 0.01))))
 def leaky_relu(input: Any, negative_slope: float = 0.01) -> np.ndarray:
     r"""$f(x) = x$ for $x > 0$, $a x$ otherwise; $f'(x) = 1$ for $x > 0$, $a$ otherwise."""
     x = as_float(input, "input")
@@ -74,8 +95,16 @@ def leaky_relu_backward(grad_output: Any, input: Any, negative_slope: float = 0.
     return np.where(x > 0, g, g * float(negative_slope))
 
 
+@facts.derivation(leaky_relu)
+def _leaky_relu() -> S.Derivation:
+    x, a = S.x, S.a
+    return S.elementwise("leaky_relu", sp.Piecewise((x, x > 0), (a * x, True)), sp.Piecewise((1, x > 0), (a, True)),
+                         params={"negative_slope": a}, a=(0.0, 1.0))
+
+
 @quiet
-@facts.declare(curve=facts.elementwise("elu", -4, 3, "elu(x), α = 1", alpha=1.0), accuracy=2, sums=False)
+@facts.declare(curve=facts.elementwise("elu", -4, 3, "elu(x), α = 1", alpha=1.0), accuracy=2, sums=False,
+               lipschitz=lambda p: max(1.0, abs(p.get("alpha", 1.0))))
 def elu(input: Any, alpha: float = 1.0) -> np.ndarray:
     r"""$f(x) = x$ for $x > 0$, $\alpha(e^{x} - 1)$ otherwise; $f'(x) = 1$, resp. $\alpha e^{x}$.
 
@@ -91,3 +120,10 @@ def elu_backward(grad_output: Any, input: Any, alpha: float = 1.0) -> np.ndarray
     x = as_float(input, "input")
     g = check_grad_shape(grad_output, x.shape)
     return np.where(x <= 0, g * float(alpha) * np.exp(np.minimum(x, 0.0)), g)
+
+
+@facts.derivation(elu)
+def _elu() -> S.Derivation:
+    x, alpha = S.x, S.alpha
+    return S.elementwise("elu", sp.Piecewise((x, x > 0), (alpha * (sp.exp(x) - 1), True)), sp.Piecewise((1, x > 0), (alpha * sp.exp(x), True)),
+                         params={"alpha": alpha}, alpha=(0.1, 3.0))

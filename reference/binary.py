@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from reference import facts
+from reference import symbolic as S
 from reference._validation import (
+
     as_float,
     as_optional_float,
     check_broadcastable,
@@ -22,6 +25,9 @@ from reference._validation import (
     reduce_backward,
 )
 from reference.activations import sigmoid
+
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_backward", "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward"]
+
 
 LOG_CLAMP = -100.0
 GRAD_EPS = float(np.float32(1e-12))  # torch's EPSILON in the BCE backward kernel
@@ -119,3 +125,29 @@ def binary_cross_entropy_with_logits_backward(
     z, y, w, pw = _bcel_args(input, target, weight, pos_weight)
     g = reduce_backward(grad_output, z.shape, reduction)
     return g * w * ((1.0 - y) * sigmoid(z) - pw * y * sigmoid(-z))
+
+
+@facts.derivation(binary_cross_entropy)
+def _binary_cross_entropy() -> S.Derivation:
+    p, y, w = S.p, S.y, S.w
+    loss = -w * (y * sp.log(p) + (1 - y) * sp.log(1 - p))
+    steps = (S.Step("definition", sp.Eq(S.L, loss)),
+             S.Step("derivative", sp.Eq(sp.Derivative(S.L, p), -w * (y / p - (1 - y) / (1 - p)))),
+             S.Step("one fraction", sp.Eq(sp.Derivative(S.L, p), w * (p - y) / (p * (1 - p)))))
+    # The oracle keeps its own BCE (reference/oracle.py): torch's -100 clamp and 1e-12 floor are
+    # conventions at p = 0, 1 that this definition does not have.
+    return S.Derivation("binary_cross_entropy", loss, (p,), (w * (p - y) / (p * (1 - p)),), steps, {p: (0.01, 0.99), y: (0.0, 1.0), w: (0.1, 3.0)},
+                        note="torch clamps each log at -100 and floors p(1-p) at 1e-12; both are conventions at p = 0, 1, outside this proof.",
+                        pointwise=loss, inputs=(p, y), params={"weight": w}, absent={"weight": 1.0})
+
+
+@facts.derivation(binary_cross_entropy_with_logits)
+def _binary_cross_entropy_with_logits() -> S.Derivation:
+    z, y, w, pw = S.z, S.y, S.w, S.pw
+    loss = w * (pw * y * sp.log(1 + sp.exp(-z)) + (1 - y) * sp.log(1 + sp.exp(z)))
+    hand = w * ((1 - y) * S.logistic(z) - pw * y * S.logistic(-z))
+    steps = (S.Step("definition", sp.Eq(S.L, loss)),
+             S.Step("softplus derivative", sp.Eq(sp.Derivative(sp.log(1 + sp.exp(z)), z), S.SIGMA(z))),
+             S.Step("result", sp.Eq(sp.Derivative(S.L, z), hand)))
+    return S.Derivation("binary_cross_entropy_with_logits", loss, (z,), (hand,), steps, {y: (0.0, 1.0), w: (0.1, 3.0), pw: (0.1, 3.0)},
+                        pointwise=loss, inputs=(z, y), params={"weight": w, "pos_weight": pw}, absent={"weight": 1.0, "pos_weight": 1.0})

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from reference import facts
+from reference import symbolic as S
 from reference._validation import (
     as_float,
     as_index,
@@ -27,7 +29,11 @@ from reference._validation import (
     reduce,
     reduce_backward,
 )
+
 from reference.softmaxes import log_softmax_extended, softmax_extended
+
+
+__all__ = ["cross_entropy", "cross_entropy_backward", "nll_loss", "nll_loss_backward"]
 
 
 @dataclass(frozen=True)
@@ -209,3 +215,41 @@ def nll_loss_backward(
     # weight is 0, and the other entries stay exactly 0.
     grad = np.where(picked, -(rows.weight * picked) * g[..., None], 0.0)
     return _restore(grad, np.ndim(input))
+
+
+def _class_example(op: str, n: int):
+    """Class targets, reduction='none': the coefficients are g_n times the target's one-hot row."""
+    def example(rng: np.random.Generator) -> S.Example:
+        x, t, g = rng.normal(0, 2, (20, n)), rng.integers(0, n, 20), rng.normal(0, 1, 20)
+        coefficients = np.eye(n)[t] * g[:, None]
+        values = {**S.columns(x, "z" if op == "cross_entropy" else "x"), **S.columns(coefficients, "a")}
+        return S.Example((x, t), {"reduction": "none"}, g, values, lambda grads: S.stacked(grads, 20))
+
+    return example
+
+
+@facts.derivation(cross_entropy)
+def _cross_entropy(n: int = 3) -> S.Derivation:
+    """One sample, any coefficients a_c: class index t gives a = w_t(1-eps) e_t + w eps/C,
+    probabilities q give a = w((1-eps) q + eps/C); reductions only scale the result."""
+    zs, _, ps = S.classes(n)
+    A, P, Z, c, j, C = S.A, S.P, S.Z, S.c, S.j, S.C
+    coeffs = sp.symbols(f"a_1:{n + 1}", real=True)
+    loss = -sum(ac * sp.log(pc) for ac, pc in zip(coeffs, ps))
+    hand = tuple(ps[jj] * sum(coeffs) - coeffs[jj] for jj in range(n))
+    steps = (S.Step("definition", sp.Eq(S.L, -sp.Sum(A[c] * sp.log(P[c]), (c, 1, C)))), *S.SOFTMAX_STEPS,
+             S.Step("chain rule", sp.Eq(sp.Derivative(S.L, Z[j]), sp.Sum(-A[c] / P[c] * P[c] * (sp.KroneckerDelta(c, j) - P[j]), (c, 1, C)))),
+             S.Step("result", sp.Eq(sp.Derivative(S.L, Z[j]), P[j] * sp.Sum(A[c], (c, 1, C)) - A[j])),
+             S.Step("one-hot target t, no weights", sp.Eq(sp.Derivative(S.L, Z[j]), P[j] - sp.KroneckerDelta(j, sp.Symbol("t")))))
+    return S.Derivation("cross_entropy", loss, zs, hand, steps, size=n, example=_class_example("cross_entropy", n))
+
+
+@facts.derivation(nll_loss)
+def _nll_loss(n: int = 3) -> S.Derivation:
+    xs = sp.symbols(f"x_1:{n + 1}", real=True)
+    coeffs = sp.symbols(f"a_1:{n + 1}", real=True)  # a = w_t e_t
+    X, A, c, j = sp.IndexedBase("x"), S.A, S.c, S.j
+    steps = (S.Step("definition", sp.Eq(S.L, -sp.Sum(A[c] * X[c], (c, 1, S.C)))),
+             S.Step("result", sp.Eq(sp.Derivative(S.L, X[j]), -A[j])))
+    return S.Derivation("nll_loss", -sum(ac * xc for ac, xc in zip(coeffs, xs)), xs, tuple(-ac for ac in coeffs), steps, size=n,
+                        example=_class_example("nll_loss", n))

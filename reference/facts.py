@@ -1,12 +1,14 @@
 """What is known about an op's math, declared beside its numpy functions with :func:`declare`.
 
-Each reference forward carries a :class:`Facts`: the curve the report plots (the function and its
-hand-derived derivative), where it has kinks (finite differences must not straddle them), its domain,
-and how accurate the reference itself is against the 50-digit oracle. Consumers read
-``facts.of(name)``; nothing keeps a table keyed by op name.
+Each reference forward carries a :class:`Facts`: its sympy derivation (attached with
+:func:`derivation`), the curve the report plots (the function and its hand-derived derivative), where
+it has kinks (finite differences must not straddle them), its domain, how accurate the reference
+itself is against the 50-digit oracle, and, for a network layer, how much it can amplify an error in
+its input. Consumers read ``facts.of(name)``; nothing keeps a table keyed by op name.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -73,6 +75,13 @@ class Facts:
     # sums terms (then np.longdouble's precision matters, see tests/test_accuracy.py).
     accuracy: float = 2.5
     sums: bool = True
+    # The sympy derivation's builder (reference/symbolic.py), attached with @facts.derivation(op).
+    derivation: Callable[..., Any] | None = None
+    # A network layer: a bound on |f'| for the op's parameters (how much an error in the input can
+    # grow), and whether the op mixes its elements along ``dim`` (softmax), so that an error
+    # anywhere in a row reaches every output of it.
+    lipschitz: Callable[[dict[str, Any]], float] | None = None
+    mixes: bool = False
 
 
 def declare(**facts: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -82,6 +91,21 @@ def declare(**facts: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return function
 
     return attach
+
+
+def derivation(forward: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Attach a sympy derivation's builder to a reference forward that already declares its facts."""
+    def attach(builder: Callable[..., Any]) -> Callable[..., Any]:
+        forward.facts = dataclasses.replace(forward.facts, derivation=builder)  # type: ignore[attr-defined]
+        return builder
+
+    return attach
+
+
+def derived() -> list[str]:
+    """Every reference op with a derivation, in reference.__all__ order."""
+    module = importlib.import_module("reference")
+    return [n for n in module.__all__ if getattr(getattr(getattr(module, n), "facts", None), "derivation", None) is not None]
 
 
 def of(name: str) -> Facts:

@@ -8,9 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from reference import facts
+from reference import symbolic as S
 from reference._validation import as_float, as_index, as_optional_float, check_grad_shape, quiet
+
+
+__all__ = ["linear", "linear_backward", "one_hot"]
 
 
 def _ext(a: np.ndarray) -> np.ndarray:
@@ -80,3 +85,42 @@ def one_hot(tensor: Any, num_classes: int = -1) -> np.ndarray:
     if t.size and t.max() >= num_classes:
         raise ValueError(f"tensor: class values must be smaller than num_classes={num_classes}, got {int(t.max())}")
     return (t[..., None] == np.arange(num_classes)).astype(np.int64)
+
+
+def _linear_example(n_in: int, n_out: int):
+    def example(rng: np.random.Generator) -> S.Example:
+        x, W, b, g = rng.normal(size=n_in), rng.normal(size=(n_out, n_in)), rng.normal(size=n_out), rng.normal(size=n_out)
+        values = {**{f"x_{s + 1}": x[s] for s in range(n_in)}, **{f"b_{r + 1}": b[r] for r in range(n_out)}, **{f"g_{r + 1}": g[r] for r in range(n_out)},
+                  **{f"W_{r + 1}{s + 1}": W[r, s] for r in range(n_out) for s in range(n_in)}}
+
+        def assemble(grads: list) -> tuple[np.ndarray, ...]:
+            flat = np.array(grads, dtype=float)
+            return flat[:n_in], flat[n_in:n_in + n_in * n_out].reshape(n_out, n_in), flat[n_in + n_in * n_out:]
+
+        return S.Example((x, W, b), {}, g, values, assemble)
+
+    return example
+
+
+@facts.derivation(linear)
+def _linear(n_in: int = 2, n_out: int = 2) -> S.Derivation:
+    xs = sp.symbols(f"x_1:{n_in + 1}", real=True)
+    W = sp.Matrix(n_out, n_in, lambda r, s: sp.Symbol(f"W_{r + 1}{s + 1}", real=True))
+    bs = sp.symbols(f"b_1:{n_out + 1}", real=True)
+    gs = sp.symbols(f"g_1:{n_out + 1}", real=True)
+    ys = [sum(W[r, s] * xs[s] for s in range(n_in)) + bs[r] for r in range(n_out)]
+    wrt = (*xs, *W, *bs)
+    hand = (*(sum(gs[r] * W[r, s] for r in range(n_out)) for s in range(n_in)), *(gs[r] * xs[s] for r in range(n_out) for s in range(n_in)), *gs)
+    Wb, Xb, Bb, G, i, k = sp.IndexedBase("W"), sp.IndexedBase("x"), sp.IndexedBase("b"), S.G, S.i, S.k
+    steps = (S.Step("definition", sp.Eq(sp.IndexedBase("y")[k], sp.Sum(Wb[k, i] * Xb[i], (i, 1, sp.Symbol("n"))) + Bb[k])),
+             S.Step("input", sp.Eq(sp.Derivative(S.L, Xb[i]), sp.Sum(G[k] * Wb[k, i], (k, 1, sp.Symbol("m"))))),
+             S.Step("weight", sp.Eq(sp.Derivative(S.L, Wb[k, i]), G[k] * Xb[i])),
+             S.Step("bias", sp.Eq(sp.Derivative(S.L, Bb[k]), G[k])))
+    return S.Derivation("linear", sum(gr * yr for gr, yr in zip(gs, ys)), wrt, hand, steps, size=n_in, example=_linear_example(n_in, n_out))
+
+
+@facts.derivation(one_hot)
+def _one_hot() -> S.Derivation:
+    t = sp.Symbol("t", integer=True)
+    steps = (S.Step("definition", sp.Eq(sp.Indexed(sp.IndexedBase(S.named("one_hot")(t)), S.c), sp.KroneckerDelta(t, S.c))),)
+    return S.Derivation("one_hot", sp.KroneckerDelta(t, S.c), (), (), steps, note="integer in, integer out: not differentiable")

@@ -5,21 +5,33 @@ object arrays of ``mpmath.mpf`` at 50 significant digits, so the result is the t
 below any dtype's precision, then rounded to float64 (correctly, by mpmath). Rounding that to a
 lower dtype rounds twice, which can differ from correct rounding only within 2**-53 of a tie.
 
-The oracle follows the same definitions as the references (BCE's -100 clamp and 1e-12 gradient floor,
-ignore_index, weights, label smoothing, torch's 'mean' divisors) but shares no code with them: it
-is a third implementation, meant for finite inputs (infinities and NaN are conventions, pinned in
-tests/test_conventions.py, not accuracy).
+Pointwise ops (activations, the per-element terms of regression losses and BCE with logits) need no
+code here: their sympy definition (beside the numpy functions in reference/) and ``sympy.diff`` of it
+are evaluated through ``lambdify(..., modules="mpmath")``, with ``exp(u) - 1`` and ``log(1 + u)``
+evaluated as expm1 and log1p (see symbolic.stable). Where sympy's canonical form still subtracts
+terms of equal size (erfc(-u) becomes 2 - erfc(u)), the 50 digits are relative to those terms, far
+below the natural scale at which such an op is judged.
+
+The ops below the line are written out by hand in mpmath, because a sympy definition cannot carry
+what they add: BCE's -100 clamp and 1e-12 gradient floor; ignore_index, weights, label smoothing
+and torch's 'mean' divisors; a reduction over a dim or a matrix product. They follow the same
+definitions as the references but share no code with them: a third implementation, meant for finite
+inputs (infinities and NaN are conventions, pinned in tests/test_conventions.py, not accuracy).
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import mpmath
 import numpy as np
 
+import reference
+from reference import symbolic
+
 DIGITS = 50
 _mp = np.frompyfunc(lambda v: mpmath.mpf(float(v)), 1, 1)
-_exp, _log, _expm1, _log1p = (np.frompyfunc(f, 1, 1) for f in (mpmath.exp, mpmath.log, mpmath.expm1, mpmath.log1p))
+_exp, _log = (np.frompyfunc(f, 1, 1) for f in (mpmath.exp, mpmath.log))
 _float = np.frompyfunc(float, 1, 1)
 GRAD_EPS = mpmath.mpf(float(np.float32(1e-12)))
 
@@ -31,10 +43,6 @@ def to_float(values: Any) -> np.ndarray:
 
 def _where(cond: np.ndarray, a: Any, b: Any) -> np.ndarray:
     return np.where(cond, a, b).astype(object)
-
-
-def _sigma(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + _exp(-x))
 
 
 NAN = mpmath.mpf("nan")
@@ -62,20 +70,8 @@ def _spread(g: np.ndarray, shape: tuple[int, ...], reduction: str, divisor: Any 
     return np.full(shape, scalar if reduction == "sum" else _divide(scalar, int(np.prod(shape)) if divisor is None else divisor), dtype=object)
 
 
-# --- elementwise ---------------------------------------------------------------------------------
-
-FORWARD: dict[str, Callable[..., np.ndarray]] = {
-    "sigmoid": lambda x: _sigma(x),
-    "relu": lambda x: _where(x > 0, x, mpmath.mpf(0)),
-    "leaky_relu": lambda x, negative_slope=0.01: _where(x > 0, x, x * mpmath.mpf(negative_slope)),
-    "elu": lambda x, alpha=1.0: _where(x > 0, x, mpmath.mpf(alpha) * _expm1(np.minimum(x, 0))),
-}
-BACKWARD: dict[str, Callable[..., Any]] = {
-    "sigmoid": lambda g, x: g * _sigma(x) * _sigma(-x),
-    "relu": lambda g, x: _where(x > 0, g, mpmath.mpf(0)),
-    "leaky_relu": lambda g, x, negative_slope=0.01: _where(x > 0, g, g * mpmath.mpf(negative_slope)),
-    "elu": lambda g, x, alpha=1.0: _where(x > 0, g, g * mpmath.mpf(alpha) * _exp(np.minimum(x, 0))),
-}
+FORWARD: dict[str, Callable[..., np.ndarray]] = {}
+BACKWARD: dict[str, Callable[..., Any]] = {}
 
 
 # --- softmax family --------------------------------------------------------------------------------
@@ -195,70 +191,7 @@ def _bce_backward(g, p, y, weight=None, reduction="mean"):
     return _spread(g, p.shape, reduction) * _ones(weight) * (p - y) / np.maximum(p * (1 - p), GRAD_EPS)
 
 
-def _softplus(z):
-    return _log1p(_exp(z))
-
-
-def _bcel(z, y, weight=None, reduction="mean", pos_weight=None):
-    pw = _ones(pos_weight)
-    return _reduce(_ones(weight) * (pw * y * _softplus(-z) + (1 - y) * _softplus(z)), reduction)
-
-
-def _bcel_backward(g, z, y, weight=None, reduction="mean", pos_weight=None):
-    pw = _ones(pos_weight)
-    return _spread(g, z.shape, reduction) * _ones(weight) * ((1 - y) * _sigma(z) - pw * y * _sigma(-z))
-
-
-FORWARD.update(binary_cross_entropy=_bce, binary_cross_entropy_with_logits=_bcel)
-BACKWARD.update(binary_cross_entropy=_bce_backward, binary_cross_entropy_with_logits=_bcel_backward)
-
-
-# --- regression --------------------------------------------------------------------------------------
-
-def _sign(d):
-    return _where(d > 0, mpmath.mpf(1), _where(d < 0, mpmath.mpf(-1), mpmath.mpf(0)))
-
-
-def _huber_term(d, delta):
-    delta = mpmath.mpf(delta)
-    return _where(abs(d) < delta, d * d / 2, delta * (abs(d) - delta / 2))
-
-
-def _smooth_l1_term(d, beta):
-    if beta == 0:
-        return abs(d)
-    beta = mpmath.mpf(beta)
-    return _where(abs(d) < beta, d * d / (2 * beta), abs(d) - beta / 2)
-
-
-def _regression(term: Callable, local: Callable) -> tuple[Callable, Callable]:
-    def forward(x, y, reduction="mean", **p):
-        return _reduce(term(x - y, **p), reduction)
-
-    def backward(g, x, y, reduction="mean", **p):
-        return local(x - y, **p) * _spread(g, x.shape, reduction)
-
-    return forward, backward
-
-
-def _huber_local(d, delta):
-    delta = mpmath.mpf(delta)
-    return _where(d < -delta, -delta, _where(d > delta, delta, d))
-
-
-def _smooth_l1_local(d, beta):
-    if beta == 0:
-        return _sign(d)
-    return _where(abs(d) < mpmath.mpf(beta), d / mpmath.mpf(beta), _sign(d))
-
-
-for _name, _pair in {
-    "mse_loss": _regression(lambda d: d * d, lambda d: 2 * d),
-    "l1_loss": _regression(lambda d: abs(d), _sign),
-    "huber_loss": _regression(_huber_term, _huber_local),
-    "smooth_l1_loss": _regression(_smooth_l1_term, _smooth_l1_local),
-}.items():
-    FORWARD[_name], BACKWARD[_name] = _pair
+FORWARD["binary_cross_entropy"], BACKWARD["binary_cross_entropy"] = _bce, _bce_backward
 
 
 # --- entry points ------------------------------------------------------------------------------------
@@ -270,16 +203,49 @@ def _exact(value: Any) -> Any:
     return value
 
 
+def _pointwise(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Callable, Callable, list[Any], str | None]:
+    """f and df/dx lambdified from the op's derivation, the values of its inputs and parameters in
+    the derivation's order (a parameter torch takes as None at its ``absent`` value, one not given
+    at the reference's default), and the reduction (None for an activation)."""
+    kwargs = dict(kwargs)
+    chosen = {name: kwargs.pop(name) for name in symbolic.choices(op) if name in kwargs}
+    derivation = symbolic.derive(op, **chosen)
+    f, df = derivation.local("mpmath")
+    defaults = {n: p.default for n, p in inspect.signature(getattr(reference, op)).parameters.items()}
+    reduction = kwargs.pop("reduction", defaults.get("reduction"))
+    values = list(args)
+    for name in derivation.params:
+        value = kwargs.get(name, defaults.get(name))
+        values.append(mpmath.mpf(derivation.absent[name]) if value is None else value)
+    return f, df, values, reduction
+
+
+def _elementwise(function: Callable, values: list[Any]) -> np.ndarray:
+    out = np.frompyfunc(function, len(values), 1)(*values)
+    return np.asarray(out, dtype=object)
+
+
 def forward(op: str, *args: Any, **kwargs: Any) -> np.ndarray:
     """The true value of ``reference.<op>(*args, **kwargs)``, rounded to float64."""
     with mpmath.workdps(DIGITS):
-        return to_float(FORWARD[op](*map(_exact, args), **{k: _exact(v) for k, v in kwargs.items()}))
+        args, kwargs = tuple(map(_exact, args)), {k: _exact(v) for k, v in kwargs.items()}
+        if op in FORWARD:
+            return to_float(FORWARD[op](*args, **kwargs))
+        f, _, values, reduction = _pointwise(op, args, kwargs)
+        out = _elementwise(f, values)
+        return to_float(out if reduction is None else _reduce(out, reduction))
 
 
 def backward(op: str, grad_output: Any, *args: Any, **kwargs: Any) -> Any:
     """The true value of ``reference.<op>_backward(...)``, rounded to float64 (a tuple for linear)."""
     with mpmath.workdps(DIGITS):
-        result = BACKWARD[op](_exact(np.asarray(grad_output, dtype=np.float64)), *map(_exact, args), **{k: _exact(v) for k, v in kwargs.items()})
+        g, args, kwargs = _exact(np.asarray(grad_output, dtype=np.float64)), tuple(map(_exact, args)), {k: _exact(v) for k, v in kwargs.items()}
+        if op in BACKWARD:
+            result = BACKWARD[op](g, *args, **kwargs)
+        else:
+            _, df, values, reduction = _pointwise(op, args, kwargs)
+            local = _elementwise(df, values)
+            result = local * (g if reduction is None else _spread(g, local.shape, reduction))
     if isinstance(result, tuple):
         return tuple(None if r is None else to_float(r) for r in result)
     return to_float(result)

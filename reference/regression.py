@@ -8,9 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from reference import facts
+from reference import symbolic as S
 from reference._validation import as_float, check_reduction, check_same_shape, quiet, reduce, reduce_backward
+
+
+__all__ = ["huber_loss", "huber_loss_backward", "l1_loss", "l1_loss_backward", "mse_loss", "mse_loss_backward", "smooth_l1_loss", "smooth_l1_loss_backward"]
 
 
 def _difference(input: Any, target: Any) -> np.ndarray:
@@ -110,3 +115,37 @@ def smooth_l1_loss_backward(grad_output: Any, input: Any, target: Any, reduction
     d = _difference(input, target)
     local = np.where(np.abs(d) < beta, d / beta, np.where(np.isnan(d), np.nan, np.sign(d)))
     return _f64(local * reduce_backward(grad_output, d.shape, reduction))
+
+
+def _regression(op: str, term: sp.Expr, hand: sp.Expr, params: dict[str, sp.Symbol] | None = None, **domain: tuple[float, float]) -> S.Derivation:
+    """A loss of d = x - y per element; reductions only sum or average the terms."""
+    x, y = S.x, S.y
+    steps = (S.Step("definition", sp.Eq(S.L, term)), S.Step("derivative (hand)", sp.Eq(sp.Derivative(S.L, x), hand)))
+    return S.Derivation(op, term, (x,), (hand,), steps, {sp.Symbol(k, real=True): v for k, v in domain.items()},
+                        note="" if op == "mse_loss" else "d = x - y", pointwise=term, inputs=(x, y), params=dict(params or {}))
+
+
+@facts.derivation(mse_loss)
+def _mse_loss() -> S.Derivation:
+    return _regression("mse_loss", (S.x - S.y) ** 2, 2 * (S.x - S.y))
+
+
+@facts.derivation(l1_loss)
+def _l1_loss() -> S.Derivation:
+    return _regression("l1_loss", sp.Abs(S.x - S.y), sp.sign(S.x - S.y))
+
+
+@facts.derivation(huber_loss)
+def _huber_loss() -> S.Derivation:
+    d, delta = S.x - S.y, S.delta
+    term = sp.Piecewise((d**2 / 2, sp.Abs(d) < delta), (delta * (sp.Abs(d) - delta / 2), True))
+    hand = sp.Piecewise((-delta, d < -delta), (delta, d > delta), (d, True))
+    return _regression("huber_loss", term, hand, {"delta": delta}, delta=(0.1, 3.0))
+
+
+@facts.derivation(smooth_l1_loss)
+def _smooth_l1_loss() -> S.Derivation:
+    d, beta = S.x - S.y, S.beta
+    term = sp.Piecewise((d**2 / (2 * beta), sp.Abs(d) < beta), (sp.Abs(d) - beta / 2, True))
+    hand = sp.Piecewise((d / beta, sp.Abs(d) < beta), (sp.sign(d), True))
+    return _regression("smooth_l1_loss", term, hand, {"beta": beta}, beta=(0.1, 3.0))

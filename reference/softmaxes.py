@@ -12,9 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from reference import facts
+from reference import symbolic as S
 from reference._validation import as_float, check_dim, check_grad_shape, quiet
+
+
+__all__ = ["log_softmax", "log_softmax_backward", "softmax", "softmax_backward"]
 
 
 def log_softmax_extended(x: np.ndarray, dim: int) -> np.ndarray:
@@ -41,7 +46,7 @@ def softmax_extended(x: np.ndarray, dim: int) -> np.ndarray:
 
 
 @quiet
-@facts.declare(curve=facts.first_logit("softmax", -6, 6, "z₀ (z₁ = z₂ = 0)", "softmax(z)₀"))
+@facts.declare(curve=facts.first_logit("softmax", -6, 6, "z₀ (z₁ = z₂ = 0)", "softmax(z)₀"), lipschitz=lambda p: 0.5, mixes=True)
 def softmax(input: Any, dim: int) -> np.ndarray:
     r"""$\mathrm{softmax}(x)_i = e^{x_i - m}/\sum_j e^{x_j - m}$ with $m = \max_j x_j$;
     $\partial p_i/\partial x_j = p_i(\delta_{ij} - p_j)$."""
@@ -74,3 +79,34 @@ def log_softmax_backward(grad_output: Any, input: Any, dim: int) -> np.ndarray:
         return g * 0.0
     g = g.astype(np.longdouble)
     return (g - softmax_extended(x, d) * np.sum(g, axis=d, keepdims=True)).astype(np.float64)
+
+
+def _rows_example(op: str, n: int):
+    def example(rng: np.random.Generator) -> S.Example:
+        x, g = rng.normal(0, 2, (20, n)), rng.normal(0, 1, (20, n))
+        return S.Example((x,), {"dim": 1}, g, {**S.columns(x, "z"), **S.columns(g, "g")}, lambda grads: S.stacked(grads, 20))
+
+    return example
+
+
+@facts.derivation(softmax)
+def _softmax(n: int = 3) -> S.Derivation:
+    zs, gs, ps = S.classes(n)
+    P, G, i, j, C = S.P, S.G, S.i, S.j, S.C
+    total = sum(gi * pi for gi, pi in zip(gs, ps))
+    hand = tuple(ps[jj] * (gs[jj] - total) for jj in range(n))
+    steps = (S.Step("definition", S.SOFTMAX_STEPS[0].expr), S.SOFTMAX_STEPS[1],
+             S.Step("vector-Jacobian product", sp.Eq(sp.Derivative(S.L, S.Z[j]), P[j] * (G[j] - sp.Sum(G[i] * P[i], (i, 1, C))))))
+    return S.Derivation("softmax", total, zs, hand, steps, size=n, example=_rows_example("softmax", n))
+
+
+@facts.derivation(log_softmax)
+def _log_softmax(n: int = 3) -> S.Derivation:
+    zs, gs, ps = S.classes(n)
+    P, G, Z, i, j, k, C = S.P, S.G, S.Z, S.i, S.j, S.k, S.C
+    logp = [t - sp.log(sum(sp.exp(u) for u in zs)) for t in zs]
+    hand = tuple(gs[jj] - ps[jj] * sum(gs) for jj in range(n))
+    steps = (S.Step("definition", sp.Eq(sp.log(P[i]), Z[i] - sp.log(sp.Sum(sp.exp(Z[k]), (k, 1, C))))),
+             S.Step("its Jacobian", sp.Eq(sp.Derivative(sp.log(P[i]), Z[j]), sp.KroneckerDelta(i, j) - P[j])),
+             S.Step("vector-Jacobian product", sp.Eq(sp.Derivative(S.L, Z[j]), G[j] - P[j] * sp.Sum(G[i], (i, 1, C)))))
+    return S.Derivation("log_softmax", sum(gi * li for gi, li in zip(gs, logp)), zs, hand, steps, size=n, example=_rows_example("log_softmax", n))

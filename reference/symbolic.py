@@ -1,24 +1,33 @@
-r"""Every hand-derived gradient, proved with sympy.
+r"""The machinery of the sympy proofs; each op's derivation lives beside its numpy functions.
 
-For each op: a symbolic definition (scalar, or over C symbolic classes / a small Linear layer), the
-gradient obtained with ``sympy.diff``, and the closed form the numpy ``<op>_backward`` uses. A
-:class:`Derivation` keeps the reasoning as steps (definition, chain-rule factors, result) for the
-reports, and :meth:`Derivation.prove` shows ``derived == hand``: by ``simplify(derived - hand) == 0``,
-or, where simplify is inconclusive (piecewise losses), by 50-digit evaluation at random rational
-points of the domain, and says which.
+An op's module in reference/ builds a :class:`Derivation` (a symbolic definition, scalar or over C
+symbolic classes / a small Linear layer; the gradient obtained with ``sympy.diff``; the closed form
+the numpy ``<op>_backward`` uses; the reasoning as steps for the reports) and attaches it to its
+forward with ``@facts.derivation(op)``. :meth:`Derivation.prove` shows ``derived == hand``: by
+``simplify(derived - hand) == 0``, or, where simplify is inconclusive (piecewise losses), by 50-digit
+evaluation at random rational points of the domain, and says which.
 
 Vector ops are proved in vector-Jacobian form, the form ``_backward`` computes: with a symbolic
 upstream gradient g, $L = \sum_i g_i f_i(z)$ and $\partial L/\partial z_j$.
+
+A *pointwise* derivation (elementwise activations, the per-element terms of regression and binary
+losses) also says which symbols are torch's positional inputs and keyword parameters: the 50-digit
+oracle (reference/oracle.py) evaluates its definition and ``sympy.diff`` of it through
+``lambdify(..., modules="mpmath")``, so the truth comes from the same definition the proof starts from.
 """
 from __future__ import annotations
 
 import functools
+import inspect
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
+import numpy as np
 import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+from sympy.printing.pycode import MpmathPrinter
 
 DIGITS = 50
 
@@ -36,6 +45,19 @@ class Proof:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Example:
+    """One float64 example of a vector op for the third path (tests/test_derivations.py): the
+    numpy call's arguments, its upstream gradient, the value of each symbol, and how the sympy
+    gradient (one value per ``wrt`` symbol) becomes the numpy ``_backward``'s arrays."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    grad_output: np.ndarray
+    values: dict[str, Any]
+    assemble: Callable[[list[Any]], tuple[np.ndarray, ...]]
+
+
 @dataclass(frozen=True, eq=False)
 class Derivation:
     op: str
@@ -46,6 +68,15 @@ class Derivation:
     domain: dict[sp.Symbol, tuple[float, float]] = field(default_factory=dict)  # sampling ranges for the fallback
     size: int | None = None  # C classes, or Linear's in/out features
     note: str = ""
+    # A pointwise op: f per element as a function of torch's positional inputs and keyword
+    # parameters (the gradient is taken in the first input); ``absent`` is a parameter's value
+    # when torch's argument is None (weight=None weighs 1).
+    pointwise: sp.Expr | None = None
+    inputs: tuple[sp.Symbol, ...] = ()
+    params: dict[str, sp.Symbol] = field(default_factory=dict)
+    absent: dict[str, float] = field(default_factory=dict)
+    # A vector op: one example for the third path, drawn from a numpy Generator.
+    example: Callable[[np.random.Generator], Example] | None = None
 
     @property
     def differentiable(self) -> bool:
@@ -80,18 +111,59 @@ class Derivation:
         return fn(*(values[str(s)] for s in args))
 
 
+    def local(self, modules: str = "numpy") -> tuple[Callable, Callable]:
+        """A pointwise op's f and df/d(first input), each a function of (*inputs, *params) in that
+        order, from the definition and ``sympy.diff`` of it."""
+        if self.pointwise is None:
+            raise ValueError(f"{self.op}: not a pointwise derivation")
+        return _local(self, modules)
+
+
 @functools.lru_cache(maxsize=None)
 def _lambdified(derivation: Derivation, args: tuple[sp.Symbol, ...], modules: str) -> Callable:
     return sp.lambdify(args, list(derivation.derived), modules)
+
+
+class _Mpmath(MpmathPrinter):
+    """mpmath's own expm1 and log1p: sympy's printer writes log(x + 1), which cancels for tiny x."""
+
+    def _print_expm1(self, e):
+        return f"{self._module_format('mpmath.expm1')}({self._print(e.args[0])})"
+
+    def _print_log1p(self, e):
+        return f"{self._module_format('mpmath.log1p')}({self._print(e.args[0])})"
+
+
+def stable(expr: sp.Expr) -> sp.Expr:
+    """``exp(u) - 1`` as ``expm1(u)`` and ``log(1 + u)`` as ``log1p(u)``: the textbook forms cancel
+    where u is tiny, even at 50 digits (a subnormal u needs 330). sympy's own rewriting turns
+    log(1 + exp(-z)) into -z + log1p(exp(z)), which cancels for large z, so this is done here."""
+    expr = expr.replace(lambda e: isinstance(e, sp.log) and e.args[0].is_Add and sp.S.One in e.args[0].args,
+                        lambda e: log1p(e.args[0] - 1))
+    return expr.replace(lambda e: e.is_Add and sp.S.NegativeOne in e.args and len(e.args) == 2 and any(isinstance(t, sp.exp) for t in e.args),
+                        lambda e: expm1(next(t for t in e.args if isinstance(t, sp.exp)).args[0]))
+
+
+@functools.lru_cache(maxsize=None)
+def _local(derivation: Derivation, modules: str) -> tuple[Callable, Callable]:
+    args = (*derivation.inputs, *derivation.params.values())
+    f = derivation.pointwise
+    df = sp.diff(f, derivation.inputs[0])
+    if modules == "mpmath":
+        printer = _Mpmath({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True, "user_functions": {}})
+        return tuple(sp.lambdify(args, stable(e), modules="mpmath", printer=printer) for e in (f, df))
+    return tuple(sp.lambdify(args, e, modules) for e in (f, df))
+
 
 
 x, y, z, g, a, alpha, delta, beta, w, pw, p = sp.symbols("x y z g a alpha delta beta w p_w p", real=True)
 i, j, c, k = sp.symbols("i j c k", integer=True)
 P, Z, G, A, Q = (sp.IndexedBase(n) for n in ("p", "z", "g", "a", "q"))
 L = sp.Symbol("L")
+C = sp.Symbol("C")
 
 
-def _named(name: str) -> type[sp.Function]:
+def named(name: str) -> type[sp.Function]:
     """An undefined function printed as its whole name: sympy's LaTeX printer would read the
     underscore of ``leaky_relu`` as a subscript."""
     def _latex(self, printer, exp=None):
@@ -105,38 +177,21 @@ def _named(name: str) -> type[sp.Function]:
 SIGMA = sp.Function("sigma")  # the logistic function as a name: sigma(x) in the steps
 
 
-def _sigma(t: sp.Expr) -> sp.Expr:
+def logistic(t: sp.Expr) -> sp.Expr:
     return 1 / (1 + sp.exp(-t))
 
 
-def _elementwise(op: str, f: sp.Expr, hand: sp.Expr, steps: tuple[Step, ...] = (), **domain: tuple[float, float]) -> Derivation:
-    """A scalar op f(x): L = g f(x), so dL/dx = g f'(x)."""
-    lhs = _named(op)(x)
+def elementwise(op: str, f: sp.Expr, hand: sp.Expr, steps: tuple[Step, ...] = (), params: dict[str, sp.Symbol] | None = None,
+                **domain: tuple[float, float]) -> Derivation:
+    """A scalar op f(x): L = g f(x), so dL/dx = g f'(x). ``params`` maps torch's keywords to symbols."""
+    lhs = named(op)(x)
     base = (Step("definition", sp.Eq(lhs, f)), *steps, Step("derivative (hand)", sp.Eq(sp.Derivative(lhs, x), hand)))
-    return Derivation(op, g * f, (x,), (g * hand,), base, {sp.Symbol(k, real=True): v for k, v in domain.items()})
+    return Derivation(op, g * f, (x,), (g * hand,), base, {sp.Symbol(k, real=True): v for k, v in domain.items()},
+                      pointwise=f, inputs=(x,), params=dict(params or {}))
 
 
-def sigmoid() -> Derivation:
-    s = _sigma(x)
-    steps = (Step("quotient rule", sp.Eq(sp.Derivative(s, x), sp.exp(-x) / (1 + sp.exp(-x)) ** 2)),
-             Step("as outputs", sp.Eq(sp.exp(-x) / (1 + sp.exp(-x)) ** 2, SIGMA(x) * SIGMA(-x))))
-    return _elementwise("sigmoid", s, s * _sigma(-x), steps)
-
-
-def relu() -> Derivation:
-    return _elementwise("relu", sp.Piecewise((x, x > 0), (0, True)), sp.Piecewise((1, x > 0), (0, True)))
-
-
-def leaky_relu() -> Derivation:
-    d = _elementwise("leaky_relu", sp.Piecewise((x, x > 0), (a * x, True)), sp.Piecewise((1, x > 0), (a, True)), a=(0.0, 1.0))
-    return d
-
-
-def elu() -> Derivation:
-    return _elementwise("elu", sp.Piecewise((x, x > 0), (alpha * (sp.exp(x) - 1), True)), sp.Piecewise((1, x > 0), (alpha * sp.exp(x), True)), alpha=(0.1, 3.0))
-
-
-def _classes(n: int) -> tuple[tuple[sp.Symbol, ...], tuple[sp.Symbol, ...], list[sp.Expr]]:
+def classes(n: int) -> tuple[tuple[sp.Symbol, ...], tuple[sp.Symbol, ...], list[sp.Expr]]:
+    """C symbolic logits, C upstream gradients and the softmax of the logits."""
     zs = sp.symbols(f"z_1:{n + 1}", real=True)
     gs = sp.symbols(f"g_1:{n + 1}", real=True)
     denominator = sum(sp.exp(t) for t in zs)
@@ -144,141 +199,59 @@ def _classes(n: int) -> tuple[tuple[sp.Symbol, ...], tuple[sp.Symbol, ...], list
 
 
 SOFTMAX_STEPS = (
-    Step("softmax", sp.Eq(P[i], sp.exp(Z[i]) / sp.Sum(sp.exp(Z[k]), (k, 1, sp.Symbol("C"))))),
+    Step("softmax", sp.Eq(P[i], sp.exp(Z[i]) / sp.Sum(sp.exp(Z[k]), (k, 1, C)))),
     Step("its Jacobian", sp.Eq(sp.Derivative(P[i], Z[j]), P[i] * (sp.KroneckerDelta(i, j) - P[j]))),
 )
 
 
-def softmax(n: int = 3) -> Derivation:
-    zs, gs, ps = _classes(n)
-    total = sum(gi * pi for gi, pi in zip(gs, ps))
-    hand = tuple(ps[jj] * (gs[jj] - total) for jj in range(n))
-    steps = (Step("definition", SOFTMAX_STEPS[0].expr), SOFTMAX_STEPS[1],
-             Step("vector-Jacobian product", sp.Eq(sp.Derivative(L, Z[j]), P[j] * (G[j] - sp.Sum(G[i] * P[i], (i, 1, sp.Symbol("C")))))))
-    return Derivation("softmax", total, zs, hand, steps, size=n)
+def columns(array: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+    """The columns of an (N, C) array as the values of the symbols prefix_1 ... prefix_C."""
+    return {f"{prefix}_{n + 1}": array[:, n] for n in range(array.shape[1])}
 
 
-def log_softmax(n: int = 3) -> Derivation:
-    zs, gs, ps = _classes(n)
-    logp = [t - sp.log(sum(sp.exp(u) for u in zs)) for t in zs]
-    hand = tuple(gs[jj] - ps[jj] * sum(gs) for jj in range(n))
-    steps = (Step("definition", sp.Eq(sp.log(P[i]), Z[i] - sp.log(sp.Sum(sp.exp(Z[k]), (k, 1, sp.Symbol("C")))))),
-             Step("its Jacobian", sp.Eq(sp.Derivative(sp.log(P[i]), Z[j]), sp.KroneckerDelta(i, j) - P[j])),
-             Step("vector-Jacobian product", sp.Eq(sp.Derivative(L, Z[j]), G[j] - P[j] * sp.Sum(G[i], (i, 1, sp.Symbol("C"))))))
-    return Derivation("log_softmax", sum(gi * li for gi, li in zip(gs, logp)), zs, hand, steps, size=n)
+def stacked(grads: list[Any], rows: int) -> tuple[np.ndarray]:
+    """One sympy value per class (scalars where a gradient does not depend on the row) as (N, C)."""
+    return (np.stack([np.broadcast_to(np.asarray(v, dtype=float), (rows,)) for v in grads], axis=1),)
 
 
-def cross_entropy(n: int = 3) -> Derivation:
-    """One sample, any coefficients a_c: class index t gives a = w_t(1-eps) e_t + w eps/C,
-    probabilities q give a = w((1-eps) q + eps/C); reductions only scale the result."""
-    zs, _, ps = _classes(n)
-    coeffs = sp.symbols(f"a_1:{n + 1}", real=True)
-    loss = -sum(ac * sp.log(pc) for ac, pc in zip(coeffs, ps))
-    hand = tuple(ps[jj] * sum(coeffs) - coeffs[jj] for jj in range(n))
-    C = sp.Symbol("C")
-    steps = (Step("definition", sp.Eq(L, -sp.Sum(A[c] * sp.log(P[c]), (c, 1, C)))), *SOFTMAX_STEPS,
-             Step("chain rule", sp.Eq(sp.Derivative(L, Z[j]), sp.Sum(-A[c] / P[c] * P[c] * (sp.KroneckerDelta(c, j) - P[j]), (c, 1, C)))),
-             Step("result", sp.Eq(sp.Derivative(L, Z[j]), P[j] * sp.Sum(A[c], (c, 1, C)) - A[j])),
-             Step("one-hot target t, no weights", sp.Eq(sp.Derivative(L, Z[j]), P[j] - sp.KroneckerDelta(j, sp.Symbol("t")))))
-    return Derivation("cross_entropy", loss, zs, hand, steps, size=n)
+def _builder(op: str) -> Callable[..., Derivation]:
+    from reference import facts
+
+    found = facts.of(op).derivation
+    if found is None:
+        raise ValueError(f"reference.{op} declares no derivation: add one with @facts.derivation({op})")
+    return found
 
 
-def nll_loss(n: int = 3) -> Derivation:
-    xs = sp.symbols(f"x_1:{n + 1}", real=True)
-    coeffs = sp.symbols(f"a_1:{n + 1}", real=True)  # a = w_t e_t
-    steps = (Step("definition", sp.Eq(L, -sp.Sum(A[c] * sp.IndexedBase("x")[c], (c, 1, sp.Symbol("C"))))),
-             Step("result", sp.Eq(sp.Derivative(L, sp.IndexedBase("x")[j]), -A[j])))
-    return Derivation("nll_loss", -sum(ac * xc for ac, xc in zip(coeffs, xs)), xs, tuple(-ac for ac in coeffs), steps, size=n)
+def sized(op: str) -> bool:
+    """Whether the op's derivation takes a size (C classes, or Linear's in_features)."""
+    return any(p.kind is p.POSITIONAL_OR_KEYWORD for p in inspect.signature(_builder(op)).parameters.values())
 
 
-def binary_cross_entropy() -> Derivation:
-    loss = -w * (y * sp.log(p) + (1 - y) * sp.log(1 - p))
-    steps = (Step("definition", sp.Eq(L, loss)),
-             Step("derivative", sp.Eq(sp.Derivative(L, p), -w * (y / p - (1 - y) / (1 - p)))),
-             Step("one fraction", sp.Eq(sp.Derivative(L, p), w * (p - y) / (p * (1 - p)))))
-    return Derivation("binary_cross_entropy", loss, (p,), (w * (p - y) / (p * (1 - p)),), steps, {p: (0.01, 0.99), y: (0.0, 1.0), w: (0.1, 3.0)},
-                      note="torch clamps each log at -100 and floors p(1-p) at 1e-12; both are conventions at p = 0, 1, outside this proof.")
-
-
-def binary_cross_entropy_with_logits() -> Derivation:
-    loss = w * (pw * y * sp.log(1 + sp.exp(-z)) + (1 - y) * sp.log(1 + sp.exp(z)))
-    hand = w * ((1 - y) * _sigma(z) - pw * y * _sigma(-z))
-    steps = (Step("definition", sp.Eq(L, loss)),
-             Step("softplus derivative", sp.Eq(sp.Derivative(sp.log(1 + sp.exp(z)), z), SIGMA(z))),
-             Step("result", sp.Eq(sp.Derivative(L, z), hand)))
-    return Derivation("binary_cross_entropy_with_logits", loss, (z,), (hand,), steps, {y: (0.0, 1.0), w: (0.1, 3.0), pw: (0.1, 3.0)})
-
-
-def _regression(op: str, term: sp.Expr, hand: sp.Expr, **domain: tuple[float, float]) -> Derivation:
-    d = x - y
-    steps = (Step("definition", sp.Eq(L, term)), Step("derivative (hand)", sp.Eq(sp.Derivative(L, x), hand)))
-    return Derivation(op, term, (x,), (hand,), steps, {sp.Symbol(k, real=True): v for k, v in domain.items()}, note="" if op == "mse_loss" else "d = x - y")
-
-
-def mse_loss() -> Derivation:
-    return _regression("mse_loss", (x - y) ** 2, 2 * (x - y))
-
-
-def l1_loss() -> Derivation:
-    return _regression("l1_loss", sp.Abs(x - y), sp.sign(x - y))
-
-
-def huber_loss() -> Derivation:
-    d = x - y
-    term = sp.Piecewise((d**2 / 2, sp.Abs(d) < delta), (delta * (sp.Abs(d) - delta / 2), True))
-    hand = sp.Piecewise((-delta, d < -delta), (delta, d > delta), (d, True))
-    return _regression("huber_loss", term, hand, delta=(0.1, 3.0))
-
-
-def smooth_l1_loss() -> Derivation:
-    d = x - y
-    term = sp.Piecewise((d**2 / (2 * beta), sp.Abs(d) < beta), (sp.Abs(d) - beta / 2, True))
-    hand = sp.Piecewise((d / beta, sp.Abs(d) < beta), (sp.sign(d), True))
-    return _regression("smooth_l1_loss", term, hand, beta=(0.1, 3.0))
-
-
-def linear(n_in: int = 2, n_out: int = 2) -> Derivation:
-    xs = sp.symbols(f"x_1:{n_in + 1}", real=True)
-    W = sp.Matrix(n_out, n_in, lambda r, s: sp.Symbol(f"W_{r + 1}{s + 1}", real=True))
-    bs = sp.symbols(f"b_1:{n_out + 1}", real=True)
-    gs = sp.symbols(f"g_1:{n_out + 1}", real=True)
-    ys = [sum(W[r, s] * xs[s] for s in range(n_in)) + bs[r] for r in range(n_out)]
-    wrt = (*xs, *W, *bs)
-    hand = (*(sum(gs[r] * W[r, s] for r in range(n_out)) for s in range(n_in)), *(gs[r] * xs[s] for r in range(n_out) for s in range(n_in)), *gs)
-    Wb, Xb, Bb = sp.IndexedBase("W"), sp.IndexedBase("x"), sp.IndexedBase("b")
-    steps = (Step("definition", sp.Eq(sp.IndexedBase("y")[k], sp.Sum(Wb[k, i] * Xb[i], (i, 1, sp.Symbol("n"))) + Bb[k])),
-             Step("input", sp.Eq(sp.Derivative(L, Xb[i]), sp.Sum(G[k] * Wb[k, i], (k, 1, sp.Symbol("m"))))),
-             Step("weight", sp.Eq(sp.Derivative(L, Wb[k, i]), G[k] * Xb[i])),
-             Step("bias", sp.Eq(sp.Derivative(L, Bb[k]), G[k])))
-    return Derivation("linear", sum(gr * yr for gr, yr in zip(gs, ys)), wrt, hand, steps, size=n_in)
-
-
-def one_hot() -> Derivation:
-    t = sp.Symbol("t", integer=True)
-    steps = (Step("definition", sp.Eq(sp.Indexed(sp.IndexedBase(_named("one_hot")(t)), c), sp.KroneckerDelta(t, c))),)
-    return Derivation("one_hot", sp.KroneckerDelta(t, c), (), (), steps, note="integer in, integer out: not differentiable")
-
-
-BUILDERS: dict[str, Callable[..., Derivation]] = {
-    f.__name__: f
-    for f in (sigmoid, relu, leaky_relu, elu, softmax, log_softmax, linear, one_hot, cross_entropy, nll_loss,
-              binary_cross_entropy, binary_cross_entropy_with_logits, mse_loss, l1_loss, huber_loss, smooth_l1_loss)
-}
-
-
-SIZED = ("softmax", "log_softmax", "cross_entropy", "nll_loss", "linear")  # take C (or in_features)
+def choices(op: str) -> tuple[str, ...]:
+    """The keyword arguments that choose between an op's formulas (gelu's ``approximate``)."""
+    return tuple(n for n, p in inspect.signature(_builder(op)).parameters.items() if p.kind is p.KEYWORD_ONLY)
 
 
 @functools.lru_cache(maxsize=None)
-def derive(op: str, size: int | None = None) -> Derivation:
-    """The derivation of ``op``; ``size`` is C classes (or Linear's in_features) for the ops in SIZED."""
-    if op not in BUILDERS:
-        raise ValueError(f"no derivation for {op!r}; known: {', '.join(BUILDERS)}")
-    if size is not None and op in SIZED:
+def _derive(op: str, size: int | None, chosen: tuple[tuple[str, Any], ...]) -> Derivation:
+    from reference import facts
+
+    try:
+        builder = _builder(op)
+    except (AttributeError, ValueError):
+        raise ValueError(f"no derivation for {op!r}; known: {', '.join(facts.derived())}") from None
+    if size is not None and sized(op):
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
-        return BUILDERS[op](size)
-    return BUILDERS[op]()
+        return builder(size, **dict(chosen))
+    return builder(**dict(chosen))
+
+
+def derive(op: str, size: int | None = None, **chosen: Any) -> Derivation:
+    """The derivation of ``op``; ``size`` is C classes (or Linear's in_features) for the sized ops,
+    ``chosen`` picks between formulas (``approximate="tanh"``)."""
+    return _derive(op, size, tuple(sorted(chosen.items())))
 
 
 @functools.lru_cache(maxsize=None)
