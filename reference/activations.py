@@ -3,7 +3,8 @@
 Conventions where the derivative is undefined follow torch (measured in TORCH_NUMERICS.md):
 at exactly 0, ReLU's gradient is 0, LeakyReLU's is the negative slope and ELU's is alpha; at NaN,
 ReLU's and ELU's gradient is the upstream gradient and LeakyReLU's is ``slope * g`` (torch tests
-``x > 0`` / ``x <= 0`` and NaN fails both comparisons).
+``x > 0`` / ``x <= 0`` and NaN fails both comparisons). Hardtanh's gradient is 0 at both ends
+(``x <= min_val or x >= max_val``) and g at NaN.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from reference import symbolic as S
 from reference._validation import as_float, check_grad_shape, quiet
 
 
-__all__ = ["elu", "elu_backward", "leaky_relu", "leaky_relu_backward", "relu", "relu_backward", "sigmoid", "sigmoid_backward"]
+__all__ = ["elu", "elu_backward", "hardtanh", "hardtanh_backward", "leaky_relu", "leaky_relu_backward", "relu", "relu_backward",
+           "sigmoid", "sigmoid_backward"]
 
 
 @quiet
@@ -127,3 +129,36 @@ def _elu() -> S.Derivation:
     x, alpha = S.x, S.alpha
     return S.elementwise("elu", sp.Piecewise((x, x > 0), (alpha * (sp.exp(x) - 1), True)), sp.Piecewise((1, x > 0), (alpha * sp.exp(x), True)),
                          params={"alpha": alpha}, alpha=(0.1, 3.0))
+
+
+@quiet
+@facts.declare(curve=facts.elementwise("hardtanh", -2.5, 2.5, "hardtanh(x), [−1, 1]"), accuracy=0, sums=False, lipschitz=lambda p: 1.0)
+def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0) -> np.ndarray:
+    r"""$\min(\max(x, a), b)$ for $[a, b]$ = [min_val, max_val]; derivative 1 inside, 0 outside."""
+    x = as_float(input, "input")
+    low, high = _bounds(min_val, max_val)
+    return np.where(x < low, low, np.where(x > high, high, x))  # NaN stays NaN, like torch's clamp
+
+
+@quiet
+def hardtanh_backward(grad_output: Any, input: Any, min_val: float = -1.0, max_val: float = 1.0) -> np.ndarray:
+    r"""$\partial L/\partial x = g$ for $a < x < b$, else 0 (torch: 0 at both ends, g at NaN)."""
+    x = as_float(input, "input")
+    g = check_grad_shape(grad_output, x.shape)
+    low, high = _bounds(min_val, max_val)
+    return np.where((x <= low) | (x >= high), 0.0, g)
+
+
+def _bounds(min_val: Any, max_val: Any) -> tuple[float, float]:
+    low, high = float(min_val), float(max_val)
+    if not low < high:  # torch: "min_val cannot be greater than max_val"; equal bounds make a constant
+        raise ValueError(f"min_val must be below max_val, got min_val={low}, max_val={high}")
+    return low, high
+
+
+@facts.derivation(hardtanh)
+def _hardtanh() -> S.Derivation:
+    x, a, b = S.x, sp.Symbol("a", real=True), sp.Symbol("b", real=True)
+    f = sp.Piecewise((a, x <= a), (b, x >= b), (x, True))
+    hand = sp.Piecewise((0, x <= a), (0, x >= b), (1, True))
+    return S.elementwise("hardtanh", f, hand, params={"min_val": a, "max_val": b}, a=(-2.0, -0.1), b=(0.1, 2.0))

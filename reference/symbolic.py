@@ -21,6 +21,7 @@ import functools
 import inspect
 import random
 import time
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -231,6 +232,16 @@ def sized(op: str) -> bool:
 def choices(op: str) -> tuple[str, ...]:
     """The keyword arguments that choose between an op's formulas (gelu's ``approximate``)."""
     return tuple(n for n, p in inspect.signature(_builder(op)).parameters.items() if p.kind is p.KEYWORD_ONLY)
+
+
+def variants(op: str) -> list[dict[str, Any]]:
+    """Every combination of an op's choices, read from their ``Literal`` annotations: ``[{}]`` for
+    an op with one formula, ``[{"approximate": "none"}, {"approximate": "tanh"}]`` for gelu."""
+    hints = typing.get_type_hints(_builder(op))
+    combos: list[dict[str, Any]] = [{}]
+    for name in choices(op):
+        combos = [{**c, name: v} for c in combos for v in typing.get_args(hints[name])]
+    return combos
 
 
 @functools.lru_cache(maxsize=None)

@@ -76,7 +76,7 @@ def test_a_grown_worst_error_is_an_accuracy_regression(saved, tmp_path, capsys):
 
 def test_an_op_gone_from_the_registry_is_missing(saved, tmp_path):
     data = json.loads(saved.read_text())
-    data["cells"]["relu-cpu-float32"]["op"] = "tanh"
+    data["cells"]["relu-cpu-float32"]["op"] = "an_op_torch_dropped"
     path = tmp_path / "gone.json"
     path.write_text(json.dumps(data))
     assert [f.kind for f in baseline.compare_with(baseline.load(path)).findings] == ["missing"]

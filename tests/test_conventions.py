@@ -84,6 +84,28 @@ def test_elu_gradient_at_nan_is_nan_or_the_upstream_gradient():
     assert reference.elu_backward(np.ones(67), np.full(67, nan), alpha=2.0).tolist() == [1.0] * 67
 
 
+def test_gelu_tanh_gradient_is_nan_where_x_squared_overflows_float32():
+    """The math's limits at |x| = 1e20 are g (x > 0) and 0 (x < 0), as the reference gives; float32
+    torch gives NaN there where its probe says so (quirk gelu-tanh-gradient-overflows-x-squared),
+    and the limits below 2**64, where x² still fits."""
+    x = np.array([1e20, -1e20, 1e18, -1e18])
+    assert reference.gelu_backward(np.ones(4), x, approximate="tanh").tolist() == [1.0, 0.0, 1.0, 0.0]
+    grad = torch_grad(lambda v: F.gelu(v, approximate="tanh"), torch.tensor(x, dtype=torch.float32, requires_grad=True))
+    assert grad[2:].tolist() == [1.0, 0.0]
+    quirk = departures.shows(departures.get("gelu-tanh-gradient-overflows-x-squared"), "cpu")
+    assert grad[:2].isnan().all() if quirk else grad[:2].tolist() == [1.0, 0.0]
+
+
+def test_hardtanh_gradient_at_nan_is_zero_or_the_upstream_gradient():
+    """The reference returns g at NaN (neither bound test holds: torch's scalar rule); torch's
+    vectorised loop gives 0 where its probe says so (quirk hardtanh-backward-nan-in-vector-loop)."""
+    assert torch_grad(F.hardtanh, t([nan], grad=True)).tolist() == [1.0]
+    grad = torch_grad(F.hardtanh, t([nan] * 67, grad=True))
+    assert ((grad == 0) | (grad == 1.0)).all()
+    assert (grad == 0).any() == departures.shows(departures.get("hardtanh-backward-nan-in-vector-loop"), "cpu")
+    assert reference.hardtanh_backward(np.ones(67), np.full(67, nan)).tolist() == [1.0] * 67
+
+
 # --- BCE: the clamp, the gradient floor, and float16 ------------------------------------------
 
 

@@ -74,7 +74,7 @@ def _pointwise_example(derivation: symbolic.Derivation, rng: np.random.Generator
     kwargs = params | ({"reduction": "none"} if others else {})
     _, df = derivation.local()
     args = [values[str(s)] for s in (*derivation.inputs, *derivation.params.values())]
-    return symbolic.Example(tuple(arrays), kwargs, g, values, lambda _: (g * np.broadcast_to(df(*args), g.shape),))
+    return symbolic.Example(tuple(arrays), kwargs, g, values, lambda _: (g * np.vectorize(df)(*args),))
 
 
 def _three_paths(spec):

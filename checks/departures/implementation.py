@@ -44,6 +44,31 @@ ELU_NAN = Departure(
 )
 
 
+# --- Hardtanh's backward at NaN: 0 in the vectorised loop, the upstream gradient in the tail -------
+
+
+def _hardtanh_nan_probe(device: str) -> bool:
+    x = torch.full((67,), math.nan, dtype=torch.float64 if device != "mps" else torch.float32, device=device, requires_grad=True)
+    F.hardtanh(x).backward(torch.ones_like(x))
+    return bool((x.grad == 0).any())
+
+
+HARDTANH_NAN = Departure(
+    id="hardtanh-backward-nan-in-vector-loop", kind="quirk", title="Hardtanh's gradient at NaN depends on where the NaN sits",
+    ops=("hardtanh",), phases=("grad[input]",), devices=ALL_DEVICES,
+    what="torch's CPU hardtanh backward gives 0 for a NaN input handled by its vectorised loop and the upstream gradient g "
+         "for one in the scalar tail (x <= min_val or x >= max_val is false for NaN): 40 NaNs in a row get 0, a single one g. "
+         "The reference takes the scalar rule (g).",
+    returns="0", upstream="aten/src/ATen/native/cpu/Activation.cpp (hardtanh_backward_kernel: the vectorised and scalar branches differ at NaN)",
+    tests=("tests/test_conventions.py::test_hardtanh_gradient_at_nan_is_zero_or_the_upstream_gradient", BOTH_WAYS),
+    # 0 (torch's vector loop), or NaN on either side, as for ELU: a learner's NaN is one of the answers too.
+    region=lambda where: np.isnan(where.case.inputs["input"]),
+    rule=lambda actual, expected, limit, where: (actual == 0) | np.isnan(actual) | np.isnan(expected),
+    probe=_hardtanh_nan_probe,
+    example=Recipe(seed=0, regime="extremal", shape=(300,), knobs={"min_val": -1.0, "max_val": 1.0}), example_dtype="float64",
+)
+
+
 # --- BCE with logits at infinite logits --------------------------------------------------------
 
 
@@ -219,4 +244,29 @@ PROBABILITY_SUM_OVERFLOW = Departure(
                                                                      "reduction": "mean", "weighted": False}), example_dtype="float16",
 )
 
-DECLARED = (ELU_NAN, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW)
+# --- GELU's tanh approximation: x squared overflows float32 in the backward ------------------------
+
+OVERFLOWS_SQUARED = 2.0**64  # float32's maximum is just below 2**128
+
+
+def _gelu_tanh_probe(device: str) -> bool:
+    x = torch.tensor([1e20], device=device, requires_grad=True)
+    F.gelu(x, approximate="tanh").backward(torch.ones_like(x))
+    return bool(x.grad.isnan().any())
+
+
+GELU_TANH_OVERFLOW = Departure(
+    id="gelu-tanh-gradient-overflows-x-squared", kind="quirk", title="GELU-tanh's gradient is NaN where x² overflows float32",
+    ops=("gelu",), phases=("grad[input]",), dtypes=("float32", "bfloat16"), devices=ALL_DEVICES,
+    what="torch's backward of gelu(approximate='tanh') computes x², then 1 − tanh²u and their product in float32 "
+         "(bfloat16 computes in float32 too): past |x| = 2**64 the square is inf, tanh²u is exactly 1, and 0·inf is NaN. "
+         "The math has a limit there: the gradient is g for x → +inf and 0 for x → −inf. float16 cannot hold such an x.",
+    returns="NaN", upstream="aten/src/ATen/native/cpu/Activation.cpp (GeluBackwardKernelImpl, tanh branch: x_sq = x * x in opmath)",
+    tests=("tests/test_conventions.py::test_gelu_tanh_gradient_is_nan_where_x_squared_overflows_float32", BOTH_WAYS),
+    region=lambda where: (where.case.params.get("approximate") == "tanh") & (np.abs(where.case.inputs["input"]) > OVERFLOWS_SQUARED),
+    rule=returns_nan, probe=_gelu_tanh_probe,
+    example=Recipe(seed=1, regime="extremal", shape=(4, 4), knobs={"approximate": "tanh"}), example_dtype="float32",
+)
+
+
+DECLARED = (ELU_NAN, HARDTANH_NAN, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, GELU_TANH_OVERFLOW)

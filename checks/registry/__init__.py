@@ -10,7 +10,8 @@ import inspect
 import numpy as np
 
 import reference
-from checks.registry import activations, binary, classification, layers, regression, softmaxes
+from reference import facts
+from checks.registry import activations, binary, classification, layers, regression, smooth, softmaxes
 from checks.spec import OpSpec
 
 SITUATIONS = ("overflow", "tiny", "kink", "endpoints", "empty", "scalar", "nonfinite", "unbatched", "probabilities", "optional", "raised")
@@ -32,6 +33,12 @@ def validate(spec: OpSpec) -> OpSpec:
         raise ValueError(f"registry entry {spec.name!r}: grad_inputs {spec.grad_inputs} are not all arguments of reference.{spec.name}")
     if int(np.prod(spec.large_shape)) <= 100_000:
         raise ValueError(f"registry entry {spec.name!r}: large_shape {spec.large_shape} has <= 100k elements")
+    try:
+        math = facts.of(spec.name)
+    except ValueError as error:
+        raise ValueError(f"registry entry {spec.name!r}: {error}") from None
+    if math.derivation is None:
+        raise ValueError(f"registry entry {spec.name!r}: reference.{spec.name} has no sympy derivation (add one with @facts.derivation)")
     if not set(spec.lessons) <= set(SITUATIONS):
         raise ValueError(f"registry entry {spec.name!r}: lessons for unknown situations {sorted(set(spec.lessons) - set(SITUATIONS))}")
     return spec
@@ -39,6 +46,7 @@ def validate(spec: OpSpec) -> OpSpec:
 
 REGISTRY: tuple[OpSpec, ...] = tuple(map(validate, (
     *activations.SPECS,
+    *smooth.SPECS,
     *softmaxes.SPECS,
     *layers.SPECS,
     *classification.SPECS,

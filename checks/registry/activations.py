@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from hypothesis import strategies as st
 from torch import nn
 
 from checks.spec import Case, OpSpec
@@ -59,5 +60,15 @@ SPECS = (
         shapes=shapes(),
         knobs=knobs(alpha=unit_floats(0.05, 3.0, 1.0)),
         grad_scale=_alpha_upstream,
+    ),
+    OpSpec(
+        name="hardtanh",
+        functional=F.hardtanh,
+        module=lambda input, min_val, max_val: nn.Hardtanh(min_val, max_val)(input),
+        make=_make_reals,
+        shapes=shapes(),
+        # Bounds every dtype represents exactly: torch compares x with them in the input's dtype.
+        knobs=st.sampled_from([(-1.0, 1.0), (0.0, 6.0), (-0.5, 0.25), (-2.0, 2.0)]).map(lambda b: {"min_val": b[0], "max_val": b[1]}),
+        grad_scale=lambda case, g: {"input": 0.0},
     ),
 )

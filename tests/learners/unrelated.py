@@ -1,7 +1,7 @@
 """Functions byhand does not know."""
 
 
-def tanh(x):
+def swiglu(x):
     return x
 
 
