@@ -82,11 +82,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ] + ([f"byhand: FAULT INJECTED: {config.getoption('--fault')} (this run should fail)"] if config.getoption("--fault") else [])
 
 
-def _cells(config: pytest.Config, differentiable_only: bool) -> list[matrix.Cell]:
+def _cells(config: pytest.Config) -> list[matrix.Cell]:
     try:
-        return matrix.cells(
-            config.getoption("--device"), config.getoption("--dtype"), config.getoption("--ops"), differentiable_only=differentiable_only
-        )
+        return matrix.cells(config.getoption("--device"), config.getoption("--dtype"), config.getoption("--ops"))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -124,10 +122,9 @@ def _learner_functions(config: pytest.Config) -> list:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    for fixture, differentiable_only in (("cell", False), ("grad_cell", True)):
-        if fixture in metafunc.fixturenames:
-            found = _cells(metafunc.config, differentiable_only)
-            metafunc.parametrize(fixture, found, ids=[c.id for c in found])
+    if "cell" in metafunc.fixturenames:
+        found = _cells(metafunc.config)
+        metafunc.parametrize("cell", found, ids=[c.id for c in found])
     if "device" in metafunc.fixturenames:
         chosen = _devices(metafunc.config)
         metafunc.parametrize("device", chosen, ids=chosen)
@@ -210,8 +207,3 @@ def _skip_unsupported(c: matrix.Cell) -> matrix.Cell:
 def checked_cell(cell: matrix.Cell) -> matrix.Cell:
     """The matrix cell, skipped with torch's reason where torch cannot run it."""
     return _skip_unsupported(cell)
-
-
-@pytest.fixture
-def checked_grad_cell(grad_cell: matrix.Cell) -> matrix.Cell:
-    return _skip_unsupported(grad_cell)

@@ -150,7 +150,10 @@ def gelu_backward(grad_output: Any, input: Any, approximate: str = "none") -> np
     g = check_grad_shape(grad_output, x.shape)
     if _approximation(approximate) == "tanh":
         u = _gelu_tanh_inner(x)
-        return g * (_sigmoid(2.0 * u) + 0.5 * x * _sech2(u) * _K * (1.0 + 3.0 * _KAPPA * x**2))
+        sech2 = _sech2(u)
+        # Where sech²u is 0 the second term is 0: x² may overflow there (|x| > 2**512) and 0·inf is NaN.
+        slope = np.where(sech2 == 0, 0.0, 0.5 * x * sech2 * _K * (1.0 + 3.0 * _KAPPA * x**2))
+        return g * (_sigmoid(2.0 * u) + slope)
     phi = np.exp(-0.5 * x**2) / math.sqrt(2.0 * math.pi)
     return g * (0.5 * _erfc(-x / math.sqrt(2.0)) + x * phi)
 

@@ -125,8 +125,22 @@ def _lambdified(derivation: Derivation, args: tuple[sp.Symbol, ...], modules: st
     return sp.lambdify(args, list(derivation.derived), modules)
 
 
+def _erfc(u):
+    """mpmath's erfc, which overflows a float inside its asymptotic series past about 1e150: beyond
+    |u| = 1e4 the answer is 0 or 2 to within 10**-40000000, far below any float64 it multiplies."""
+    import mpmath
+
+    if abs(u) > 10_000:
+        return mpmath.mpf(0) if u > 0 else mpmath.mpf(2)
+    return mpmath.erfc(u)
+
+
 class _Mpmath(MpmathPrinter):
-    """mpmath's own expm1 and log1p: sympy's printer writes log(x + 1), which cancels for tiny x."""
+    """mpmath's own expm1 and log1p: sympy's printer writes log(x + 1), which cancels for tiny x;
+    erfc guarded against mpmath's overflow at huge arguments."""
+
+    def _print_erfc(self, e):
+        return f"_erfc({self._print(e.args[0])})"
 
     def _print_expm1(self, e):
         return f"{self._module_format('mpmath.expm1')}({self._print(e.args[0])})"
@@ -152,7 +166,7 @@ def _local(derivation: Derivation, modules: str) -> tuple[Callable, Callable]:
     df = sp.diff(f, derivation.inputs[0])
     if modules == "mpmath":
         printer = _Mpmath({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True, "user_functions": {}})
-        return tuple(sp.lambdify(args, stable(e), modules="mpmath", printer=printer) for e in (f, df))
+        return tuple(sp.lambdify(args, stable(e), modules=[{"_erfc": _erfc}, "mpmath"], printer=printer) for e in (f, df))
     return tuple(sp.lambdify(args, e, modules) for e in (f, df))
 
 

@@ -1,7 +1,7 @@
 """Every registry op, on every device and dtype: the hand math against torch.
 
-Forward: the reference against torch's functional and its nn.Module. Gradient: the hand-derived
-``<op>_backward`` against autograd, for a random upstream gradient. Inputs are drawn by regime
+Forward: the reference against torch's functional and its nn.Module; gradient: the hand-derived
+``<op>_backward`` against autograd, for a random upstream gradient; both from the same draw. Inputs are drawn by regime
 (normal, small, large, extremal) from the op's registry entry.
 """
 from __future__ import annotations
@@ -17,19 +17,13 @@ from checks.strategies import recipes
 
 
 @given(data=st.data())
-def test_forward_matches_functional_and_module(checked_cell, data):
-    recipe = data.draw(recipes(checked_cell.spec), label="recipe")
-    for record in Runner(checked_cell.spec, checked_cell.device, checked_cell.dtype).run(recipe, gradient=False):
-        assert_agrees(record)
-
-
-@given(data=st.data())
-def test_hand_gradient_matches_autograd(checked_grad_cell, data):
-    c = checked_grad_cell
+def test_forward_and_hand_gradient_match_torch(checked_cell, data):
+    """One draw, every comparison: the functional's and the module's forward, and (for a
+    differentiable op) each hand gradient against autograd. Each failure names its phase."""
+    c = checked_cell
     recipe = data.draw(recipes(c.spec), label="recipe")
-    for record in Runner(c.spec, c.device, c.dtype).run(recipe):
-        if record.context.phase.startswith("grad"):
-            assert_agrees(record)
+    for record in Runner(c.spec, c.device, c.dtype).run(recipe, gradient=c.spec.differentiable):
+        assert_agrees(record)
 
 
 @settings(max_examples=1)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import reference
+from reference import oracle
 from checks import departures, dtypes
 from checks.tolerance import bound
 
@@ -104,6 +105,17 @@ def test_hardtanh_gradient_at_nan_is_zero_or_the_upstream_gradient():
     assert ((grad == 0) | (grad == 1.0)).all()
     assert (grad == 0).any() == departures.shows(departures.get("hardtanh-backward-nan-in-vector-loop"), "cpu")
     assert reference.hardtanh_backward(np.ones(67), np.full(67, nan)).tolist() == [1.0] * 67
+
+
+def test_silu_is_zero_in_float32_where_exp_overflows():
+    """x σ(x) at x = −89 is −3.9e-37, a normal float32 (the oracle and the reference agree); torch
+    gives −0 where its probe says so (quirk silu-float32-exp-overflow), and is right above −88.72."""
+    x = np.array([-89.0, -88.5])
+    truth = oracle.forward("silu", x)
+    assert np.all(np.abs(truth) > np.finfo(np.float32).tiny) and np.allclose(reference.silu(x), truth, rtol=1e-15, atol=0)
+    theirs = F.silu(torch.tensor(x, dtype=torch.float32)).double().numpy()
+    assert abs(theirs[1] - truth[1]) <= 1e-6 * abs(truth[1])
+    assert (theirs[0] == 0) == departures.shows(departures.get("silu-float32-exp-overflow"), "cpu")
 
 
 # --- BCE: the clamp, the gradient floor, and float16 ------------------------------------------

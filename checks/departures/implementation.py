@@ -69,6 +69,32 @@ HARDTANH_NAN = Departure(
 )
 
 
+# --- SiLU in float32: x / (1 + exp(-x)) is -0 once exp(-x) overflows ------------------------------
+
+EXP_OVERFLOWS = {"float64": -math.log(float(np.finfo(np.float64).max))}  # -709.78; the others compute in float32
+EXP_OVERFLOWS_FLOAT32 = -math.log(float(np.finfo(np.float32).max))  # -88.72
+
+
+def _silu_probe(device: str) -> bool:
+    return bool(F.silu(torch.tensor([-89.0], device=device)) == 0)
+
+
+SILU_EXP_OVERFLOW = Departure(
+    id="silu-float32-exp-overflow", kind="quirk", title="SiLU is −0 below x = −88.72 (float32) or −709.78 (float64), where the truth is still normal",
+    ops=("silu",), phases=("forward",), dtypes=("float32", "bfloat16", "float64"), devices=ALL_DEVICES,
+    what="torch evaluates x / (1 + exp(−x)) in float32 (bfloat16 computes in float32 too): exp(−x) overflows below "
+         "x = −88.72 and the quotient is −0, where the true x·σ(x) ≈ x·eˣ is a normal float32 down to about x = −95 "
+         "(−3.2e-37 at x = −88.5, torch's last nonzero value). float64 does the same below x = −709.78. "
+         "The gradient there is within its scale.",
+    returns="−0", upstream="aten/src/ATen/native/cpu/Activation.cpp (silu_kernel: x / (1 + exp(-x)))",
+    tests=("tests/test_conventions.py::test_silu_is_zero_in_float32_where_exp_overflows", BOTH_WAYS),
+    region=lambda where: where.case.inputs["input"] < EXP_OVERFLOWS.get(where.case.info.name if where.case.info else "", EXP_OVERFLOWS_FLOAT32),
+    rule=lambda actual, expected, limit, where: actual == 0,
+    probe=_silu_probe,
+    example=Recipe(seed=0, regime="large", shape=(3, 5, 8), knobs={}), example_dtype="float32",
+)
+
+
 # --- BCE with logits at infinite logits --------------------------------------------------------
 
 
@@ -246,7 +272,7 @@ PROBABILITY_SUM_OVERFLOW = Departure(
 
 # --- GELU's tanh approximation: x squared overflows float32 in the backward ------------------------
 
-OVERFLOWS_SQUARED = 2.0**64  # float32's maximum is just below 2**128
+OVERFLOWS_SQUARED = {"float64": 2.0**512}  # float32 (and bfloat16, computed in float32) overflow past 2**64
 
 
 def _gelu_tanh_probe(device: str) -> bool:
@@ -256,17 +282,19 @@ def _gelu_tanh_probe(device: str) -> bool:
 
 
 GELU_TANH_OVERFLOW = Departure(
-    id="gelu-tanh-gradient-overflows-x-squared", kind="quirk", title="GELU-tanh's gradient is NaN where x² overflows float32",
-    ops=("gelu",), phases=("grad[input]",), dtypes=("float32", "bfloat16"), devices=ALL_DEVICES,
+    id="gelu-tanh-gradient-overflows-x-squared", kind="quirk", title="GELU-tanh's gradient is NaN where x² overflows",
+    ops=("gelu",), phases=("grad[input]",), devices=ALL_DEVICES,
     what="torch's backward of gelu(approximate='tanh') computes x², then 1 − tanh²u and their product in float32 "
          "(bfloat16 computes in float32 too): past |x| = 2**64 the square is inf, tanh²u is exactly 1, and 0·inf is NaN. "
-         "The math has a limit there: the gradient is g for x → +inf and 0 for x → −inf. float16 cannot hold such an x.",
+         "float64 does the same past |x| = 2**512. "
+         "The math has a limit there: the gradient is g for x → +inf and 0 for x → −inf. In float16 only ±inf is that large.",
     returns="NaN", upstream="aten/src/ATen/native/cpu/Activation.cpp (GeluBackwardKernelImpl, tanh branch: x_sq = x * x in opmath)",
     tests=("tests/test_conventions.py::test_gelu_tanh_gradient_is_nan_where_x_squared_overflows_float32", BOTH_WAYS),
-    region=lambda where: (where.case.params.get("approximate") == "tanh") & (np.abs(where.case.inputs["input"]) > OVERFLOWS_SQUARED),
+    region=lambda where: (where.case.params.get("approximate") == "tanh")
+    & (np.abs(where.case.inputs["input"]) > OVERFLOWS_SQUARED.get(where.case.info.name if where.case.info else "", 2.0**64)),
     rule=returns_nan, probe=_gelu_tanh_probe,
     example=Recipe(seed=1, regime="extremal", shape=(4, 4), knobs={"approximate": "tanh"}), example_dtype="float32",
 )
 
 
-DECLARED = (ELU_NAN, HARDTANH_NAN, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, GELU_TANH_OVERFLOW)
+DECLARED = (ELU_NAN, HARDTANH_NAN, SILU_EXP_OVERFLOW, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, GELU_TANH_OVERFLOW)

@@ -95,6 +95,18 @@ def formula(tex: str, size: float = 11.0) -> Formula:
     return Formula(tex, "data:image/svg+xml;base64," + base64.b64encode(svg).decode(), width, height, float(depth))
 
 
+def drawable(tex: str, size: float = 11.0) -> bool:
+    """Whether mathtext can lay ``tex`` out: what :func:`formula` needs, at a third of its cost."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.mathtext import MathTextParser
+
+    try:
+        MathTextParser("path").parse(f"${tex}$", dpi=72, prop=FontProperties(size=size))
+    except ValueError:
+        return False
+    return True
+
+
 def split_math(text: str) -> list[tuple[str, str]]:
     """Prose with ``$...$`` math as ("text", str) and ("math", TeX) pieces, in order."""
     return [("math" if odd else "text", piece) for odd, piece in ((i % 2, p) for i, p in enumerate(_MATH.split(text))) if piece]
