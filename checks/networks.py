@@ -25,17 +25,16 @@ from hypothesis import strategies as st
 from torch import nn
 
 import reference
-from reference import network
+from reference import facts, network
 from checks import dtypes
 from checks.compare import Comparison, Context, compare
-from checks.registry import get
+from checks.registry import REGISTRY, get
 from checks.runner import to_numpy
 from checks.spec import Case
 from checks.tolerance import k_for
 
-ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "elu", "softmax", None)
+ACTIVATIONS = (*(spec.name for spec in REGISTRY if spec.layer is not None), None)  # the registry's layers, or none
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse_loss", "l1_loss")
-_MODULES = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "softmax": lambda **kw: nn.Softmax(**kw)}
 
 
 @dataclass(frozen=True)
@@ -69,13 +68,10 @@ def architectures(draw: st.DrawFn) -> Architecture:
 
 
 def _layer_params(activation: str | None, draw: st.DrawFn) -> dict[str, Any]:
-    if activation == "leaky_relu":
-        return {"negative_slope": draw(st.sampled_from([0.01, 0.2]))}
-    if activation == "elu":
-        return {"alpha": draw(st.sampled_from([1.0, 0.5]))}
-    if activation == "softmax":
-        return {"dim": -1}
-    return {}
+    if activation is None:
+        return {}
+    spec = get(activation)
+    return draw(spec.layer_knobs if spec.layer_knobs is not None else spec.knobs)
 
 
 def build_model(arch: Architecture, info: dtypes.DtypeInfo, device: str) -> nn.Sequential:
@@ -85,7 +81,7 @@ def build_model(arch: Architecture, info: dtypes.DtypeInfo, device: str) -> nn.S
     for (a, b), act, params in zip(zip(arch.widths[:-1], arch.widths[1:]), arch.activations, arch.params):
         modules.append(nn.Linear(a, b))
         if act:
-            modules.append(_MODULES[act](**params))
+            modules.append(get(act).layer(**params))
     return nn.Sequential(*modules).to(device=device, dtype=info.torch)
 
 
@@ -171,21 +167,20 @@ def check_links(model: nn.Sequential, arch: Architecture, dtype: str, device: st
 
 def forward_magnitudes(layers: list[network.Layer], x: np.ndarray) -> list[np.ndarray]:
     """The size at which each layer's input carries rounding error: |x|, then |W| M + |b| through
-    a Linear layer (a sum can cancel to far below its terms), M through ReLU-like layers (slopes
-    <= 1; ELU scales by alpha), and p + M/4 (sigmoid) or p + max M/2 (softmax): their derivatives
-    are at most 1/4 and 1/2 in the infinity norm."""
+    a Linear layer (a sum can cancel to far below its terms), and |f(h)| + L M through an activation
+    whose derivative is at most L in size (its ``lipschitz`` fact: 1/4 for sigmoid, 1 for ReLU,
+    alpha for ELU); an op that mixes its row (softmax, L = 1/2 in the infinity norm) passes on the
+    row's largest M."""
     m, h, sizes = np.abs(x), x, []
     for name, params in layers:
         sizes.append(m)
         out = network._LAYERS[name][0](h, **params)
         if name == "linear":
             m = reference.linear(m, np.abs(params["weight"]), None if params.get("bias") is None else np.abs(params["bias"]))
-        elif name == "elu":
-            m = m * max(1.0, params.get("alpha", 1.0))
-        elif name == "sigmoid":
-            m = out + m / 4
-        elif name == "softmax":
-            m = out + np.max(m, axis=params["dim"], keepdims=True) / 2
+        else:
+            known = facts.of(name)
+            spread = np.max(m, axis=params["dim"], keepdims=True) if known.mixes else m
+            m = np.abs(out) + known.lipschitz(params) * spread
         h = out
     return sizes + [m]
 
@@ -223,11 +218,11 @@ def gradient_magnitudes(layers: list[network.Layer], x: np.ndarray, loss: str, t
             g, gw, gb = reference.linear_backward(g, m, arrays["weight"], arrays.get("bias"))
             sizes.append({"weight": np.maximum(gw, own["weight"])} | ({} if gb is None else {"bias": np.maximum(gb, own["bias"])}))
             continue
-        if name == "softmax":
+        if facts.of(name).mixes:  # softmax: |p_i (delta_ij - p_j)| summed against g
             p = reference.softmax(h, params["dim"])
             chain = p * (g + np.sum(g * p, axis=params["dim"], keepdims=True))
-        else:  # sigmoid, relu, leaky_relu, elu: non-negative local derivatives
-            chain = getattr(reference, f"{name}_backward")(g, h, **params)
+        else:  # elementwise: |f'(h)| g
+            chain = np.abs(network._LAYERS[name][1](g, h, **params))
         g = np.maximum(chain, own["input"])
         sizes.append({})
     return sizes[::-1]

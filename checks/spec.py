@@ -85,6 +85,10 @@ class OpSpec:
     course_shapes: st.SearchStrategy[tuple[int, ...]] | None = None
     course_knobs: st.SearchStrategy[dict[str, Any]] | None = None
     lessons: dict[str, str] = field(default_factory=dict)
+    # A network layer (checks/networks.py): the nn.Module class built with the drawn knobs, and the
+    # knobs a network draws (default: ``knobs``; softmax's must be dim=-1).
+    layer: Callable[..., torch.nn.Module] | None = None
+    layer_knobs: st.SearchStrategy[dict[str, Any]] | None = None
 
     @property
     def forward(self) -> Callable[..., np.ndarray]:

@@ -5,8 +5,8 @@ in reverse and applies each layer's hand-derived ``_backward``: the chain rule, 
 exactly the notebooks' z0 = X w0 + b0, z1 = z0 w1 + b1, S(z1), loss, and the per-weight gradients.
 
 A layer is ``(name, params)``: ``("linear", {"weight": W, "bias": b})``, ``("relu", {})``,
-``("leaky_relu", {"negative_slope": a})``, ``("elu", {"alpha": a})``, ``("sigmoid", {})``,
-``("softmax", {"dim": -1})``.
+``("leaky_relu", {"negative_slope": a})``, ``("gelu", {"approximate": "tanh"})``, ``("softmax", {"dim": -1})``:
+Linear, or any activation whose reference declares a ``lipschitz`` fact (``LAYER_NAMES``).
 """
 from __future__ import annotations
 
@@ -15,20 +15,25 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from reference import activations, binary, classification, layers as linear_layers, regression, softmaxes
+from reference import binary, classification, layers as linear_layers, regression
 from reference._validation import as_float
 
 Layer = tuple[str, dict[str, Any]]
 
-# Each layer and loss with its hand-derived gradient, side by side.
-_LAYERS = {
-    "linear": (linear_layers.linear, linear_layers.linear_backward),
-    "sigmoid": (activations.sigmoid, activations.sigmoid_backward),
-    "relu": (activations.relu, activations.relu_backward),
-    "leaky_relu": (activations.leaky_relu, activations.leaky_relu_backward),
-    "elu": (activations.elu, activations.elu_backward),
-    "softmax": (softmaxes.softmax, softmaxes.softmax_backward),
-}
+def _layers() -> dict[str, tuple]:
+    """Linear, and every reference op that declares itself a layer (a ``lipschitz`` fact: how much
+    it can amplify an error in its input), each with its hand-derived gradient."""
+    import reference
+
+    found = {"linear": (linear_layers.linear, linear_layers.linear_backward)}
+    for name in reference.__all__:
+        function = getattr(reference, name)
+        if getattr(getattr(function, "facts", None), "lipschitz", None) is not None:
+            found[name] = (function, getattr(reference, f"{name}_backward"))
+    return found
+
+
+_LAYERS = _layers()
 _LOSSES = {
     "cross_entropy": (classification.cross_entropy, classification.cross_entropy_backward),
     "binary_cross_entropy": (binary.binary_cross_entropy, binary.binary_cross_entropy_backward),

@@ -39,6 +39,8 @@ def validate(spec: OpSpec) -> OpSpec:
         raise ValueError(f"registry entry {spec.name!r}: {error}") from None
     if math.derivation is None:
         raise ValueError(f"registry entry {spec.name!r}: reference.{spec.name} has no sympy derivation (add one with @facts.derivation)")
+    if (spec.layer is None) != (math.lipschitz is None):
+        raise ValueError(f"registry entry {spec.name!r}: a network layer needs both an nn.Module (layer=) and reference facts' lipschitz bound")
     if not set(spec.lessons) <= set(SITUATIONS):
         raise ValueError(f"registry entry {spec.name!r}: lessons for unknown situations {sorted(set(spec.lessons) - set(SITUATIONS))}")
     return spec

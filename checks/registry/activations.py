@@ -23,6 +23,7 @@ def _alpha_upstream(case: Case, grad_output: np.ndarray) -> dict:
 SPECS = (
     OpSpec(
         name="sigmoid",
+        layer=nn.Sigmoid,
         functional=torch.sigmoid,
         module=lambda input: nn.Sigmoid()(input),
         make=_make_reals,
@@ -34,6 +35,7 @@ SPECS = (
     ),
     OpSpec(
         name="relu",
+        layer=nn.ReLU,
         functional=F.relu,
         module=lambda input: nn.ReLU()(input),
         make=_make_reals,
@@ -45,6 +47,7 @@ SPECS = (
     ),
     OpSpec(
         name="leaky_relu",
+        layer=nn.LeakyReLU,
         functional=F.leaky_relu,
         module=lambda input, negative_slope: nn.LeakyReLU(negative_slope)(input),
         make=_make_reals,
@@ -54,6 +57,7 @@ SPECS = (
     ),
     OpSpec(
         name="elu",
+        layer=nn.ELU,
         functional=F.elu,
         module=lambda input, alpha: nn.ELU(alpha)(input),
         make=_make_reals,
@@ -63,6 +67,7 @@ SPECS = (
     ),
     OpSpec(
         name="hardtanh",
+        layer=nn.Hardtanh,
         functional=F.hardtanh,
         module=lambda input, min_val, max_val: nn.Hardtanh(min_val, max_val)(input),
         make=_make_reals,

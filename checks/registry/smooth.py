@@ -42,6 +42,7 @@ def _gelu_gradient(case: Case, grad_output: np.ndarray) -> dict:
 SPECS = (
     OpSpec(
         name="tanh",
+        layer=nn.Tanh,
         functional=torch.tanh,
         module=lambda input: nn.Tanh()(input),
         make=_make_reals,
@@ -50,6 +51,7 @@ SPECS = (
     ),
     OpSpec(
         name="softplus",
+        layer=nn.Softplus,
         functional=F.softplus,
         module=lambda input, beta, threshold: nn.Softplus(beta, threshold)(input),
         make=_make_reals,
@@ -60,6 +62,7 @@ SPECS = (
     ),
     OpSpec(
         name="logsigmoid",
+        layer=nn.LogSigmoid,
         functional=F.logsigmoid,
         module=lambda input: nn.LogSigmoid()(input),
         make=_make_reals,
@@ -67,6 +70,7 @@ SPECS = (
     ),
     OpSpec(
         name="gelu",
+        layer=nn.GELU,
         functional=F.gelu,
         module=lambda input, approximate: nn.GELU(approximate)(input),
         make=_make_reals,
@@ -78,6 +82,7 @@ SPECS = (
     ),
     OpSpec(
         name="silu",
+        layer=nn.SiLU,
         functional=F.silu,
         module=lambda input: nn.SiLU()(input),
         make=_make_reals,
@@ -86,6 +91,7 @@ SPECS = (
     ),
     OpSpec(
         name="mish",
+        layer=nn.Mish,
         functional=F.mish,
         module=lambda input: nn.Mish()(input),
         make=_make_reals,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch.nn.functional as F
+from hypothesis import strategies as st
 from torch import nn
 
 from checks.spec import Case, OpSpec
@@ -31,6 +32,8 @@ def _row_sum(case: Case, grad_output: np.ndarray) -> dict:
 SPECS = (
     OpSpec(
         name="softmax",
+        layer=nn.Softmax,
+        layer_knobs=st.just({"dim": -1}),
         functional=F.softmax,
         module=lambda input, dim: nn.Softmax(dim=dim)(input),
         make=_make,
