@@ -58,8 +58,8 @@ def against(name: str, target: float, low: float, high: float, xlabel: str, **pa
     """A loss of x against a fixed target, element by element, and its derivative in x."""
     def values(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y = np.full_like(t, target)
-        return (_ref(name)(t, y, reduction="none", **params),
-                _ref(f"{name}_backward")(np.ones_like(t), t, y, reduction="none", **params))
+        gradient = _ref(f"{name}_backward")(np.ones_like(t), t, y, reduction="none", **params)
+        return _ref(name)(t, y, reduction="none", **params), gradient[0] if isinstance(gradient, tuple) else gradient
 
     return Curve(low, high, xlabel, "loss", values)
 

@@ -59,6 +59,8 @@ def _reduce(loss: Any, reduction: str, divisor: Any = None) -> np.ndarray:
     if reduction == "none":
         return loss
     total = mpmath.fsum(loss.ravel())
+    if reduction == "batchmean":  # kl_div: per sample, the first dimension's size (a 0-d loss is one)
+        divisor = loss.shape[0] if loss.ndim else 1
     return np.array(total if reduction == "sum" else _divide(total, loss.size if divisor is None else divisor), dtype=object)
 
 
@@ -67,6 +69,8 @@ def _spread(g: np.ndarray, shape: tuple[int, ...], reduction: str, divisor: Any 
     if reduction == "none":
         return g
     scalar = g.reshape(())[()]
+    if reduction == "batchmean":
+        divisor = shape[0] if len(shape) else 1
     return np.full(shape, scalar if reduction == "sum" else _divide(scalar, int(np.prod(shape)) if divisor is None else divisor), dtype=object)
 
 
@@ -203,21 +207,21 @@ def _exact(value: Any) -> Any:
     return value
 
 
-def _pointwise(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Callable, Callable, list[Any], str | None]:
-    """f and df/dx lambdified from the op's derivation, the values of its inputs and parameters in
+def _pointwise(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Callable, tuple[Callable, ...], list[Any], str | None]:
+    """f and its derivatives lambdified from the op's derivation, the values of its inputs and parameters in
     the derivation's order (a parameter torch takes as None at its ``absent`` value, one not given
     at the reference's default), and the reduction (None for an activation)."""
     kwargs = dict(kwargs)
     chosen = {name: kwargs.pop(name) for name in symbolic.choices(op) if name in kwargs}
     derivation = symbolic.derive(op, **chosen)
-    f, df = derivation.local("mpmath")
+    f, *df = derivation.local("mpmath")
     defaults = {n: p.default for n, p in inspect.signature(getattr(reference, op)).parameters.items()}
     reduction = kwargs.pop("reduction", defaults.get("reduction"))
     values = list(args)
     for name in derivation.params:
         value = kwargs.get(name, defaults.get(name))
         values.append(mpmath.mpf(derivation.absent[name]) if value is None else value)
-    return f, df, values, reduction
+    return f, tuple(df), values, reduction
 
 
 def _elementwise(function: Callable, values: list[Any]) -> np.ndarray:
@@ -243,9 +247,12 @@ def backward(op: str, grad_output: Any, *args: Any, **kwargs: Any) -> Any:
         if op in BACKWARD:
             result = BACKWARD[op](g, *args, **kwargs)
         else:
-            _, df, values, reduction = _pointwise(op, args, kwargs)
-            local = _elementwise(df, values)
-            result = local * (g if reduction is None else _spread(g, local.shape, reduction))
+            _, derivatives, values, reduction = _pointwise(op, args, kwargs)
+            grads = []
+            for df in derivatives:
+                local = _elementwise(df, values)
+                grads.append(local * (g if reduction is None else _spread(g, local.shape, reduction)))
+            result = grads[0] if len(grads) == 1 else tuple(grads)
     if isinstance(result, tuple):
         return tuple(None if r is None else to_float(r) for r in result)
     return to_float(result)

@@ -76,6 +76,8 @@ class Derivation:
     inputs: tuple[sp.Symbol, ...] = ()
     params: dict[str, sp.Symbol] = field(default_factory=dict)
     absent: dict[str, float] = field(default_factory=dict)
+    # How many of the leading inputs are differentiated (kl_div: input and target).
+    differentiated: int = 1
     # A vector op: one example for the third path, drawn from a numpy Generator.
     example: Callable[[np.random.Generator], Example] | None = None
 
@@ -112,9 +114,9 @@ class Derivation:
         return fn(*(values[str(s)] for s in args))
 
 
-    def local(self, modules: str = "numpy") -> tuple[Callable, Callable]:
-        """A pointwise op's f and df/d(first input), each a function of (*inputs, *params) in that
-        order, from the definition and ``sympy.diff`` of it."""
+    def local(self, modules: str = "numpy") -> tuple[Callable, ...]:
+        """A pointwise op's f, then df/d(input) for each differentiated input, each a function of
+        (*inputs, *params) in that order, from the definition and ``sympy.diff`` of it."""
         if self.pointwise is None:
             raise ValueError(f"{self.op}: not a pointwise derivation")
         return _local(self, modules)
@@ -160,14 +162,14 @@ def stable(expr: sp.Expr) -> sp.Expr:
 
 
 @functools.lru_cache(maxsize=None)
-def _local(derivation: Derivation, modules: str) -> tuple[Callable, Callable]:
+def _local(derivation: Derivation, modules: str) -> tuple[Callable, ...]:
     args = (*derivation.inputs, *derivation.params.values())
     f = derivation.pointwise
-    df = sp.diff(f, derivation.inputs[0])
+    exprs = (f, *(sp.diff(f, v) for v in derivation.inputs[: derivation.differentiated]))
     if modules == "mpmath":
         printer = _Mpmath({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True, "user_functions": {}})
-        return tuple(sp.lambdify(args, stable(e), modules=[{"_erfc": _erfc}, "mpmath"], printer=printer) for e in (f, df))
-    return tuple(sp.lambdify(args, e, modules) for e in (f, df))
+        return tuple(sp.lambdify(args, stable(e), modules=[{"_erfc": _erfc}, "mpmath"], printer=printer) for e in exprs)
+    return tuple(sp.lambdify(args, e, modules) for e in exprs)
 
 
 

@@ -118,6 +118,50 @@ def test_silu_is_zero_in_float32_where_exp_overflows():
     assert (theirs[0] == 0) == departures.shows(departures.get("silu-float32-exp-overflow"), "cpu")
 
 
+def test_kl_div_target_gradient_loses_the_one_where_g_times_t_is_subnormal():
+    """d/dt [t log t − t x] = log t + 1 − x, as the reference computes it even at t = 5e-324; torch's
+    (g·t)/t is 1 only where g·t is a normal number (quirk kl-div-target-gradient-subnormal-product)."""
+    x, t, g = np.array([-2.0, -2.0]), np.array([5e-324, 0.25]), np.array([0.3, 0.3])
+    hand = reference.kl_div_backward(g, x, t, reduction="none")[1]
+    assert np.allclose(hand, g * (np.log(t) + 1.0 - x), rtol=1e-15, atol=0)
+    T = torch.tensor(t, requires_grad=True)
+    F.kl_div(torch.tensor(x), T, reduction="none").backward(torch.tensor(g))
+    assert abs(T.grad[1].item() - hand[1]) <= 1e-15 * abs(hand[1])
+    quirk = departures.shows(departures.get("kl-div-target-gradient-subnormal-product"), "cpu")
+    assert (abs(T.grad[0].item() - hand[0]) > 0.1) == quirk and abs(T.grad[0].item() - hand[0]) <= 0.3 + 1e-12
+
+
+def test_kl_div_log_target_gradient_overflows_in_the_dtype():
+    """g·e^s(s − x + 1) = 2·e^-1·(3e38) = 2.2e38 fits float32; torch forms 2·(s − x) first, which
+    does not (quirk kl-div-log-target-gradient-overflows)."""
+    s, x = np.array([-1.0]), np.array([-3e38])
+    hand = reference.kl_div_backward(np.array([2.0]), x, s, reduction="none", log_target=True)[1]
+    assert np.isfinite(hand).all() and hand[0] < np.finfo(np.float32).max
+    S = torch.tensor(s, dtype=torch.float32, requires_grad=True)
+    F.kl_div(torch.tensor(x, dtype=torch.float32), S, reduction="none", log_target=True).backward(torch.tensor([2.0]))
+    assert bool(S.grad.isinf().all()) == departures.shows(departures.get("kl-div-log-target-gradient-overflows"), "cpu")
+
+
+def test_kl_div_log_target_is_nan_at_minus_inf_where_exp_underflows():
+    """e^s (s − x) at x = −inf, s = −100 is +inf (the reference, and torch in float32, where e^-100
+    is a subnormal); bfloat16 rounds e^-100 to 0 and gives 0·inf (quirk kl-div-log-target-rounds-exp-to-the-dtype)."""
+    x, s = np.array([-np.inf]), np.array([-100.0])
+    assert reference.kl_div(x, s, reduction="none", log_target=True).tolist() == [np.inf]
+    assert F.kl_div(torch.tensor(x, dtype=torch.float32), torch.tensor(s, dtype=torch.float32), reduction="none", log_target=True).tolist() == [np.inf]
+    theirs = F.kl_div(torch.tensor(x, dtype=torch.bfloat16), torch.tensor(s, dtype=torch.bfloat16), reduction="none", log_target=True)
+    assert bool(theirs.isnan().all()) == departures.shows(departures.get("kl-div-log-target-rounds-exp-to-the-dtype"), "cpu")
+
+
+def test_kl_div_batchmean_sums_in_the_dtype_before_dividing():
+    """100 terms of 1000 over a batch of 2: the KL per sample is 50000, a float16 number (the
+    reference); torch sums to 1e5 in float16 first (quirk kl-div-sum-overflows-before-dividing)."""
+    x, t = np.full((2, 50), -1000.0), np.ones((2, 50))
+    assert reference.kl_div(x, t, reduction="batchmean") == 50000.0
+    theirs = F.kl_div(torch.tensor(x, dtype=torch.float16), torch.tensor(t, dtype=torch.float16), reduction="batchmean")
+    assert bool(theirs.isinf()) == departures.shows(departures.get("kl-div-sum-overflows-before-dividing"), "cpu")
+    assert bool(theirs.isinf()) or theirs.item() == 50000.0
+
+
 # --- BCE: the clamp, the gradient floor, and float16 ------------------------------------------
 
 

@@ -72,9 +72,9 @@ def _pointwise_example(derivation: symbolic.Derivation, rng: np.random.Generator
     values = {str(s): v for s, v in zip(derivation.inputs, arrays)} | {str(derivation.params[n]): v for n, v in params.items()}
     values |= {str(derivation.params[n]): v for n, v in derivation.absent.items()}
     kwargs = params | ({"reduction": "none"} if others else {})
-    _, df = derivation.local()
+    _, *derivatives = derivation.local()
     args = [values[str(s)] for s in (*derivation.inputs, *derivation.params.values())]
-    return symbolic.Example(tuple(arrays), kwargs, g, values, lambda _: (g * np.vectorize(df)(*args),))
+    return symbolic.Example(tuple(arrays), kwargs, g, values, lambda _: tuple(g * np.vectorize(df)(*args) for df in derivatives))
 
 
 def _three_paths(spec):

@@ -95,6 +95,123 @@ SILU_EXP_OVERFLOW = Departure(
 )
 
 
+# --- kl_div's target gradient, taken through xlogy's backward ---------------------------------------
+
+
+def _kl_spread(where: Where) -> np.ndarray:
+    """The upstream gradient each element of kl_div receives (1/N for 'mean', 1/size(0) for 'batchmean')."""
+    from reference._validation import reduce_backward
+
+    x, reduction = where.case.inputs["input"], where.case.params["reduction"]
+    how, divisor = ("mean", x.shape[0] if x.ndim else 1) if reduction == "batchmean" else (reduction, None)
+    return np.abs(reduce_backward(where.grad_output, x.shape, how, divisor))
+
+
+def _kl_subnormal_probe(device: str) -> bool:
+    t = torch.tensor([5e-324], dtype=torch.float64 if device != "mps" else torch.float32, device=device, requires_grad=True)
+    F.kl_div(torch.full_like(t, -2.0).detach(), t, reduction="none").backward(torch.full_like(t, 0.3))
+    return bool(abs(float(t.grad) - 0.3 * (math.log(5e-324) + 3.0)) > 0.1)
+
+
+KL_TARGET_SUBNORMAL = Departure(
+    id="kl-div-target-gradient-subnormal-product", kind="quirk", title="kl_div's target gradient loses its +1 where g·t is subnormal",
+    ops=("kl_div",), phases=("grad[target]",), devices=ALL_DEVICES,
+    what="torch builds kl_div from xlogy(t, t) − t·x, so autograd takes the target's gradient through xlogy's backward, "
+         "g·log t + (g·t)/t. Where g·t is subnormal in the dtype it has lost bits (or is 0), and (g·t)/t is anywhere "
+         "between 0 and 2g instead of g: the +1 of log t + 1 − x is off by up to one upstream gradient.",
+    returns="the gradient off by up to |g|", upstream="tools/autograd/derivatives.yaml (xlogy: other: grad * self / other)",
+    tests=("tests/test_conventions.py::test_kl_div_target_gradient_loses_the_one_where_g_times_t_is_subnormal", BOTH_WAYS),
+    region=lambda where: (not where.case.params["log_target"]) & (where.case.inputs["target"] > 0)
+    & (_kl_spread(where) * np.abs(where.case.inputs["target"]) < 2 * where.case.info.tiny),
+    rule=lambda actual, expected, limit, where: np.abs(actual - expected) <= _kl_spread(where) + limit,
+    probe=_kl_subnormal_probe,
+    example=Recipe(seed=0, regime="extremal", shape=(1,), knobs={"reduction": "none", "log_target": False}), example_dtype="float64",
+)
+
+
+def _kl_overflow_probe(device: str) -> bool:
+    s = torch.tensor([-1.0], device=device, requires_grad=True)
+    F.kl_div(torch.tensor([-3e38], device=device), s, reduction="none", log_target=True).backward(torch.tensor([2.0], device=device))
+    return bool(s.grad.isinf().any())
+
+
+KL_LOG_TARGET_OVERFLOW = Departure(
+    id="kl-div-log-target-gradient-overflows", kind="quirk", title="kl_div's log-target gradient overflows before e^s brings it back",
+    ops=("kl_div",), phases=("grad[target]",), devices=ALL_DEVICES,
+    what="With log_target=True the target's gradient g·e^s(s − x + 1) is formed as g·(s − x) first, in the dtype: "
+         "where that product passes the dtype's maximum it is ±inf, though e^s ≤ 1 would bring the true value back in range.",
+    returns="±inf", upstream="tools/autograd/derivatives.yaml (exp and mul: the backward of e^s·(s − x), in the input dtype)",
+    tests=("tests/test_conventions.py::test_kl_div_log_target_gradient_overflows_in_the_dtype", BOTH_WAYS),
+    region=lambda where: where.case.params["log_target"]
+    & (_kl_spread(where) * (np.abs(where.case.inputs["target"] - where.case.inputs["input"]) + 1) > where.case.info.max / 2),
+    rule=returns_inf, probe=_kl_overflow_probe,
+    example=Recipe(seed=0, regime="extremal", shape=(3, 5), knobs={"reduction": "none", "log_target": True}), example_dtype="bfloat16",
+)
+
+
+def _kl_subnormal_exp(where: Where) -> np.ndarray:
+    """Elements whose e^s is below the dtype's smallest normal: torch holds it with fewer bits, or 0."""
+    return where.case.params["log_target"] & (np.exp(where.case.inputs["target"]) < where.case.info.tiny)
+
+
+def _kl_subnormal_exp_rule(actual, expected, limit, where: Where) -> np.ndarray:
+    """NaN (0·inf at x = −inf), or off by at most the subnormal's spacing times |s − x| + 1 (times g)."""
+    x, t = where.case.inputs["input"], where.case.inputs["target"]
+    with np.errstate(all="ignore"):
+        slack = np.where(_kl_subnormal_exp(where), (np.abs(t - x) + 1.0) * where.case.info.subnormal, 0.0)
+        if where.phase != "forward":
+            slack = slack * _kl_spread(where)
+        elif where.case.params["reduction"] != "none":
+            slack = np.sum(slack) / (1 if where.case.params["reduction"] == "sum" else max(x.shape[0] if x.ndim else 1, 1) if where.case.params["reduction"] == "batchmean" else max(x.size, 1))
+        return np.isnan(actual) | (np.abs(actual - expected) <= 2 * slack + limit)
+
+
+def _kl_sum_probe(device: str) -> bool:
+    x = torch.full((2, 50), -1000.0, dtype=torch.float16, device=device)
+    return bool(F.kl_div(x, torch.ones_like(x), reduction="batchmean").isinf())
+
+
+def _kl_sum_overflows(where: Where) -> np.ndarray:
+    if where.case.params["reduction"] not in ("mean", "batchmean"):
+        return np.asarray(False)
+    with np.errstate(all="ignore"):
+        terms = reference.kl_div(where.case.inputs["input"], where.case.inputs["target"], reduction="none", log_target=where.case.params["log_target"])
+        return np.asarray(abs(np.sum(terms)) > where.case.info.max)
+
+
+KL_SUM_OVERFLOW = Departure(
+    id="kl-div-sum-overflows-before-dividing", kind="quirk", title="kl_div's batchmean (and float64 mean) overflow in the sum",
+    ops=("kl_div",), phases=("forward",), devices=ALL_DEVICES,
+    what="'batchmean' is sum(terms) / size(0) with the sum held in the dtype, so it is inf wherever the sum passes the "
+         "dtype's maximum, though the quotient fits (float16: 100 terms of 1000 over a batch of 2 give inf, not 50000). "
+         "float64's 'mean' does the same; float16's 'mean' accumulates in float32 and does not.",
+    returns="inf", upstream="torch/nn/functional.py (kl_div: reduced.sum() / input.size(0) for 'batchmean')",
+    tests=("tests/test_conventions.py::test_kl_div_batchmean_sums_in_the_dtype_before_dividing", BOTH_WAYS),
+    region=_kl_sum_overflows, rule=returns_inf, probe=_kl_sum_probe,
+    example=Recipe(seed=0, regime="large", shape=(4, 4, 4), knobs={"reduction": "batchmean", "log_target": False}), example_dtype="float16",
+)
+
+
+def _kl_nan_probe(device: str) -> bool:
+    x = torch.tensor([-math.inf], dtype=torch.bfloat16, device=device)
+    return bool(F.kl_div(x, torch.full_like(x, -100.0), reduction="none", log_target=True).isnan().any())
+
+
+KL_LOG_TARGET_SUBNORMAL_EXP = Departure(
+    id="kl-div-log-target-rounds-exp-to-the-dtype", kind="quirk", title="kl_div with a log target rounds e^s to the dtype, subnormals included",
+    ops=("kl_div",), phases=("forward", "grad[target]"), devices=ALL_DEVICES,
+    what="torch evaluates e^s·(s − x) with e^s rounded to the dtype. Where e^s is below the smallest normal it keeps "
+         "fewer bits (bfloat16: e^-92 = 1.1e-40 becomes 9.2e-41), and the factor s − x, up to 1e4 and more, carries that "
+         "error into a normal result (9.1e-37 instead of 1.1e-36); where e^s underflows to 0 and x = −inf it is 0·inf = NaN, "
+         "though the term's limit is +inf.",
+    returns="NaN, or a result off by the subnormal's spacing times |s − x| + 1", upstream="aten/src/ATen/native/Loss.cpp (kl_div: exp(target) * (target - input))",
+    tests=("tests/test_conventions.py::test_kl_div_log_target_is_nan_at_minus_inf_where_exp_underflows", BOTH_WAYS),
+    region=lambda where: _any_for_reduction(where, _kl_subnormal_exp(where)) if where.phase == "forward" else _kl_subnormal_exp(where),
+    rule=_kl_subnormal_exp_rule, probe=_kl_nan_probe,
+    example=Recipe(seed=0, regime="extremal", shape=(5, 5), knobs={"reduction": "none", "log_target": True}), example_dtype="bfloat16",
+)
+
+
 # --- BCE with logits at infinite logits --------------------------------------------------------
 
 
@@ -297,4 +414,4 @@ GELU_TANH_OVERFLOW = Departure(
 )
 
 
-DECLARED = (ELU_NAN, HARDTANH_NAN, SILU_EXP_OVERFLOW, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, GELU_TANH_OVERFLOW)
+DECLARED = (ELU_NAN, HARDTANH_NAN, SILU_EXP_OVERFLOW, KL_TARGET_SUBNORMAL, KL_LOG_TARGET_OVERFLOW, KL_LOG_TARGET_SUBNORMAL_EXP, KL_SUM_OVERFLOW, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, GELU_TANH_OVERFLOW)
