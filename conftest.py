@@ -2,10 +2,12 @@
 the registry × device × dtype parametrisation every matrix test uses."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import hypothesis
@@ -25,9 +27,8 @@ ROOT = Path(__file__).resolve().parent
 # and `byhand verify --matrix` checks 1, 2 and 4 threads.
 MACHINE_THREADS = torch.get_num_threads()
 torch.set_num_threads(1)
-# The learners' corpus (about 10 s) runs in a background subprocess beside the suite
-# (tests/test_learner.py::test_the_corpus_of_learners_modules_gets_fair_verdicts), not in it.
-collect_ignore = [] if os.environ.get("BYHAND_CORPUS") else ["tests/test_learner_corpus.py"]
+# The learners' corpus, the sympy proofs and the accuracy measurements run in a worker process beside
+# the suite (the `beside` marker, below).
 
 # The matrix fixtures hold immutable cells, so sharing one across examples is safe.
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
@@ -71,6 +72,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     while _FAULT_CONTEXT:
         _FAULT_CONTEXT.pop().__exit__(None, None, None)
     _stop_background()  # a background check whose test did not run is stopped
+    if _POOL is not None:
+        _POOL.shutdown(wait=False, cancel_futures=True)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -139,7 +142,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         keep = [item for item in items if "learner_function" in getattr(item, "fixturenames", ())]
         config.hook.pytest_deselected(items=[item for item in items if item not in keep])
         items[:] = keep
-    items.sort(key=lambda item: item.get_closest_marker("background") is not None)  # stable: order kept otherwise
+    # stable: order kept otherwise
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None or item.get_closest_marker("beside") is not None)
 
 
 # --- subprocess checks, started in the background ---------------------------------------------------
@@ -168,6 +172,47 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         if item.get_closest_marker("background") is not None and item.nodeid not in _BACKGROUND:
             _start(item)
+    _submit_beside(session.items)
+
+
+# --- computations done beside the suite: one worker process on the idle core ------------------------
+# A test marked beside(function, *args) asserts on function(*args), a pure and slow computation (a
+# sympy proof, an accuracy measurement against the 50-digit oracle). Without xdist every such call
+# is submitted when collection ends to one niced worker process, which works while the single-threaded
+# suite runs; the tests run last and read the results through the `beside` fixture. Under xdist (or
+# when a test is run alone after the pool is gone) the call runs in the test's own process.
+_BESIDE: dict[tuple, Future] = {}
+_POOL: ProcessPoolExecutor | None = None
+
+
+def _quiet_worker() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if hasattr(os, "nice"):
+        os.nice(10)
+
+
+def _job(item: pytest.Item) -> tuple | None:
+    marker = item.get_closest_marker("beside")
+    return None if marker is None else tuple(marker.args)
+
+
+def _submit_beside(items: list[pytest.Item]) -> None:
+    global _POOL
+    jobs = list(dict.fromkeys(job for job in map(_job, items) if job is not None))
+    if not jobs:
+        return
+    _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
+    for job in jobs:
+        _BESIDE[job] = _POOL.submit(*job)
+
+
+@pytest.fixture
+def beside(request: pytest.FixtureRequest):
+    """The result of this test's beside(function, *args) computation."""
+    job = _job(request.node)
+    future = _BESIDE.get(job)
+    return job[0](*job[1:]) if future is None else future.result(timeout=900)
+
 
 
 @pytest.fixture

@@ -93,6 +93,13 @@ def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu"
     return result
 
 
+def measure_named(op: str, dtype: str, examples: int = 30) -> Accuracy:
+    """:func:`measure` for the registry op named ``op``: a plain call a worker process can run."""
+    from checks.registry import get
+
+    return measure(get(op), dtype, examples=examples)
+
+
 def _outside_quirks(theirs: np.ndarray, truth: np.ndarray, where: departures.Where, runner: Runner) -> np.ndarray:
     """torch's values, with those in an active quirk's region replaced by the truth (not measured)."""
     mask = departures.in_active_regions(runner.spec.name, runner.dtype, runner.device, where, np.shape(theirs))

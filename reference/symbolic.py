@@ -282,5 +282,6 @@ def derive(op: str, size: int | None = None, **chosen: Any) -> Derivation:
 
 
 @functools.lru_cache(maxsize=None)
-def proof(op: str, size: int | None = None) -> Proof:
-    return derive(op, size).prove()
+def proof(op: str, size: int | None = None, chosen: tuple[tuple[str, Any], ...] = ()) -> Proof:
+    """The proof of ``derive(op, size, **dict(chosen))`` (arguments a worker process can take)."""
+    return derive(op, size, **dict(chosen)).prove()

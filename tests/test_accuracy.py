@@ -18,7 +18,7 @@ from hypothesis import settings
 
 import reference
 from checks import dtypes
-from checks.accuracy import measure
+from checks.accuracy import measure_named
 from checks.registry import REGISTRY
 from checks.runner import unsupported
 from checks.tolerance import k_for
@@ -39,27 +39,21 @@ def reference_bound(name: str) -> float:
     declared = facts.of(name)
     return declared.accuracy + (SUMMATION_SLACK if declared.sums else 0.0)
 
-CELLS = [(spec, dtype) for spec in REGISTRY if spec.differentiable for dtype in ("float16", "bfloat16", "float32", "float64")]
+# Each cell is measured once, in the worker beside the suite (conftest.py), for both tests below.
+CELLS = [pytest.param(spec, dtype, marks=pytest.mark.beside(measure_named, spec.name, dtype, EXAMPLES), id=f"{spec.name}-{dtype}")
+         for spec in REGISTRY if spec.differentiable for dtype in ("float16", "bfloat16", "float32", "float64")]
 
 
-@pytest.fixture(scope="module")
-def measured():
-    return {}
-
-
-def _measure(cache, spec, dtype):
+def _measure(beside, spec, dtype):
     reason = unsupported(spec.name, "cpu", dtype)
     if reason:
         pytest.skip(reason)
-    key = (spec.name, dtype)
-    if key not in cache:
-        cache[key] = measure(spec, dtype, examples=EXAMPLES)
-    return cache[key]
+    return beside
 
 
-@pytest.mark.parametrize("spec, dtype", CELLS, ids=[f"{s.name}-{d}" for s, d in CELLS])
-def test_reference_is_accurate_and_no_less_accurate_than_torch(measured, spec, dtype):
-    acc = _measure(measured, spec, dtype)
+@pytest.mark.parametrize("spec, dtype", CELLS)
+def test_reference_is_accurate_and_no_less_accurate_than_torch(beside, spec, dtype):
+    acc = _measure(beside, spec, dtype)
     assert acc.cases > 0
     bound = reference_bound(spec.name)
     for phase in ("forward", "gradient"):
@@ -72,11 +66,11 @@ def test_reference_is_accurate_and_no_less_accurate_than_torch(measured, spec, d
         assert ours <= theirs + slack, f"{spec.name} {phase} {dtype}: reference {ours:.2f} ULP, torch {theirs:.2f} ULP from the truth"
 
 
-@pytest.mark.parametrize("spec, dtype", CELLS, ids=[f"{s.name}-{d}" for s, d in CELLS])
-def test_tolerance_covers_torchs_error_against_the_truth(measured, spec, dtype):
+@pytest.mark.parametrize("spec, dtype", CELLS)
+def test_tolerance_covers_torchs_error_against_the_truth(beside, spec, dtype):
     """The policy compares torch with the reference; judged against the truth instead, torch's
     error plus the reference's (both in the dtype's ULPs) must still fit in k."""
-    acc = _measure(measured, spec, dtype)
+    acc = _measure(beside, spec, dtype)
     for phase, table in (("forward", "forward"), ("gradient", "gradient")):
         k = k_for(table, dtype)
         assert acc.torch[phase].floored + acc.reference[phase].floored <= k, f"{spec.name} {phase} {dtype}: {acc.torch[phase].floored:.2f} + {acc.reference[phase].floored:.2f} > k = {k}"

@@ -17,15 +17,23 @@ def test_the_catalogue_has_at_least_20_named_faults():
     assert all(len(f.description) > 20 for f in faults.CATALOGUE)
 
 
-@pytest.mark.parametrize("name, cell_id", [
-    ("softmax-1e-10-float64", "softmax-cpu-float64"),
-    ("relu-gradient-1-at-0", "relu-cpu-float32"),
-])
-def test_a_fault_is_caught_and_gone_after(name, cell_id):
+def caught_and_gone(name: str, cell_id: str) -> tuple[bool, bool]:
+    """Whether verify fails the cell under the fault, and passes it once the fault is gone."""
     target = next(c for c in matrix.cells() if c.id == cell_id)
     with faults.get(name).active():
-        assert not verify_cell(target, examples=12).passed
-    assert verify_cell(target, examples=3).passed, "the fault must not outlive its context"
+        caught = not verify_cell(target, examples=12).passed
+    return caught, verify_cell(target, examples=3).passed
+
+
+@pytest.mark.parametrize("name, cell_id", [pytest.param(*args, marks=pytest.mark.beside(caught_and_gone, *args)) for args in [
+    ("softmax-1e-10-float64", "softmax-cpu-float64"),
+    ("relu-gradient-1-at-0", "relu-cpu-float32"),
+]])
+def test_a_fault_is_caught_and_gone_after(name, cell_id, beside):
+    """Run in the worker beside the suite (conftest.py)."""
+    caught, gone = beside
+    assert caught
+    assert gone, "the fault must not outlive its context"
 
 
 OPTIMIZER_FAULTS = [("l2-weight-decay-doubled", "adam"), ("sgd-dampening-ignored", "sgd"), ("adam-beta1-swapped", "adamw")]
@@ -33,17 +41,31 @@ OPTIMIZER_FAULTS = [("l2-weight-decay-doubled", "adam"), ("sgd-dampening-ignored
 
 # Shrinking each counterexample costs seconds: the default run checks one, thorough all three
 # (`byhand faults` runs the whole optimizer test file under each).
-@pytest.mark.parametrize("name, rule", OPTIMIZER_FAULTS if settings.get_current_profile_name() == "thorough" else OPTIMIZER_FAULTS[:1])
-def test_an_optimizer_fault_is_caught_by_the_update_rule_test(name, rule):
-    """Hyper-parameters misapplied inside torch.optim's step (Tensor methods, seen by
-    TorchFunctionMode) fail the step-by-step comparison with the hand rule."""
+def optimizer_fault_caught(name: str, rule: str) -> tuple[bool, bool]:
+    """Whether the update-rule test fails under the fault, and passes without it."""
     from tests import test_optimizers
 
-    fault = faults.get(name)
-    assert fault.tests == ("tests/test_optimizers.py",)
-    with pytest.raises(AssertionError), fault.active():
-        test_optimizers.test_update_rule_matches_torch_optim_at_every_step(device="cpu", rule=rule, dtype="float64")
-    test_optimizers.test_update_rule_matches_torch_optim_at_every_step(device="cpu", rule=rule, dtype="float64")
+    def passes() -> bool:
+        try:
+            test_optimizers.test_update_rule_matches_torch_optim_at_every_step(device="cpu", rule=rule, dtype="float64")
+        except AssertionError:
+            return False
+        return True
+
+    with faults.get(name).active():
+        caught = not passes()
+    return caught, passes()
+
+
+@pytest.mark.parametrize("name, rule", [pytest.param(*args, marks=pytest.mark.beside(optimizer_fault_caught, *args))
+                                        for args in (OPTIMIZER_FAULTS if settings.get_current_profile_name() == "thorough" else OPTIMIZER_FAULTS[:1])])
+def test_an_optimizer_fault_is_caught_by_the_update_rule_test(name, rule, beside):
+    """Hyper-parameters misapplied inside torch.optim's step (Tensor methods, seen by
+    TorchFunctionMode) fail the step-by-step comparison with the hand rule (in the worker beside
+    the suite, conftest.py: shrinking the counterexample takes seconds)."""
+    assert faults.get(name).tests == ("tests/test_optimizers.py",)
+    caught, passes_without = beside
+    assert caught and passes_without
 
 
 def test_unknown_faults_are_clear_errors():

@@ -3,7 +3,6 @@ each function the module defines; the rest test the machinery on examples/my_mat
 deliberate mistake."""
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -92,13 +91,6 @@ def test_verify_impl_reports_per_function(capsys):
     assert cli.main(["verify", "--impl", EXAMPLE, "--examples", "15", "--quiet", "--ops", "softmax,mse_loss"]) == 0
     printed = capsys.readouterr().out
     assert "⚠ softmax" in printed and "✓ mse_loss: agrees" in printed and "3 functions checked: 2 agree, 0 wrong, 1 fragile" in printed  # --ops mse_loss takes its backward too
-
-
-@pytest.mark.background([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_learner_corpus.py"], env={"BYHAND_CORPUS": "1"})
-def test_the_corpus_of_learners_modules_gets_fair_verdicts(background):
-    """tests/test_learner_corpus.py (about 10 s), run beside the suite on the idle core."""
-    assert background.returncode == 0, background.stdout[-5000:]
-    assert " passed" in background.stdout
 
 
 def test_bad_impl_paths_are_clear_errors(capsys):

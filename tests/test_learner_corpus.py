@@ -3,6 +3,9 @@
 ✓ agrees; ✗ wrong on the course's inputs, with the mistake named; ⚠ right on the course's inputs but
 fragile or of another convention at an edge, with the lesson. Every verdict comes with words, never a
 traceback, and `byhand verify --impl` and `pytest --impl` give the same ones.
+
+Checking a module takes seconds (60 course cases and 3 × 60 edge cases per function): each module and
+each command is run in the worker beside the suite (conftest.py), and these tests read the results.
 """
 from __future__ import annotations
 
@@ -51,19 +54,25 @@ FAIR = {
 NOTES = {("softmax_axis", "softmax"): "torch calls your `axis` argument `dim`", ("notebook_002", "softmax"): "takes no `dim`"}
 
 
-@pytest.fixture(scope="module")
-def verdicts():
-    found = {}
-    for file in sorted({f for f, _ in FAIR}):
-        module = learner.load(str(CORPUS / f"{file}.py"))
-        found |= {(file, v.function): v for v in learner.check_all(module)}
-    return found
+def _verdicts(file: str) -> pytest.MarkDecorator:
+    return pytest.mark.beside(learner.verdicts_of, str(CORPUS / f"{file}.py"))
 
 
-@pytest.mark.parametrize("key", list(FAIR), ids=[f"{f}-{n}" for f, n in FAIR])
-def test_each_function_gets_its_fair_verdict_in_words(verdicts, key):
+def run_cli(*args: str) -> tuple[int, str]:
+    """``byhand`` with ``args``: its exit code and what it printed (for the worker beside the suite)."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(list(args))
+    return code, out.getvalue()
+
+
+@pytest.mark.parametrize("key", [pytest.param(key, marks=_verdicts(key[0]), id=f"{key[0]}-{key[1]}") for key in FAIR])
+def test_each_function_gets_its_fair_verdict_in_words(beside, key):
     status, words = FAIR[key]
-    verdict = verdicts[key]
+    verdict = beside[key[1]]
     assert verdict.status == status, verdict.explanation
     assert words in verdict.explanation, verdict.explanation
     assert "Traceback" not in verdict.explanation and 'File "' not in verdict.explanation
@@ -71,8 +80,9 @@ def test_each_function_gets_its_fair_verdict_in_words(verdicts, key):
         assert any(NOTES[key] in note for note in verdict.notes)
 
 
-def test_every_function_of_the_corpus_has_a_verdict_in_the_table(verdicts):
-    assert set(verdicts) == set(FAIR)
+@pytest.mark.parametrize("file", [pytest.param(file, marks=_verdicts(file)) for file in sorted({f for f, _ in FAIR})])
+def test_every_function_of_the_corpus_has_a_verdict_in_the_table(beside, file):
+    assert set(beside) == {name for f, name in FAIR if f == file}
 
 
 @pytest.mark.parametrize("file, words", [
@@ -81,18 +91,23 @@ def test_every_function_of_the_corpus_has_a_verdict_in_the_table(verdicts):
     ("empty", "defines none of byhand's function names. byhand knows: sigmoid, sigmoid_backward, relu"),
     ("unrelated", "defines none of byhand's function names"),
 ])
-def test_a_broken_or_empty_module_is_one_clear_line(file, words, capsys):
-    assert cli.main(["verify", "--impl", str(CORPUS / f"{file}.py")]) == 2
-    out = capsys.readouterr().out
+def test_a_broken_or_empty_module_is_one_clear_line(file, words):
+    code, out = run_cli("verify", "--impl", str(CORPUS / f"{file}.py"))
+    assert code == 2
     assert words in out and "Traceback" not in out and len(out.strip().splitlines()) == 1
 
 
-def test_only_a_wrong_function_fails_unless_strict(capsys):
-    fragile = str(CORPUS / "fragile.py")
-    assert cli.main(["verify", "--impl", fragile, "--quiet"]) == 0
-    assert "⚠ softmax" in capsys.readouterr().out
-    assert cli.main(["verify", "--impl", fragile, "--quiet", "--strict"]) == 1
-    assert cli.main(["verify", "--impl", str(CORPUS / "mistakes.py"), "--quiet", "--ops", "mse_loss"]) == 1
+FRAGILE_MODULE = str(CORPUS / "fragile.py")
+
+
+@pytest.mark.parametrize("args, code, words", [
+    pytest.param(args, code, words, marks=pytest.mark.beside(run_cli, *args), id=name) for name, args, code, words in [
+        ("fragile-passes", ("verify", "--impl", FRAGILE_MODULE, "--quiet"), 0, "⚠ softmax"),
+        ("fragile-fails-strict", ("verify", "--impl", FRAGILE_MODULE, "--quiet", "--strict"), 1, "⚠ softmax"),
+        ("wrong-fails", ("verify", "--impl", str(CORPUS / "mistakes.py"), "--quiet", "--ops", "mse_loss"), 1, "✗ mse_loss"),
+    ]])
+def test_only_a_wrong_function_fails_unless_strict(beside, args, code, words):
+    assert beside[0] == code and words in beside[1], beside[1][-2000:]
 
 
 def test_options_that_do_not_apply_are_refused_clearly(capsys):

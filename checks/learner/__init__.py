@@ -182,4 +182,9 @@ def check_all(module: ModuleType, *, examples: int = DEFAULT_EXAMPLES) -> list[V
     return [check(module, spec, name, examples=examples) for spec, name in functions(module)]
 
 
-__all__ = ["AGREES", "FRAGILE", "NOT_CHECKED", "WRONG", "Adapted", "Verdict", "adapt", "check", "check_all", "functions", "known_names", "load"]
+def verdicts_of(path: str, examples: int = DEFAULT_EXAMPLES) -> dict[str, Verdict]:
+    """Every verdict on the module at ``path``, by function name (plain data: picklable)."""
+    return {v.function: v for v in check_all(load(path), examples=examples)}
+
+
+__all__ = ["AGREES", "FRAGILE", "NOT_CHECKED", "WRONG", "Adapted", "Verdict", "adapt", "check", "check_all", "functions", "known_names", "load", "verdicts_of"]
