@@ -37,7 +37,11 @@ def build_case(spec: OpSpec, recipe: Recipe, info: DtypeInfo) -> Case:
         if isinstance(value, np.generic):  # numpy draws of shape () come back as scalars
             value = np.asarray(value)
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-            return dtypes.round_to(value, info) if info.name != "int64" else value
+            if info.name == "int64":
+                return value
+            # A float16/float32 array keeps its numpy dtype (exactly: its values are the dtype's):
+            # rms_norm's eps=None means the input dtype's eps, for torch and the reference alike.
+            return dtypes.round_to(value, info).astype(value.dtype if value.dtype in (np.float16, np.float32) else np.float64)
         return value
 
     return Case({k: rounded(v) for k, v in case.inputs.items()}, {k: rounded(v) for k, v in case.params.items()}, info)
@@ -107,7 +111,8 @@ class Runner:
         spec, info = self.spec, self.info
         case = build_case(spec, recipe, info) if case is None else case
         tensors = {name: to_tensor(v, info, self.device, layout=layout, grad=gradient and name in spec.grad_inputs) for name, v in case.inputs.items()}
-        params = {k: to_tensor(v, info, self.device) for k, v in case.params.items()}
+        # A keyword argument can be differentiable too (layer_norm's weight and bias follow normalized_shape).
+        params = {k: to_tensor(v, info, self.device, grad=gradient and k in spec.grad_inputs) for k, v in case.params.items()}
         out = spec.functional(*tensors.values(), **params)
         module_out = None
         if module and spec.module is not None:
@@ -119,7 +124,7 @@ class Runner:
         out.backward(to_tensor(grad_output, info, self.device))
         grads = {}
         for name in spec.grad_inputs:
-            t = tensors.get(name)
+            t = tensors.get(name, params.get(name))
             if isinstance(t, torch.Tensor):
                 grads[name] = np.zeros(tuple(t.shape)) if t.grad is None else to_numpy(t.grad)
         return Evaluation(case, to_numpy(out), module_out, grad_output, grads)

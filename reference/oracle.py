@@ -198,6 +198,68 @@ def _bce_backward(g, p, y, weight=None, reduction="mean"):
 FORWARD["binary_cross_entropy"], BACKWARD["binary_cross_entropy"] = _bce, _bce_backward
 
 
+# --- normalization ---------------------------------------------------------------------------------
+
+_sqrt = np.frompyfunc(mpmath.sqrt, 1, 1)
+
+
+def _norm_axes(x, normalized_shape):
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    return tuple(range(x.ndim - len(shape), x.ndim))
+
+
+def _row_mean(v, axes):
+    count = int(np.prod([v.shape[a] for a in axes]))
+    return np.sum(v, axis=axes, keepdims=True) / count
+
+
+def _normalize(x, normalized_shape, eps, centre):
+    axes = _norm_axes(x, normalized_shape)
+    c = x - _row_mean(x, axes) if centre else x
+    r = 1 / _sqrt(_row_mean(c * c, axes) + mpmath.mpf(eps))
+    return c * r, r, axes
+
+
+def _layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    xhat, _, _ = _normalize(x, normalized_shape, eps, True)
+    return (xhat if weight is None else xhat * weight) + (0 if bias is None else bias)
+
+
+def _norm_backward(g, x, normalized_shape, weight, eps, centre):
+    xhat, r, axes = _normalize(x, normalized_shape, eps, centre)
+    gw = g if weight is None else g * weight
+    grad = r * (gw - xhat * _row_mean(gw * xhat, axes) - (_row_mean(gw, axes) if centre else 0))
+    batch = tuple(range(x.ndim - len(axes)))
+    return grad, (None if weight is None else np.sum(g * xhat, axis=batch)), np.sum(g, axis=batch)
+
+
+def _layer_norm_backward(g, x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    grad, grad_weight, grad_bias = _norm_backward(g, x, normalized_shape, weight, eps, True)
+    return grad, grad_weight, (None if bias is None else grad_bias)
+
+
+def _rms_norm(x, normalized_shape, weight=None, eps=None):
+    xhat, _, _ = _normalize(x, normalized_shape, eps, False)
+    return xhat if weight is None else xhat * weight
+
+
+def _rms_norm_backward(g, x, normalized_shape, weight=None, eps=None):
+    return _norm_backward(g, x, normalized_shape, weight, eps, False)[:2]
+
+
+FORWARD.update(layer_norm=_layer_norm, rms_norm=_rms_norm)
+BACKWARD.update(layer_norm=_layer_norm_backward, rms_norm=_rms_norm_backward)
+
+
+def _resolve_eps(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """eps=None (rms_norm) is the machine epsilon of the input's dtype: read before the values
+    become exact, dtype-less numbers."""
+    if "eps" in kwargs and kwargs["eps"] is None:
+        dtype = np.asarray(args[0]).dtype
+        return {**kwargs, "eps": float(np.finfo(dtype if dtype.kind == "f" else np.float64).eps)}
+    return kwargs
+
+
 # --- entry points ------------------------------------------------------------------------------------
 
 def _exact(value: Any) -> Any:
@@ -231,6 +293,7 @@ def _elementwise(function: Callable, values: list[Any]) -> np.ndarray:
 
 def forward(op: str, *args: Any, **kwargs: Any) -> np.ndarray:
     """The true value of ``reference.<op>(*args, **kwargs)``, rounded to float64."""
+    kwargs = _resolve_eps(args, kwargs)
     with mpmath.workdps(DIGITS):
         args, kwargs = tuple(map(_exact, args)), {k: _exact(v) for k, v in kwargs.items()}
         if op in FORWARD:
@@ -242,6 +305,7 @@ def forward(op: str, *args: Any, **kwargs: Any) -> np.ndarray:
 
 def backward(op: str, grad_output: Any, *args: Any, **kwargs: Any) -> Any:
     """The true value of ``reference.<op>_backward(...)``, rounded to float64 (a tuple for linear)."""
+    kwargs = _resolve_eps(args, kwargs)
     with mpmath.workdps(DIGITS):
         g, args, kwargs = _exact(np.asarray(grad_output, dtype=np.float64)), tuple(map(_exact, args)), {k: _exact(v) for k, v in kwargs.items()}
         if op in BACKWARD:

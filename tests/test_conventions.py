@@ -162,6 +162,18 @@ def test_kl_div_batchmean_sums_in_the_dtype_before_dividing():
     assert bool(theirs.isinf()) or theirs.item() == 50000.0
 
 
+def test_rms_norm_default_eps_is_float32s_for_float16():
+    """The documented default, finfo(float16).eps, gives [0.0032, 0.0064] for [1e-4, 2e-4] (the
+    reference); torch uses float32's where its probe says so (quirk rms-norm-default-eps-is-float32s)."""
+    x = np.array([1e-4, 2e-4], dtype=np.float16)
+    documented = reference.rms_norm(x, (2,))
+    assert np.allclose(documented, reference.rms_norm(x.astype(np.float64), (2,), eps=float(np.finfo(np.float16).eps)))
+    theirs = F.rms_norm(torch.tensor(x), (2,)).double().numpy()
+    quirk = departures.shows(departures.get("rms-norm-default-eps-is-float32s"), "cpu")
+    expected = reference.rms_norm(x.astype(np.float64), (2,), eps=float(np.finfo(np.float32).eps)) if quirk else documented
+    assert np.allclose(theirs, expected, rtol=2e-3, atol=0)
+
+
 # --- BCE: the clamp, the gradient floor, and float16 ------------------------------------------
 
 

@@ -91,8 +91,10 @@ def _three_paths(spec):
     hand = spec.backward(example.grad_output, *example.args, **example.kwargs)
     hand = hand if isinstance(hand, tuple) else (hand,)
     tensors = [torch.tensor(v, requires_grad=name in spec.grad_inputs) for name, v in zip(spec.grad_inputs + ("target",), example.args)]
-    spec.functional(*tensors, **example.kwargs).backward(torch.tensor(example.grad_output))
-    autograd = tuple(t.grad.numpy() for t in tensors if t.requires_grad)
+    keywords = {k: torch.tensor(v, requires_grad=k in spec.grad_inputs) if isinstance(v, np.ndarray) else v for k, v in example.kwargs.items()}
+    spec.functional(*tensors, **keywords).backward(torch.tensor(example.grad_output))
+    named = dict(zip(spec.grad_inputs, tensors)) | {k: v for k, v in keywords.items() if k in spec.grad_inputs}
+    autograd = tuple(named[name].grad.numpy() for name in spec.grad_inputs if name in named)
     return sympy_grads, hand, autograd
 
 

@@ -50,14 +50,16 @@ def _function_and_inputs(spec, recipe):
     if domain is not None:
         values["input"] = domain(values["input"])
     tensors = {k: to_tensor(v, F64, "cpu", grad=k in spec.grad_inputs and v is not None) for k, v in values.items()}
-    params = {k: to_tensor(v, F64, "cpu") for k, v in case.params.items()}
-    names = [k for k in spec.grad_inputs if tensors.get(k) is not None]
+    # a keyword argument can be differentiable too (layer_norm's weight and bias)
+    params = {k: to_tensor(v, F64, "cpu", grad=k in spec.grad_inputs and v is not None) for k, v in case.params.items()}
+    names = [k for k in spec.grad_inputs if isinstance(tensors.get(k, params.get(k)), torch.Tensor)]
 
     def fn(*differentiable):
-        call = {**tensors, **dict(zip(names, differentiable))}
-        return spec.functional(*call.values(), **params)
+        chosen = dict(zip(names, differentiable))
+        call = {k: chosen.get(k, v) for k, v in tensors.items()}
+        return spec.functional(*call.values(), **{k: chosen.get(k, v) for k, v in params.items()})
 
-    return fn, tuple(tensors[k] for k in names)
+    return fn, tuple(tensors.get(k, params.get(k)) for k in names)
 
 
 DIFFERENTIABLE = [s for s in REGISTRY if s.differentiable]

@@ -212,6 +212,42 @@ KL_LOG_TARGET_SUBNORMAL_EXP = Departure(
 )
 
 
+# --- rms_norm's eps=None in float16 and bfloat16 --------------------------------------------------
+
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+def _rms_eps_probe(device: str) -> bool:
+    x = torch.tensor([1e-4, 2e-4], dtype=torch.float16, device=device)
+    return bool((F.rms_norm(x, (2,)) - F.rms_norm(x, (2,), eps=FLOAT32_EPS)).abs().max() == 0)
+
+
+def _rms_eps_rule(actual, expected, limit, where: Where) -> np.ndarray:
+    """torch's value is the one eps = float32's machine epsilon gives (to the policy's bound at its size)."""
+    case = where.case
+    args = (case.inputs["input"], case.params["normalized_shape"], case.params["weight"], FLOAT32_EPS)
+    with np.errstate(all="ignore"):
+        if where.phase == "forward":
+            alternative = reference.rms_norm(*args)
+        else:
+            alternative = dict(zip(("grad[input]", "grad[weight]"), reference.rms_norm_backward(where.grad_output, *args)))[where.phase]
+    return np.abs(actual - alternative) <= limit + 8 * case.info.eps * np.abs(alternative)
+
+
+RMS_NORM_DEFAULT_EPS = Departure(
+    id="rms-norm-default-eps-is-float32s", kind="quirk", title="rms_norm's eps=None is float32's epsilon for float16 and bfloat16 inputs",
+    ops=("rms_norm",), phases=("forward", "grad[input]", "grad[weight]"), dtypes=("float16", "bfloat16"), devices=ALL_DEVICES,
+    what="The documentation says eps=None means torch.finfo(input.dtype).eps (9.8e-4 for float16, 7.8e-3 for bfloat16); "
+         "torch uses the epsilon of the type it computes in, float32's 1.2e-7. Rows whose mean square is not far above "
+         "1e-3 come out measurably different: [1e-4, 2e-4] in float16 normalises to [0.263, 0.527], not [0.0032, 0.0064].",
+    returns="the result for eps = 1.19e-7", upstream="https://pytorch.org/docs/stable/generated/torch.nn.functional.rms_norm.html; aten/src/ATen/native/layer_norm.cpp (rms_norm: std::numeric_limits<opmath_t>::epsilon())",
+    tests=("tests/test_conventions.py::test_rms_norm_default_eps_is_float32s_for_float16", BOTH_WAYS),
+    region=lambda where: np.broadcast_to(np.asarray(where.case.params["eps"] is None), np.shape(where.scale)),
+    rule=_rms_eps_rule, probe=_rms_eps_probe,
+    example=Recipe(seed=0, regime="small", shape=(1,), knobs={"dims": 1, "affine": False, "eps": None}), example_dtype="float16",
+)
+
+
 # --- BCE with logits at infinite logits --------------------------------------------------------
 
 
@@ -414,4 +450,4 @@ GELU_TANH_OVERFLOW = Departure(
 )
 
 
-DECLARED = (ELU_NAN, HARDTANH_NAN, SILU_EXP_OVERFLOW, KL_TARGET_SUBNORMAL, KL_LOG_TARGET_OVERFLOW, KL_LOG_TARGET_SUBNORMAL_EXP, KL_SUM_OVERFLOW, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, GELU_TANH_OVERFLOW)
+DECLARED = (ELU_NAN, HARDTANH_NAN, SILU_EXP_OVERFLOW, KL_TARGET_SUBNORMAL, KL_LOG_TARGET_OVERFLOW, KL_LOG_TARGET_SUBNORMAL_EXP, KL_SUM_OVERFLOW, RMS_NORM_DEFAULT_EPS, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, GELU_TANH_OVERFLOW)

@@ -1,0 +1,122 @@
+"""Registry entries for layer_norm and rms_norm: the input normalised over its last one or two
+dimensions, with or without weight (and bias), and the gradient of each.
+
+Natural scales: x − μ is formed in the dtype from x and a mean of terms of size mean|x| (an absolute
+error of eps times |x| + mean|x|, multiplied by r = 1/σ), and the input's gradient subtracts row means of ĝ = g·w and
+ĝ·x̂ from ĝ: each is judged at the size of the terms it sums.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch.nn.functional as F
+from hypothesis import strategies as st
+from torch import nn
+
+from checks.spec import Case, OpSpec
+from checks.strategies import knobs, shapes
+from checks.values import reals, special_reals
+
+NUMPY = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
+
+
+def _make(rng, recipe, info, centre: bool) -> Case:
+    shape = recipe.shape
+    dims = min(recipe.knobs["dims"], len(shape))
+    normalized = tuple(shape[len(shape) - dims:])
+    x = reals(rng, shape, recipe.regime, info, specials=special_reals(info, huge=False))
+    affine = recipe.knobs["affine"]
+    params = {"normalized_shape": normalized, "weight": rng.normal(1.0, 0.5, normalized) if affine else None}
+    if centre:
+        params["bias"] = rng.normal(0.0, 1.0, normalized) if affine else None
+    eps = recipe.knobs["eps"]
+    if eps is None and info.name in NUMPY:
+        x = x.astype(NUMPY[info.name])  # eps=None: the input dtype's eps, which the array's dtype carries
+    elif eps is None:
+        eps = info.eps  # bfloat16 has no numpy dtype to carry it: its eps, 2**-7, passed explicitly
+    params["eps"] = eps
+    return Case({"input": x}, params)
+
+
+def _rows(case: Case) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    x = np.asarray(case.inputs["input"], dtype=np.float64)
+    axes = tuple(range(x.ndim - len(case.params["normalized_shape"]), x.ndim))
+    eps = case.params["eps"] if case.params["eps"] is not None else float(np.finfo(case.inputs["input"].dtype).eps)
+    return axes, x, eps
+
+
+def _r(case: Case, centre: bool) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray]:
+    """The normalised axes, |x| + mean|x| (the size of x − μ's terms: μ sums the row), r = 1/sqrt(var + eps)
+    per row, and |x̂|."""
+    axes, x, eps = _rows(case)
+    with np.errstate(all="ignore"):
+        mu = np.mean(x, axis=axes, keepdims=True) if centre else 0.0
+        r = 1.0 / np.sqrt(np.mean((x - mu) ** 2, axis=axes, keepdims=True) + eps)
+        size = np.abs(x) + (np.mean(np.abs(x), axis=axes, keepdims=True) if centre else 0.0)
+        return axes, size, r, np.abs(x - mu) * r
+
+
+def _scale(centre: bool):
+    def scale(case: Case, expected: np.ndarray) -> np.ndarray:
+        _, size, r, xhat = _r(case, centre)
+        w, b = case.params["weight"], case.params.get("bias")
+        # x̂ to within eps·(|x| + |μ|)·r absolutely, and r itself to within eps relatively
+        return (size * r + xhat) * (1.0 if w is None else np.abs(w)) + (0.0 if b is None else np.abs(b))
+
+    return scale
+
+
+def _grad_scale(centre: bool):
+    def grad_scale(case: Case, g: np.ndarray) -> dict:
+        axes, size, r, xhat = _r(case, centre)
+        w = case.params["weight"]
+        gw = np.abs(g) * (1.0 if w is None else np.abs(w))
+        with np.errstate(all="ignore"):
+            terms = gw + np.mean(gw, axis=axes, keepdims=True) + (size * r + xhat) * np.mean(gw * (size * r + xhat), axis=axes, keepdims=True)
+            batch = tuple(range(np.ndim(g) - len(axes)))
+            return {"input": r * terms, "weight": np.sum(np.abs(g) * (size * r + xhat), axis=batch), "bias": np.sum(np.abs(g), axis=batch)}
+
+    return grad_scale
+
+
+def _layer_norm_module(input, normalized_shape, weight, bias, eps):
+    layer = nn.LayerNorm(normalized_shape, eps=eps, elementwise_affine=weight is not None, device=input.device, dtype=input.dtype)
+    if weight is not None:
+        with __import__("torch").no_grad():
+            layer.weight.copy_(weight)
+            layer.bias.copy_(bias)
+    return layer(input)
+
+
+def _rms_norm_module(input, normalized_shape, weight, eps):
+    layer = nn.RMSNorm(normalized_shape, eps=eps, elementwise_affine=weight is not None, device=input.device, dtype=input.dtype)
+    if weight is not None:
+        with __import__("torch").no_grad():
+            layer.weight.copy_(weight)
+    return layer(input)
+
+
+SPECS = (
+    OpSpec(
+        name="layer_norm",
+        functional=F.layer_norm,
+        module=_layer_norm_module,
+        make=lambda rng, recipe, info: _make(rng, recipe, info, centre=True),
+        shapes=shapes(min_dims=1, max_dims=3, min_side=1),
+        knobs=knobs(dims=st.sampled_from([1, 2]), affine=st.booleans(), eps=st.sampled_from([1e-5, 1e-3, 0.1])),
+        scale=_scale(True),
+        grad_scale=_grad_scale(True),
+        grad_inputs=("input", "weight", "bias"),
+    ),
+    OpSpec(
+        name="rms_norm",
+        functional=F.rms_norm,
+        module=_rms_norm_module,
+        make=lambda rng, recipe, info: _make(rng, recipe, info, centre=False),
+        shapes=shapes(min_dims=1, max_dims=3, min_side=1),
+        knobs=knobs(dims=st.sampled_from([1, 2]), affine=st.booleans(), eps=st.sampled_from([None, 1e-6, 1e-3])),
+        scale=_scale(False),
+        grad_scale=_grad_scale(False),
+        grad_inputs=("input", "weight"),
+        notes="eps=None is the input dtype's machine epsilon (bfloat16 cells pass its value, 2**-7, explicitly).",
+    ),
+)

@@ -1,0 +1,196 @@
+r"""Normalization layers: layer_norm and rms_norm over the last dimensions, and their hand-derived
+gradients with respect to the input, the weight and the bias.
+
+Over the $M$ elements of ``normalized_shape`` (the input's last dimensions): layer_norm subtracts the
+mean $\mu$ and divides by $\sqrt{\sigma^2 + \epsilon}$ with the *biased* variance
+$\sigma^2 = \frac1M\sum (x - \mu)^2$; rms_norm divides by $\sqrt{\overline{x^2} + \epsilon}$ and does
+not centre ($\epsilon$ = None: the input dtype's machine epsilon, as torch). Then $y = \hat x w + b$.
+
+With $r = 1/\sqrt{\cdot}$, $\hat x$ the normalised input and $\hat g = g w$, both gradients are the
+upstream gradient projected off what the normalisation removed: layer_norm
+$\partial L/\partial x = r(\hat g - \overline{\hat g} - \hat x\,\overline{\hat g \hat x})$, rms_norm
+$r(\hat g - \hat x\,\overline{\hat g \hat x})$; $\partial L/\partial w = \sum g \hat x$ and
+$\partial L/\partial b = \sum g$ over every other dimension.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from reference import facts
+from reference import symbolic as S
+from reference._validation import as_float, as_optional_float, check_grad_shape, quiet
+
+__all__ = ["layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward"]
+
+
+def _axes(x: np.ndarray, normalized_shape: Any) -> tuple[int, ...]:
+    shape = (int(normalized_shape),) if isinstance(normalized_shape, (int, np.integer)) else tuple(int(n) for n in normalized_shape)
+    if not shape or x.shape[x.ndim - len(shape):] != shape or len(shape) > x.ndim:
+        raise ValueError(f"normalized_shape {shape} must be the input's last dimensions, got an input of shape {x.shape}")
+    return tuple(range(x.ndim - len(shape), x.ndim))
+
+
+def _affine(name: str, value: Any, x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray | None:
+    array = as_optional_float(value, name)
+    if array is not None and array.shape != tuple(x.shape[a] for a in axes):
+        raise ValueError(f"{name} shape {array.shape} must equal normalized_shape {tuple(x.shape[a] for a in axes)}")
+    return array
+
+
+def _mean(v: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """A mean over the normalized dimensions, summed in np.longdouble and rounded once."""
+    return np.mean(v.astype(np.longdouble), axis=axes, keepdims=True).astype(np.float64)
+
+
+def _normalized(x: np.ndarray, axes: tuple[int, ...], eps: float, centre: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(x̂, r): the normalised input and the reciprocal of its denominator, per row."""
+    wide = x.astype(np.longdouble)
+    centred = wide - np.mean(wide, axis=axes, keepdims=True) if centre else wide
+    r = 1 / np.sqrt(np.mean(centred * centred, axis=axes, keepdims=True) + eps)
+    return (centred * r).astype(np.float64), r.astype(np.float64)
+
+
+def _eps(eps: Any, input: Any) -> float:
+    """rms_norm's eps=None: the machine epsilon of the input's dtype (float64 for anything else)."""
+    if eps is not None:
+        return float(eps)
+    dtype = np.asarray(input).dtype
+    return float(np.finfo(dtype if dtype.kind == "f" else np.float64).eps)
+
+
+def _backward(g: np.ndarray, xhat: np.ndarray, r: np.ndarray, w: np.ndarray | None, axes: tuple[int, ...], centre: bool) -> np.ndarray:
+    gw = g if w is None else g * w
+    projected = gw - xhat * _mean(gw * xhat, axes)
+    return r * (projected - _mean(gw, axes) if centre else projected)
+
+
+def _batch_sum(v: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    return np.sum(v.astype(np.longdouble), axis=tuple(range(v.ndim - len(axes)))).astype(np.float64)
+
+
+def _row_curve(name: str) -> facts.Curve:
+    """A row (t, 0, 1): the first output as t moves, and its derivative in t (upstream e_0)."""
+    def values(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from reference import normalization
+
+        rows = np.stack([t, np.zeros_like(t), np.ones_like(t)], axis=1)
+        upstream = np.zeros_like(rows)
+        upstream[:, 0] = 1.0
+        forward, backward = getattr(normalization, name), getattr(normalization, f"{name}_backward")
+        return forward(rows, (3,), eps=1e-5)[:, 0], backward(upstream, rows, (3,), eps=1e-5)[0][:, 0]
+
+    return facts.Curve(-4, 4, "x₀ of the row (x₀, 0, 1)", f"{name}(row)₀", values)
+
+
+@quiet
+@facts.declare(curve=_row_curve("layer_norm"), accuracy=3)
+def layer_norm(input: Any, normalized_shape: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> np.ndarray:
+    r"""$y = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}\,w + b$ over the last dimensions, $\sigma^2$ the biased variance."""
+    x = as_float(input, "input")
+    axes = _axes(x, normalized_shape)
+    w, b = _affine("weight", weight, x, axes), _affine("bias", bias, x, axes)
+    xhat, _ = _normalized(x, axes, float(eps), centre=True)
+    return (xhat if w is None else xhat * w) + (0.0 if b is None else b)
+
+
+@quiet
+def layer_norm_backward(grad_output: Any, input: Any, normalized_shape: Any, weight: Any = None, bias: Any = None,
+                        eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    r"""$\partial L/\partial x = r(\hat g - \overline{\hat g} - \hat x\,\overline{\hat g\hat x})$, $\hat g = g w$; $\partial L/\partial w = \sum g\hat x$, $\partial L/\partial b = \sum g$."""
+    x = as_float(input, "input")
+    axes = _axes(x, normalized_shape)
+    w, b = _affine("weight", weight, x, axes), _affine("bias", bias, x, axes)
+    g = check_grad_shape(grad_output, x.shape)
+    xhat, r = _normalized(x, axes, float(eps), centre=True)
+    grad_input = _backward(g, xhat, r, w, axes, centre=True)
+    return grad_input, (None if w is None else _batch_sum(g * xhat, axes)), (None if b is None else _batch_sum(g, axes))
+
+
+@quiet
+@facts.declare(curve=_row_curve("rms_norm"), accuracy=3)
+def rms_norm(input: Any, normalized_shape: Any, weight: Any = None, eps: float | None = None) -> np.ndarray:
+    r"""$y = \frac{x}{\sqrt{\overline{x^2} + \epsilon}}\,w$ over the last dimensions ($\epsilon$ = None: the dtype's eps)."""
+    x = as_float(input, "input")
+    axes = _axes(x, normalized_shape)
+    w = _affine("weight", weight, x, axes)
+    xhat, _ = _normalized(x, axes, _eps(eps, input), centre=False)
+    return xhat if w is None else xhat * w
+
+
+@quiet
+def rms_norm_backward(grad_output: Any, input: Any, normalized_shape: Any, weight: Any = None,
+                      eps: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    r"""$\partial L/\partial x = r(\hat g - \hat x\,\overline{\hat g\hat x})$, $\hat g = g w$; $\partial L/\partial w = \sum g\hat x$."""
+    x = as_float(input, "input")
+    axes = _axes(x, normalized_shape)
+    w = _affine("weight", weight, x, axes)
+    g = check_grad_shape(grad_output, x.shape)
+    xhat, r = _normalized(x, axes, _eps(eps, input), centre=False)
+    return _backward(g, xhat, r, w, axes, centre=False), (None if w is None else _batch_sum(g * xhat, axes))
+
+
+# --- the sympy proofs, over M = n symbolic elements of one row ------------------------------------
+
+def _row_example(op: str, n: int, centre: bool):
+    def example(rng: np.random.Generator) -> S.Example:
+        x, w, b, g = rng.normal(0, 2, (20, n)), rng.normal(1, 0.5, n), rng.normal(0, 1, n), rng.normal(0, 1, (20, n))
+        eps = 1e-5
+        values = {**S.columns(x, "x"), **S.columns(g, "g"), **{f"w_{i + 1}": w[i] for i in range(n)}, "epsilon": eps}
+        kwargs = {"normalized_shape": (n,), "weight": w, "eps": eps}
+        if centre:
+            values |= {f"b_{i + 1}": b[i] for i in range(n)}
+            kwargs["bias"] = b
+
+        def assemble(grads: list) -> tuple[np.ndarray, ...]:
+            per_row = [np.broadcast_to(np.asarray(v, dtype=float), (20,)) for v in grads]
+            parts = [np.stack(per_row[:n], axis=1), np.sum(np.stack(per_row[n:2 * n], axis=1), axis=0)]
+            if centre:
+                parts.append(np.sum(np.stack(per_row[2 * n:], axis=1), axis=0))
+            return tuple(parts)
+
+        return S.Example((x,), kwargs, g, values, assemble)
+
+    return example
+
+
+def _norm_derivation(op: str, n: int, centre: bool) -> S.Derivation:
+    xs, gs = sp.symbols(f"x_1:{n + 1}", real=True), sp.symbols(f"g_1:{n + 1}", real=True)
+    ws, bs = sp.symbols(f"w_1:{n + 1}", real=True), sp.symbols(f"b_1:{n + 1}", real=True)
+    eps = sp.Symbol("epsilon", positive=True)
+    mu = sum(xs) / n if centre else 0
+    r = 1 / sp.sqrt(sum((xi - mu) ** 2 for xi in xs) / n + eps)
+    xhat = [(xi - mu) * r for xi in xs]
+    ys = [xh * wi + (bi if centre else 0) for xh, wi, bi in zip(xhat, ws, bs)]
+    gw = [gi * wi for gi, wi in zip(gs, ws)]
+    mean_gw_xhat = sum(a * h for a, h in zip(gw, xhat)) / n
+    mean_gw = sum(gw) / n
+    hand_x = tuple(r * (gw[j] - xhat[j] * mean_gw_xhat - (mean_gw if centre else 0)) for j in range(n))
+    hand_w = tuple(gi * xh for gi, xh in zip(gs, xhat))
+    wrt = (*xs, *ws, *(bs if centre else ()))
+    hand = (*hand_x, *hand_w, *(gs if centre else ()))
+    X, G, Xh, R, i, M = sp.IndexedBase("x"), S.G, sp.IndexedBase(r"\hat{x}"), sp.Symbol("r"), S.i, sp.Symbol("M")
+    j = S.j
+    Ghat = sp.IndexedBase(r"\hat{g}")
+    steps = (S.Step("definition", sp.Eq(sp.IndexedBase("y")[i], Xh[i] * sp.IndexedBase("w")[i] + (sp.IndexedBase("b")[i] if centre else 0))),
+             S.Step("normalised input", sp.Eq(Xh[i], (X[i] - (sp.Symbol("mu") if centre else 0)) * R)),
+             S.Step("input", sp.Eq(sp.Derivative(S.L, X[j]), R * (Ghat[j] - Xh[j] * sp.Sum(Ghat[i] * Xh[i], (i, 1, M)) / M
+                                                                    - (sp.Sum(Ghat[i], (i, 1, M)) / M if centre else 0)))),
+             S.Step("weight", sp.Eq(sp.Derivative(S.L, sp.IndexedBase("w")[i]), G[i] * Xh[i])))
+    if centre:
+        steps += (S.Step("bias", sp.Eq(sp.Derivative(S.L, sp.IndexedBase("b")[i]), G[i])),)
+    return S.Derivation(op, sum(gi * yi for gi, yi in zip(gs, ys)), wrt, hand, steps, {eps: (1e-3, 1.0)}, size=n,
+                        note=f"one row of M = {n} elements; the weight's and bias's gradients sum this over the rows",
+                        example=_row_example(op, n, centre))
+
+
+@facts.derivation(layer_norm)
+def _layer_norm(n: int = 3) -> S.Derivation:
+    return _norm_derivation("layer_norm", n, centre=True)
+
+
+@facts.derivation(rms_norm)
+def _rms_norm(n: int = 3) -> S.Derivation:
+    return _norm_derivation("rms_norm", n, centre=False)
