@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from checks import cli, learner
 
@@ -54,8 +55,13 @@ FAIR = {
 NOTES = {("softmax_axis", "softmax"): "torch calls your `axis` argument `dim`", ("notebook_002", "softmax"): "takes no `dim`"}
 
 
+# `byhand verify --impl` draws 60 cases per stage; 30 give every verdict below the same (measured for
+# the whole corpus) in half the time, and the thorough profile draws the full 60.
+EXAMPLES = 60 if settings.get_current_profile_name() == "thorough" else 30
+
+
 def _verdicts(file: str) -> pytest.MarkDecorator:
-    return pytest.mark.beside(learner.verdicts_of, str(CORPUS / f"{file}.py"))
+    return pytest.mark.beside(learner.verdicts_of, str(CORPUS / f"{file}.py"), EXAMPLES)
 
 
 def run_cli(*args: str) -> tuple[int, str]:
