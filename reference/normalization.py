@@ -1,5 +1,5 @@
-r"""Normalization layers: layer_norm and rms_norm over the last dimensions, and their hand-derived
-gradients with respect to the input, the weight and the bias.
+r"""Normalization layers: layer_norm and rms_norm over the last dimensions, group_norm over groups
+of channels, and their hand-derived gradients with respect to the input, the weight and the bias.
 
 Over the $M$ elements of ``normalized_shape`` (the input's last dimensions): layer_norm subtracts the
 mean $\mu$ and divides by $\sqrt{\sigma^2 + \epsilon}$ with the *biased* variance
@@ -23,7 +23,7 @@ from reference import facts
 from reference import symbolic as S
 from reference._validation import as_float, as_optional_float, check_grad_shape, quiet
 
-__all__ = ["layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward"]
+__all__ = ["group_norm", "group_norm_backward", "layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward"]
 
 
 def _axes(x: np.ndarray, normalized_shape: Any) -> tuple[int, ...]:
@@ -80,7 +80,8 @@ def _row_curve(name: str) -> facts.Curve:
         upstream = np.zeros_like(rows)
         upstream[:, 0] = 1.0
         forward, backward = getattr(normalization, name), getattr(normalization, f"{name}_backward")
-        return forward(rows, (3,), eps=1e-5)[:, 0], backward(upstream, rows, (3,), eps=1e-5)[0][:, 0]
+        how = 1 if name == "group_norm" else (3,)  # group_norm: three channels in one group
+        return forward(rows, how, eps=1e-5)[:, 0], backward(upstream, rows, how, eps=1e-5)[0][:, 0]
 
     return facts.Curve(-4, 4, "x₀ of the row (x₀, 0, 1)", f"{name}(row)₀", values)
 
@@ -132,14 +133,63 @@ def rms_norm_backward(grad_output: Any, input: Any, normalized_shape: Any, weigh
     return _backward(g, xhat, r, w, axes, centre=False), (None if w is None else _batch_sum(g * xhat, axes))
 
 
+def _groups(x: np.ndarray, num_groups: Any) -> tuple[np.ndarray, int]:
+    """(N, C, *) as (N, G, C/G · prod(*)): each group of channels is one row to normalise."""
+    if x.ndim < 2:
+        raise ValueError(f"group_norm expects an input of shape (N, C, *), got {x.shape}")
+    groups = int(num_groups)
+    if groups < 1 or x.shape[1] % groups:
+        raise ValueError(f"num_groups={num_groups} must divide the {x.shape[1]} channels")
+    rows = x.reshape(x.shape[0], groups, -1)
+    if rows.shape[2] < 2:  # torch: "Expected more than 1 value per channel when training"
+        raise ValueError(f"each group must hold more than one value to normalise; input {x.shape} in {groups} groups holds {rows.shape[2]}")
+    return rows, groups
+
+
+def _per_channel(name: str, value: Any, x: np.ndarray) -> np.ndarray | None:
+    array = as_optional_float(value, name)
+    if array is not None and array.shape != (x.shape[1],):
+        raise ValueError(f"{name} must have one value per channel, shape ({x.shape[1]},), got {array.shape}")
+    return None if array is None else array.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+@quiet
+@facts.declare(curve=_row_curve("group_norm"), accuracy=3)
+def group_norm(input: Any, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> np.ndarray:
+    r"""$y = rac{x - \mu_g}{\sqrt{\sigma_g^2 + \epsilon}}\,w_c + b_c$, the statistics over each group of $C/G$ channels (and all positions)."""
+    x = as_float(input, "input")
+    rows, _ = _groups(x, num_groups)
+    w, b = _per_channel("weight", weight, x), _per_channel("bias", bias, x)
+    xhat = _normalized(rows, (2,), float(eps), centre=True)[0].reshape(x.shape)
+    return (xhat if w is None else xhat * w) + (0.0 if b is None else b)
+
+
+@quiet
+def group_norm_backward(grad_output: Any, input: Any, num_groups: int, weight: Any = None, bias: Any = None,
+                        eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    r"""Per group, layer_norm's $r(\hat g - \overline{\hat g} - \hat x\,\overline{\hat g\hat x})$ with $\hat g = g w_c$; $\partial L/\partial w_c = \sum g\hat x$, $\partial L/\partial b_c = \sum g$ over N and positions."""
+    x = as_float(input, "input")
+    rows, _ = _groups(x, num_groups)
+    w, b = _per_channel("weight", weight, x), _per_channel("bias", bias, x)
+    g = check_grad_shape(grad_output, x.shape)
+    xhat, r = _normalized(rows, (2,), float(eps), centre=True)
+    gw = (g if w is None else g * w).reshape(rows.shape)
+    grad_input = _backward(gw, xhat, r, None, (2,), centre=True).reshape(x.shape)
+    others = (0,) + tuple(range(2, x.ndim))
+    channel_sum = lambda v: np.sum(v.astype(np.longdouble), axis=others).astype(np.float64)  # noqa: E731
+    return (grad_input, None if w is None else channel_sum(g * xhat.reshape(x.shape)), None if b is None else channel_sum(g))
+
+
 # --- the sympy proofs, over M = n symbolic elements of one row ------------------------------------
 
 def _row_example(op: str, n: int, centre: bool):
+    """20 rows of n elements: for group_norm, 20 samples of n channels in one group."""
     def example(rng: np.random.Generator) -> S.Example:
         x, w, b, g = rng.normal(0, 2, (20, n)), rng.normal(1, 0.5, n), rng.normal(0, 1, n), rng.normal(0, 1, (20, n))
         eps = 1e-5
         values = {**S.columns(x, "x"), **S.columns(g, "g"), **{f"w_{i + 1}": w[i] for i in range(n)}, "epsilon": eps}
-        kwargs = {"normalized_shape": (n,), "weight": w, "eps": eps}
+        kwargs = {"num_groups": 1} if op == "group_norm" else {"normalized_shape": (n,)}
+        kwargs |= {"weight": w, "eps": eps}
         if centre:
             values |= {f"b_{i + 1}": b[i] for i in range(n)}
             kwargs["bias"] = b
@@ -194,3 +244,9 @@ def _layer_norm(n: int = 3) -> S.Derivation:
 @facts.derivation(rms_norm)
 def _rms_norm(n: int = 3) -> S.Derivation:
     return _norm_derivation("rms_norm", n, centre=False)
+
+
+@facts.derivation(group_norm)
+def _group_norm(n: int = 3) -> S.Derivation:
+    """One group of n channels at one position: layer_norm's algebra, with a weight per channel."""
+    return _norm_derivation("group_norm", n, centre=True)

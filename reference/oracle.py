@@ -247,8 +247,29 @@ def _rms_norm_backward(g, x, normalized_shape, weight=None, eps=None):
     return _norm_backward(g, x, normalized_shape, weight, eps, False)[:2]
 
 
-FORWARD.update(layer_norm=_layer_norm, rms_norm=_rms_norm)
-BACKWARD.update(layer_norm=_layer_norm_backward, rms_norm=_rms_norm_backward)
+def _channel(v, x):
+    return None if v is None else v.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    rows = x.reshape(x.shape[0], num_groups, -1)
+    xhat = _normalize(rows, (rows.shape[2],), eps, True)[0].reshape(x.shape)
+    w, b = _channel(weight, x), _channel(bias, x)
+    return (xhat if w is None else xhat * w) + (0 if b is None else b)
+
+
+def _group_norm_backward(g, x, num_groups, weight=None, bias=None, eps=1e-5):
+    rows = x.reshape(x.shape[0], num_groups, -1)
+    w = _channel(weight, x)
+    gw = (g if w is None else g * w).reshape(rows.shape)
+    grad, _, _ = _norm_backward(gw, rows, (rows.shape[2],), None, eps, True)
+    xhat = _normalize(rows, (rows.shape[2],), eps, True)[0].reshape(x.shape)
+    others = (0,) + tuple(range(2, x.ndim))
+    return (grad.reshape(x.shape), None if weight is None else np.sum(g * xhat, axis=others), None if bias is None else np.sum(g, axis=others))
+
+
+FORWARD.update(layer_norm=_layer_norm, rms_norm=_rms_norm, group_norm=_group_norm)
+BACKWARD.update(layer_norm=_layer_norm_backward, rms_norm=_rms_norm_backward, group_norm=_group_norm_backward)
 
 
 def _resolve_eps(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

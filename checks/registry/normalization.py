@@ -78,6 +78,53 @@ def _grad_scale(centre: bool):
     return grad_scale
 
 
+def _make_group(rng, recipe, info) -> Case:
+    shape = recipe.shape
+    channels = shape[1]
+    positions = int(np.prod(shape[2:]))
+    # torch refuses a group of one value (nothing to normalise): every group holds two or more
+    divisors = [d for d in range(1, channels + 1) if channels % d == 0 and channels // d * positions >= 2]
+    groups = int(rng.choice(divisors))
+    x = reals(rng, shape, recipe.regime, info, specials=special_reals(info, huge=False))
+    affine = recipe.knobs["affine"]
+    return Case({"input": x}, {"num_groups": groups, "weight": rng.normal(1.0, 0.5, channels) if affine else None,
+                               "bias": rng.normal(0.0, 1.0, channels) if affine else None, "eps": recipe.knobs["eps"]})
+
+
+def _group_rows(case: Case) -> Case:
+    """The case as layer_norm sees each group: (N, G, C/G · positions), weight and bias spread per element."""
+    x = case.inputs["input"]
+    rows = x.reshape(x.shape[0], case.params["num_groups"], -1)
+    spread = lambda v: None if v is None else np.broadcast_to(v.reshape((1, -1) + (1,) * (x.ndim - 2)), x.shape).reshape(rows.shape)  # noqa: E731
+    return Case({"input": rows}, {"normalized_shape": rows.shape[2:], "weight": spread(case.params["weight"]),
+                                  "bias": spread(case.params["bias"]), "eps": case.params["eps"]}, case.info)
+
+
+def _group_scale(case: Case, expected: np.ndarray) -> np.ndarray:
+    x = case.inputs["input"]
+    return np.broadcast_to(_scale(True)(_group_rows(case), expected), x.reshape(x.shape[0], case.params["num_groups"], -1).shape).reshape(x.shape)
+
+
+def _group_grad_scale(case: Case, g: np.ndarray) -> dict:
+    x = case.inputs["input"]
+    rows = _group_rows(case)
+    per_element = _grad_scale(True)(rows, np.reshape(g, rows.inputs["input"].shape))
+    others = (0,) + tuple(range(2, x.ndim))
+    _, size, r, xhat = _r(rows, True)
+    terms = np.abs(np.reshape(g, rows.inputs["input"].shape)) * (size * r + xhat)
+    return {"input": np.reshape(per_element["input"], x.shape), "weight": np.sum(terms.reshape(x.shape), axis=others),
+            "bias": np.sum(np.abs(g), axis=others)}
+
+
+def _group_norm_module(input, num_groups, weight, bias, eps):
+    layer = nn.GroupNorm(num_groups, input.shape[1], eps=eps, affine=weight is not None, device=input.device, dtype=input.dtype)
+    if weight is not None:
+        with __import__("torch").no_grad():
+            layer.weight.copy_(weight)
+            layer.bias.copy_(bias)
+    return layer(input)
+
+
 def _layer_norm_module(input, normalized_shape, weight, bias, eps):
     layer = nn.LayerNorm(normalized_shape, eps=eps, elementwise_affine=weight is not None, device=input.device, dtype=input.dtype)
     if weight is not None:
@@ -118,5 +165,17 @@ SPECS = (
         grad_scale=_grad_scale(False),
         grad_inputs=("input", "weight"),
         notes="eps=None is the input dtype's machine epsilon (bfloat16 cells pass its value, 2**-7, explicitly).",
+    ),
+    OpSpec(
+        name="group_norm",
+        functional=F.group_norm,
+        module=_group_norm_module,
+        make=_make_group,
+        shapes=shapes(min_dims=2, max_dims=4, min_side=1, max_side=6).filter(lambda shape: np.prod(shape[1:]) >= 2),
+        knobs=knobs(affine=st.booleans(), eps=st.sampled_from([1e-5, 1e-3, 0.1])),
+        scale=_group_scale,
+        grad_scale=_group_grad_scale,
+        grad_inputs=("input", "weight", "bias"),
+        large_shape=(16, 24, 20, 16),
     ),
 )
