@@ -1,5 +1,12 @@
 r"""Normalization layers: layer_norm and rms_norm over the last dimensions, group_norm over groups
-of channels, and their hand-derived gradients with respect to the input, the weight and the bias.
+of channels, batch_norm per channel over the batch, and their hand-derived gradients with respect to
+the input, the weight and the bias.
+
+batch_norm in training mode normalises with the batch's statistics and updates the running ones in
+place, as torch does: $\hat\mu \leftarrow (1 - m)\hat\mu + m\mu$ and
+$\hat\sigma^2 \leftarrow (1 - m)\hat\sigma^2 + m\,rac{n}{n - 1}\sigma^2$ (the *unbiased* variance for
+the running estimate, the biased one to normalise). In evaluation mode it uses the running statistics,
+and the input's gradient is just $g w / \sqrt{\hat\sigma^2 + \epsilon}$.
 
 Over the $M$ elements of ``normalized_shape`` (the input's last dimensions): layer_norm subtracts the
 mean $\mu$ and divides by $\sqrt{\sigma^2 + \epsilon}$ with the *biased* variance
@@ -14,7 +21,7 @@ $\partial L/\partial b = \sum g$ over every other dimension.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import sympy as sp
@@ -23,7 +30,7 @@ from reference import facts
 from reference import symbolic as S
 from reference._validation import as_float, as_optional_float, check_grad_shape, quiet
 
-__all__ = ["group_norm", "group_norm_backward", "layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward"]
+__all__ = ["batch_norm", "batch_norm_backward", "group_norm", "group_norm_backward", "layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward"]
 
 
 def _axes(x: np.ndarray, normalized_shape: Any) -> tuple[int, ...]:
@@ -80,6 +87,9 @@ def _row_curve(name: str) -> facts.Curve:
         upstream = np.zeros_like(rows)
         upstream[:, 0] = 1.0
         forward, backward = getattr(normalization, name), getattr(normalization, f"{name}_backward")
+        if name == "batch_norm":  # a batch of three samples per channel: one channel per point of the curve
+            return (forward(rows.T, None, None, training=True)[0],
+                    backward(upstream.T, rows.T, None, None, training=True)[0][0])
         how = 1 if name == "group_norm" else (3,)  # group_norm: three channels in one group
         return forward(rows, how, eps=1e-5)[:, 0], backward(upstream, rows, how, eps=1e-5)[0][:, 0]
 
@@ -180,6 +190,68 @@ def group_norm_backward(grad_output: Any, input: Any, num_groups: int, weight: A
     return (grad_input, None if w is None else channel_sum(g * xhat.reshape(x.shape)), None if b is None else channel_sum(g))
 
 
+def _channels_last(x: np.ndarray) -> np.ndarray:
+    """(N, C, *) as (C, N · prod(*)): one row per channel."""
+    return np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+
+
+def _channels_back(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.moveaxis(rows.reshape((shape[1], shape[0]) + shape[2:]), 0, 1)
+
+
+def _bn_args(input: Any, running_mean: Any, running_var: Any, weight: Any, bias: Any, training: bool):
+    x = as_float(input, "input")
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm expects an input of shape (N, C, *), got {x.shape}")
+    stats = [_per_channel(n, v, x) for n, v in (("running_mean", running_mean), ("running_var", running_var))]
+    if not training and (stats[0] is None or stats[1] is None):
+        raise ValueError("running_mean and running_var must be given in evaluation mode (training=False)")
+    if training and x.size // x.shape[1] < 2:  # torch: "Expected more than 1 value per channel when training"
+        raise ValueError(f"training needs more than one value per channel, got an input of shape {x.shape}")
+    return x, stats, _per_channel("weight", weight, x), _per_channel("bias", bias, x)
+
+
+@quiet
+@facts.declare(curve=_row_curve("batch_norm"), accuracy=3)
+def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> np.ndarray:
+    r"""$y = rac{x - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}}\,w_c + b_c$: batch statistics in training (running ones updated in place), running ones otherwise."""
+    x, (mean, var), w, b = _bn_args(input, running_mean, running_var, weight, bias, training)
+    if training:
+        rows = _channels_last(x)
+        xhat = _channels_back(_normalized(rows, (1,), float(eps), centre=True)[0], x.shape)
+        if running_mean is not None:
+            n = rows.shape[1]
+            batch_mean = np.mean(rows.astype(np.longdouble), axis=1)
+            unbiased = np.sum((rows - batch_mean[:, None]).astype(np.longdouble) ** 2, axis=1) / (n - 1)
+            m = float(momentum)
+            running_mean[...] = ((1 - m) * np.asarray(running_mean, dtype=np.longdouble) + m * batch_mean).astype(np.float64)
+            running_var[...] = ((1 - m) * np.asarray(running_var, dtype=np.longdouble) + m * unbiased).astype(np.float64)
+    else:
+        xhat = (x - mean) / np.sqrt(var + float(eps))
+    return (xhat if w is None else xhat * w) + (0.0 if b is None else b)
+
+
+@quiet
+def batch_norm_backward(grad_output: Any, input: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+                        training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    r"""Training: per channel, layer_norm's $r(\hat g - \overline{\hat g} - \hat x\,\overline{\hat g\hat x})$; evaluation: $g w_c/\sqrt{\hat\sigma_c^2 + \epsilon}$; $\partial L/\partial w_c = \sum g\hat x$, $\partial L/\partial b_c = \sum g$."""
+    x, (mean, var), w, b = _bn_args(input, running_mean, running_var, weight, bias, training)
+    g = check_grad_shape(grad_output, x.shape)
+    gw = g if w is None else g * w
+    if training:
+        rows = _channels_last(x)
+        xhat_rows, r = _normalized(rows, (1,), float(eps), centre=True)
+        grad_input = _channels_back(_backward(_channels_last(gw), xhat_rows, r, None, (1,), centre=True), x.shape)
+        xhat = _channels_back(xhat_rows, x.shape)
+    else:
+        r = 1 / np.sqrt(var + float(eps))
+        grad_input, xhat = gw * r, (x - mean) * r
+    others = (0,) + tuple(range(2, x.ndim))
+    channel_sum = lambda v: np.sum(v.astype(np.longdouble), axis=others).astype(np.float64)  # noqa: E731
+    return grad_input, (None if w is None else channel_sum(g * xhat)), (None if b is None else channel_sum(g))
+
+
 # --- the sympy proofs, over M = n symbolic elements of one row ------------------------------------
 
 def _row_example(op: str, n: int, centre: bool):
@@ -250,3 +322,56 @@ def _rms_norm(n: int = 3) -> S.Derivation:
 def _group_norm(n: int = 3) -> S.Derivation:
     """One group of n channels at one position: layer_norm's algebra, with a weight per channel."""
     return _norm_derivation("group_norm", n, centre=True)
+
+
+def _batch_example(n: int, training: bool):
+    """n samples of 20 channels: each channel is one row of the proof, with its own w, b (and running statistics)."""
+    def example(rng: np.random.Generator) -> S.Example:
+        x, g = rng.normal(0, 2, (n, 20)), rng.normal(0, 1, (n, 20))
+        w, b, mean, var = rng.normal(1, 0.5, 20), rng.normal(0, 1, 20), rng.normal(0, 1, 20), rng.uniform(0.5, 2, 20)
+        eps = 1e-5
+        values = {**{f"x_{i + 1}": x[i] for i in range(n)}, **{f"g_{i + 1}": g[i] for i in range(n)}, "w": w, "b": b, "epsilon": eps}
+        if not training:
+            values |= {"m": mean, "v": var}
+        kwargs = {"running_mean": None if training else mean, "running_var": None if training else var, "weight": w, "bias": b,
+                  "training": training, "eps": eps}
+
+        def assemble(grads: list) -> tuple[np.ndarray, ...]:
+            per = [np.broadcast_to(np.asarray(v, dtype=float), (20,)) for v in grads]
+            return np.stack(per[:n], axis=0), per[n], per[n + 1]
+
+        return S.Example((x,), kwargs, g, values, assemble)
+
+    return example
+
+
+@facts.derivation(batch_norm)
+def _batch_norm(n: int = 3, *, training: Literal[True, False] = True) -> S.Derivation:
+    """One channel over a batch of n values, with its one weight and bias."""
+    xs, gs = sp.symbols(f"x_1:{n + 1}", real=True), sp.symbols(f"g_1:{n + 1}", real=True)
+    w, b, m, v = sp.symbols("w b m v", real=True)
+    eps = sp.Symbol("epsilon", positive=True)
+    if training:
+        mu = sum(xs) / n
+        r = 1 / sp.sqrt(sum((xi - mu) ** 2 for xi in xs) / n + eps)
+    else:
+        mu, r = m, 1 / sp.sqrt(v + eps)
+    xhat = [(xi - mu) * r for xi in xs]
+    gw = [gi * w for gi in gs]
+    if training:
+        hand_x = tuple(r * (gw[j] - sum(gw) / n - xhat[j] * sum(a * h for a, h in zip(gw, xhat)) / n) for j in range(n))
+    else:
+        hand_x = tuple(gj * w * r for gj in gs)
+    hand = (*hand_x, sum(gi * h for gi, h in zip(gs, xhat)), sum(gs))
+    X, G, Xh, i, j, N = sp.IndexedBase("x"), S.G, sp.IndexedBase(r"\hat{x}"), S.i, S.j, sp.Symbol("n")
+    Ghat = sp.IndexedBase(r"\hat{g}")
+    steps = (S.Step("definition", sp.Eq(sp.IndexedBase("y")[i], Xh[i] * w + b)),
+             S.Step("normalised input", sp.Eq(Xh[i], (X[i] - (sp.Symbol("mu") if training else m)) * (sp.Symbol("r") if training else 1 / sp.sqrt(v + eps)))),
+             S.Step("input", sp.Eq(sp.Derivative(S.L, X[j]), sp.Symbol("r") * (Ghat[j] - sp.Sum(Ghat[i], (i, 1, N)) / N - Xh[j] * sp.Sum(Ghat[i] * Xh[i], (i, 1, N)) / N)
+                                    if training else G[j] * w / sp.sqrt(v + eps))),
+             S.Step("weight", sp.Eq(sp.Derivative(S.L, w), sp.Sum(G[i] * Xh[i], (i, 1, N)))),
+             S.Step("bias", sp.Eq(sp.Derivative(S.L, b), sp.Sum(G[i], (i, 1, N)))))
+    return S.Derivation("batch_norm", sum(gi * (h * w + b) for gi, h in zip(gs, xhat)), (*xs, w, b), hand, steps,
+                        {eps: (1e-3, 1.0), v: (0.1, 3.0)}, size=n, example=_batch_example(n, training),
+                        note=("training: the batch's biased variance normalises; the running variance is updated with the unbiased one"
+                              if training else "evaluation: the running statistics are constants"))

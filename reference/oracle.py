@@ -268,8 +268,54 @@ def _group_norm_backward(g, x, num_groups, weight=None, bias=None, eps=1e-5):
     return (grad.reshape(x.shape), None if weight is None else np.sum(g * xhat, axis=others), None if bias is None else np.sum(g, axis=others))
 
 
-FORWARD.update(layer_norm=_layer_norm, rms_norm=_rms_norm, group_norm=_group_norm)
-BACKWARD.update(layer_norm=_layer_norm_backward, rms_norm=_rms_norm_backward, group_norm=_group_norm_backward)
+def _bn_rows(x):
+    return np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+
+
+def _bn_back(rows, shape):
+    return np.moveaxis(rows.reshape((shape[1], shape[0]) + shape[2:]), 0, 1)
+
+
+def _bn_xhat(x, running_mean, running_var, training, eps):
+    if training:
+        xhat, r, _ = _normalize(_bn_rows(x), (x.size // x.shape[1],), eps, True)
+        return _bn_back(xhat, x.shape), r
+    r = 1 / _sqrt(_channel(running_var, x) + mpmath.mpf(eps))
+    return (x - _channel(running_mean, x)) * r, r
+
+
+def _batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    xhat, _ = _bn_xhat(x, running_mean, running_var, training, eps)
+    w, b = _channel(weight, x), _channel(bias, x)
+    return (xhat if w is None else xhat * w) + (0 if b is None else b)
+
+
+def _batch_norm_backward(g, x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    w = _channel(weight, x)
+    gw = g if w is None else g * w
+    xhat, r = _bn_xhat(x, running_mean, running_var, training, eps)
+    if training:
+        rows = _bn_rows(x)
+        grad = _bn_back(_norm_backward(_bn_rows(gw), rows, (rows.shape[1],), None, eps, True)[0], x.shape)
+    else:
+        grad = gw * r
+    others = (0,) + tuple(range(2, x.ndim))
+    return grad, (None if weight is None else np.sum(g * xhat, axis=others)), (None if bias is None else np.sum(g, axis=others))
+
+
+def batch_norm_running(x: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray, momentum: float) -> tuple[np.ndarray, np.ndarray]:
+    """The running statistics after one training step, at 50 digits (unbiased variance)."""
+    with mpmath.workdps(DIGITS):
+        rows = _bn_rows(_exact(np.asarray(x, dtype=np.float64)))
+        n = rows.shape[1]
+        mean = np.sum(rows, axis=1) / n
+        unbiased = np.sum((rows - mean[:, None]) ** 2, axis=1) / (n - 1)
+        m = mpmath.mpf(momentum)
+        return (to_float((1 - m) * _exact(running_mean) + m * mean), to_float((1 - m) * _exact(running_var) + m * unbiased))
+
+
+FORWARD.update(layer_norm=_layer_norm, rms_norm=_rms_norm, group_norm=_group_norm, batch_norm=_batch_norm)
+BACKWARD.update(layer_norm=_layer_norm_backward, rms_norm=_rms_norm_backward, group_norm=_group_norm_backward, batch_norm=_batch_norm_backward)
 
 
 def _resolve_eps(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,9 @@ dimensions, with or without weight (and bias), and the gradient of each.
 
 Natural scales: x − μ is formed in the dtype from x and a mean of terms of size mean|x| (an absolute
 error of eps times |x| + mean|x|, multiplied by r = 1/σ), and the input's gradient subtracts row means of ĝ = g·w and
-ĝ·x̂ from ĝ: each is judged at the size of the terms it sums.
+ĝ·x̂ from ĝ: each is judged at the size of the terms it sums. The row's mean and variance add M
+rounded terms: like any such sum (checks.tolerance.k_for_sum) their error may grow by half an ULP a
+term, so a row longer than 2k is judged at M/(2k) times its size.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from torch import nn
 
 from checks.spec import Case, OpSpec
 from checks.strategies import knobs, shapes
+from checks.tolerance import k_for
 from checks.values import reals, special_reals
 
 NUMPY = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
@@ -55,12 +58,18 @@ def _r(case: Case, centre: bool) -> tuple[tuple[int, ...], np.ndarray, np.ndarra
         return axes, size, r, np.abs(x - mu) * r
 
 
+def _summed(case: Case, axes: tuple[int, ...]) -> float:
+    """How much longer than 2k the row's sums are (at least 1): their error grows with the row."""
+    row = int(np.prod([case.inputs["input"].shape[a] for a in axes]))
+    return max(1.0, row / (2 * k_for("forward", case.info.name)))
+
+
 def _scale(centre: bool):
     def scale(case: Case, expected: np.ndarray) -> np.ndarray:
-        _, size, r, xhat = _r(case, centre)
+        axes, size, r, xhat = _r(case, centre)
         w, b = case.params["weight"], case.params.get("bias")
         # x̂ to within eps·(|x| + |μ|)·r absolutely, and r itself to within eps relatively
-        return (size * r + xhat) * (1.0 if w is None else np.abs(w)) + (0.0 if b is None else np.abs(b))
+        return (size * r + xhat) * _summed(case, axes) * (1.0 if w is None else np.abs(w)) + (0.0 if b is None else np.abs(b))
 
     return scale
 
@@ -73,7 +82,7 @@ def _grad_scale(centre: bool):
         with np.errstate(all="ignore"):
             terms = gw + np.mean(gw, axis=axes, keepdims=True) + (size * r + xhat) * np.mean(gw * (size * r + xhat), axis=axes, keepdims=True)
             batch = tuple(range(np.ndim(g) - len(axes)))
-            return {"input": r * terms, "weight": np.sum(np.abs(g) * (size * r + xhat), axis=batch), "bias": np.sum(np.abs(g), axis=batch)}
+            return {"input": r * terms * _summed(case, axes), "weight": np.sum(np.abs(g) * (size * r + xhat), axis=batch), "bias": np.sum(np.abs(g), axis=batch)}
 
     return grad_scale
 
@@ -123,6 +132,79 @@ def _group_norm_module(input, num_groups, weight, bias, eps):
             layer.weight.copy_(weight)
             layer.bias.copy_(bias)
     return layer(input)
+
+
+def _make_batch(rng, recipe, info) -> Case:
+    x = reals(rng, recipe.shape, recipe.regime, info, specials=special_reals(info, huge=False))
+    channels = recipe.shape[1]
+    training, affine = recipe.knobs["training"], recipe.knobs["affine"]
+    running = not training or recipe.knobs["running"]  # evaluation needs running statistics
+    return Case({"input": x}, {
+        "running_mean": rng.normal(0.0, 1.0, channels) if running else None,
+        "running_var": rng.uniform(0.25, 4.0, channels) if running else None,
+        "weight": rng.normal(1.0, 0.5, channels) if affine else None,
+        "bias": rng.normal(0.0, 1.0, channels) if affine else None,
+        "training": training, "momentum": recipe.knobs["momentum"], "eps": recipe.knobs["eps"]})
+
+
+def _batch_rows(case: Case) -> Case:
+    """The training-mode case as layer_norm sees each channel: (C, N · positions)."""
+    x = case.inputs["input"]
+    rows = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+    spread = lambda v: None if v is None else np.broadcast_to(v[:, None], rows.shape)  # noqa: E731
+    return Case({"input": rows}, {"normalized_shape": rows.shape[1:], "weight": spread(case.params["weight"]),
+                                  "bias": spread(case.params["bias"]), "eps": case.params["eps"]}, case.info)
+
+
+def _channels_back(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.moveaxis(np.broadcast_to(rows, (shape[1], int(np.prod(shape)) // shape[1])).reshape((shape[1], shape[0]) + shape[2:]), 0, 1)
+
+
+def _eval_terms(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation mode: |x| + |running mean| (the terms of x − mean) times r, per element, and r."""
+    x = case.inputs["input"]
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    with np.errstate(all="ignore"):
+        r = 1.0 / np.sqrt(case.params["running_var"].reshape(shape) + case.params["eps"])
+        return (np.abs(x) + np.abs(case.params["running_mean"].reshape(shape))) * r, r
+
+
+def _batch_scale(case: Case, expected: np.ndarray) -> np.ndarray:
+    x, w, b = case.inputs["input"], case.params["weight"], case.params["bias"]
+    if case.params["training"]:
+        return _channels_back(_scale(True)(_batch_rows(case), expected), x.shape)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    terms, _ = _eval_terms(case)
+    return terms * (1.0 if w is None else np.abs(w).reshape(shape)) + (0.0 if b is None else np.abs(b).reshape(shape))
+
+
+def _batch_grad_scale(case: Case, g: np.ndarray) -> dict:
+    x, w = case.inputs["input"], case.params["weight"]
+    others = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if case.params["training"]:
+        rows = _batch_rows(case)
+        g_rows = np.moveaxis(np.asarray(g), 1, 0).reshape(rows.inputs["input"].shape)
+        _, size, r, xhat = _r(rows, True)
+        return {"input": _channels_back(_grad_scale(True)(rows, g_rows)["input"], x.shape),
+                "weight": np.sum(np.abs(g_rows) * (size * r + xhat), axis=1), "bias": np.sum(np.abs(g), axis=others)}
+    terms, r = _eval_terms(case)
+    return {"input": np.abs(g) * r * (1.0 if w is None else np.abs(w).reshape(shape)),
+            "weight": np.sum(np.abs(g) * terms, axis=others), "bias": np.sum(np.abs(g), axis=others)}
+
+
+def _batch_norm_module(input, running_mean, running_var, weight, bias, training, momentum, eps):
+    kind = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}[input.dim()]
+    layer = kind(input.shape[1], eps=eps, momentum=momentum, affine=weight is not None, track_running_stats=running_mean is not None,
+                 device=input.device, dtype=input.dtype)
+    with __import__("torch").no_grad():
+        if weight is not None:
+            layer.weight.copy_(weight)
+            layer.bias.copy_(bias)
+        if running_mean is not None:
+            layer.running_mean.copy_(running_mean)
+            layer.running_var.copy_(running_var)
+    return layer.train(training)(input)
 
 
 def _layer_norm_module(input, normalized_shape, weight, bias, eps):
@@ -177,5 +259,20 @@ SPECS = (
         grad_scale=_group_grad_scale,
         grad_inputs=("input", "weight", "bias"),
         large_shape=(16, 24, 20, 16),
+    ),
+    OpSpec(
+        name="batch_norm",
+        functional=F.batch_norm,
+        module=_batch_norm_module,
+        make=_make_batch,
+        # (N, C, *) up to 3-D batches (BatchNorm1d/2d/3d); training needs two or more values per channel
+        shapes=shapes(min_dims=2, max_dims=5, min_side=1, max_side=5).filter(lambda shape: shape[0] * np.prod(shape[2:]) >= 2),
+        knobs=knobs(training=st.booleans(), running=st.booleans(), affine=st.booleans(), momentum=st.sampled_from([0.1, 0.5, 1.0, 0.0]),
+                    eps=st.sampled_from([1e-5, 1e-3])),
+        scale=_batch_scale,
+        grad_scale=_batch_grad_scale,
+        grad_inputs=("input", "weight", "bias"),
+        large_shape=(16, 24, 20, 16),
+        notes="Training updates running_mean and running_var in place (the unbiased variance); tests/test_normalization.py compares them after the call.",
     ),
 )
