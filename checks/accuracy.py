@@ -69,8 +69,9 @@ def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu"
         ev = runner.evaluate(recipe, module=False, case=finite(build_case(spec, recipe, info)))
         case = ev.case
         with np.errstate(all="ignore"):
-            truth = oracle.forward(spec.name, *case.inputs.values(), **case.params)
-            ours = spec.forward(*case.inputs.values(), **case.params)
+            truth = oracle.forward(spec.name, *case.inputs.values(), **case.params)  # the oracle works on copies
+            ours_case = case.fresh()  # a reference may update an argument in place (embedding's max_norm)
+            ours = spec.forward(*ours_case.inputs.values(), **ours_case.params)
             scale = spec.scale(case, truth)
             # A reduction whose own terms overflow the dtype may be inf by IEEE rounding (the
             # policy accepts it, see checks.compare): not an accuracy question, so not measured.
@@ -78,7 +79,8 @@ def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu"
                 theirs = _outside_quirks(ev.forward, dtypes.round_to(truth, info), departures.Where(case, "forward", None, np.abs(scale)), runner)
                 _record(result, "forward", theirs, ours, dtypes.round_to(truth, info), truth, scale, info)
             true_grads = oracle.backward(spec.name, ev.grad_output, *case.inputs.values(), **case.params)
-            hand = spec.backward(ev.grad_output, *case.inputs.values(), **case.params)
+            mine = case.fresh()
+            hand = spec.backward(ev.grad_output, *mine.inputs.values(), **mine.params)
             scales = spec.grad_scale(case, ev.grad_output)
         pairs = zip(spec.grad_inputs, *(x if isinstance(x, tuple) else (x,) for x in (true_grads, hand)))
         for name, t, h in pairs:

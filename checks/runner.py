@@ -140,8 +140,10 @@ class Runner:
         case = ev.case
         records: list[Comparison] = []
         if checks_forward:
-            expected = spec.forward(*case.inputs.values(), **case.params)
-            hand = expected if self.hand_forward is spec.forward else call_accepted(self.hand_forward, *case.inputs.values(), **case.params)
+            ref = case.fresh()
+            expected = spec.forward(*ref.inputs.values(), **ref.params)
+            mine = case.fresh()
+            hand = expected if self.hand_forward is spec.forward else call_accepted(self.hand_forward, *mine.inputs.values(), **mine.params)
             with np.errstate(all="ignore"):  # scales of inf/NaN inputs are inf/NaN, by design
                 scale = spec.scale(case, expected)
             k = k_for("forward", self.dtype)
@@ -157,7 +159,8 @@ class Runner:
 
     def _gradients(self, ev: Evaluation, recipe: Recipe, layout: str) -> list[Comparison]:
         spec, info, case = self.spec, self.info, ev.case
-        hand = call_accepted(self.hand_backward, ev.grad_output, *case.inputs.values(), **case.params)
+        mine = case.fresh()
+        hand = call_accepted(self.hand_backward, ev.grad_output, *mine.inputs.values(), **mine.params)
         hand = dict(zip(spec.grad_inputs, hand if isinstance(hand, tuple) else (hand,)))
         with np.errstate(all="ignore"):
             scales = spec.grad_scale(case, ev.grad_output)
@@ -207,6 +210,7 @@ def terms_overflow(spec: OpSpec, case: Case, info: DtypeInfo) -> bool:
     """Whether a reduced loss sums terms that overflow the dtype by themselves (see compare)."""
     if case.params.get("reduction") not in ("mean", "sum"):
         return False
+    case = case.fresh()
     terms = spec.forward(*case.inputs.values(), **{**case.params, "reduction": "none"})
     return bool(np.isinf(dtypes.round_to(terms, info)).any()) if info.name != "int64" else False
 

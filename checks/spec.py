@@ -38,6 +38,12 @@ class Case:
     params: dict[str, Any] = field(default_factory=dict)
     info: DtypeInfo | None = None  # the dtype under test, for scales that depend on it
 
+    def fresh(self) -> "Case":
+        """The same case with its arrays copied: a reference that updates an argument in place, as
+        torch does (batch_norm's running statistics, embedding's max_norm), leaves this one as drawn."""
+        copy = lambda v: v.copy() if isinstance(v, np.ndarray) else v  # noqa: E731
+        return Case({k: copy(v) for k, v in self.inputs.items()}, {k: copy(v) for k, v in self.params.items()}, self.info)
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in {**self.inputs, **self.params}.items() if isinstance(v, np.ndarray)}
 
@@ -89,6 +95,9 @@ class OpSpec:
     # knobs a network draws (default: ``knobs``; softmax's must be dim=-1).
     layer: Callable[..., torch.nn.Module] | None = None
     layer_knobs: st.SearchStrategy[dict[str, Any]] | None = None
+    # The knobs under which autograd's gradient is the derivative of the forward (tests/test_gradcheck.py);
+    # default: all of them. Embedding's max_norm renormalises outside autograd, by design.
+    gradcheck_knobs: st.SearchStrategy[dict[str, Any]] | None = None
 
     @property
     def forward(self) -> Callable[..., np.ndarray]:

@@ -314,6 +314,29 @@ def batch_norm_running(x: np.ndarray, running_mean: np.ndarray, running_var: np.
         return (to_float((1 - m) * _exact(running_mean) + m * mean), to_float((1 - m) * _exact(running_var) + m * unbiased))
 
 
+def _embedding(t, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False):
+    w = weight.copy()
+    if max_norm is not None:
+        for i in np.unique(t):
+            norm = mpmath.norm(list(w[i]), p=mpmath.mpf(norm_type))
+            if norm > max_norm:
+                w[i] = w[i] * (mpmath.mpf(max_norm) / (norm + mpmath.mpf(1e-7)))
+    return w[np.asarray(t, dtype=np.int64)]
+
+
+def _embedding_backward(g, t, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False):
+    flat = np.asarray(t, dtype=np.int64).reshape(-1)
+    rows = g.reshape(flat.size, weight.shape[1])
+    counts = np.bincount(flat, minlength=weight.shape[0])
+    grad = np.array([[mpmath.fsum(rows[j, d] / (counts[i] if scale_grad_by_freq else 1) for j in np.flatnonzero(flat == i))
+                      for d in range(weight.shape[1])] for i in range(weight.shape[0])], dtype=object).reshape(weight.shape)
+    if padding_idx is not None:
+        grad[int(padding_idx) % weight.shape[0]] = mpmath.mpf(0)
+    return grad
+
+
+FORWARD.update(embedding=_embedding)
+BACKWARD.update(embedding=_embedding_backward)
 FORWARD.update(layer_norm=_layer_norm, rms_norm=_rms_norm, group_norm=_group_norm, batch_norm=_batch_norm)
 BACKWARD.update(layer_norm=_layer_norm_backward, rms_norm=_rms_norm_backward, group_norm=_group_norm_backward, batch_norm=_batch_norm_backward)
 

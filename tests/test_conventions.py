@@ -174,6 +174,16 @@ def test_rms_norm_default_eps_is_float32s_for_float16():
     assert np.allclose(theirs, expected, rtol=2e-3, atol=0)
 
 
+def test_embedding_max_norm_zeroes_a_row_whose_norm_overflows():
+    """A row (3e38, 3e38) with max_norm 1 is (0.707, 0.707) by the math (the reference, in float64);
+    float32 torch computes its norm as inf and returns 0 where its probe says so (quirk
+    embedding-max-norm-overflows-in-the-dtype)."""
+    w = np.array([[3e38, 3e38]])
+    assert np.allclose(reference.embedding(np.array([0]), w.copy(), max_norm=1.0), [[2**-0.5, 2**-0.5]], rtol=1e-12)
+    theirs = F.embedding(torch.tensor([0]), torch.tensor(w, dtype=torch.float32), max_norm=1.0)
+    assert bool((theirs == 0).all()) == departures.shows(departures.get("embedding-max-norm-overflows-in-the-dtype"), "cpu")
+
+
 # --- BCE: the clamp, the gradient floor, and float16 ------------------------------------------
 
 

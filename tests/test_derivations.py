@@ -4,6 +4,7 @@ autograd, in float64."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy as np
 import pytest
@@ -90,10 +91,11 @@ def _three_paths(spec):
     sympy_grads = example.assemble(derivation.gradient_at(example.values) if derivation.example else [])
     hand = spec.backward(example.grad_output, *example.args, **example.kwargs)
     hand = hand if isinstance(hand, tuple) else (hand,)
-    tensors = [torch.tensor(v, requires_grad=name in spec.grad_inputs) for name, v in zip(spec.grad_inputs + ("target",), example.args)]
+    positional = list(inspect.signature(spec.forward).parameters)
+    tensors = [torch.tensor(v, requires_grad=name in spec.grad_inputs) for name, v in zip(positional, example.args)]
     keywords = {k: torch.tensor(v, requires_grad=k in spec.grad_inputs) if isinstance(v, np.ndarray) else v for k, v in example.kwargs.items()}
     spec.functional(*tensors, **keywords).backward(torch.tensor(example.grad_output))
-    named = dict(zip(spec.grad_inputs, tensors)) | {k: v for k, v in keywords.items() if k in spec.grad_inputs}
+    named = dict(zip(positional, tensors)) | {k: v for k, v in keywords.items() if k in spec.grad_inputs}
     autograd = tuple(named[name].grad.numpy() for name in spec.grad_inputs if name in named)
     return sympy_grads, hand, autograd
 

@@ -70,7 +70,7 @@ DIFFERENTIABLE = [s for s in REGISTRY if s.differentiable]
 @given(data=st.data())
 def test_gradcheck_and_gradgradcheck(spec, data):
     shape = data.draw(spec.shapes.filter(lambda s: 0 < np.prod(s) <= 60), label="shape")
-    recipe = Recipe(seed=data.draw(st.integers(0, 2**32 - 1), label="seed"), regime="normal", shape=shape, knobs=data.draw(spec.knobs, label="knobs"))
+    recipe = Recipe(seed=data.draw(st.integers(0, 2**32 - 1), label="seed"), regime="normal", shape=shape, knobs=data.draw(spec.knobs if spec.gradcheck_knobs is None else spec.gradcheck_knobs, label="knobs"))
     fn, inputs = _function_and_inputs(spec, recipe)
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
     assert torch.autograd.gradgradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)

@@ -248,6 +248,40 @@ RMS_NORM_DEFAULT_EPS = Departure(
 )
 
 
+# --- embedding's max_norm: the row's norm in the dtype -----------------------------------------------
+
+
+def _embedding_norm_overflows(where: Where) -> np.ndarray:
+    """Output elements of a looked-up row whose sum of |x|^p passes the dtype's maximum (inf included)."""
+    p, t, w = where.case.params, where.case.inputs["input"], where.case.inputs["weight"]
+    if p.get("max_norm") is None or where.phase != "forward":
+        return np.zeros(np.shape(where.scale), dtype=bool)
+    with np.errstate(all="ignore"):
+        powers = np.sum(np.abs(w) ** float(p["norm_type"]), axis=1)
+    return np.broadcast_to((~(powers <= where.case.info.max))[t][..., None], t.shape + (w.shape[1],))
+
+
+def _embedding_norm_probe(device: str) -> bool:
+    w = torch.tensor([[3e38, 3e38]], device=device)
+    return bool((F.embedding(torch.tensor([0], device=device), w, max_norm=1.0) == 0).all())
+
+
+EMBEDDING_NORM_OVERFLOW = Departure(
+    id="embedding-max-norm-overflows-in-the-dtype", kind="quirk", title="embedding's max_norm zeroes a row whose norm overflows the dtype",
+    ops=("embedding",), phases=("forward",), devices=ALL_DEVICES,
+    what="max_norm renormalises a row by max_norm / (‖W_i‖ + 1e-7) with the norm computed in the weight's dtype as "
+         "(Σ|x|^p)^(1/p): where the sum of powers overflows (a float32 row with |x| > 1.8e19 for p = 2) the norm is inf and "
+         "the row becomes 0, where the math gives the row scaled to norm max_norm. (A row holding inf or NaN has no norm: "
+         "0 or NaN on both sides.)",
+    returns="0 for the whole row", upstream="aten/src/ATen/native/Embedding.cpp (embedding_renorm_: norm in the weight's dtype)",
+    tests=("tests/test_conventions.py::test_embedding_max_norm_zeroes_a_row_whose_norm_overflows", BOTH_WAYS),
+    region=_embedding_norm_overflows, rule=lambda actual, expected, limit, where: (actual == 0) | np.isnan(actual) | np.isnan(expected),
+    probe=_embedding_norm_probe,
+    example=Recipe(seed=24022, regime="extremal", shape=(), knobs={"num_embeddings": 4, "embedding_dim": 4, "padding_idx": None, "max_norm": 1.0,
+                                                                    "norm_type": 2.0, "scale_grad_by_freq": False}),
+)
+
+
 # --- BCE with logits at infinite logits --------------------------------------------------------
 
 
@@ -450,4 +484,4 @@ GELU_TANH_OVERFLOW = Departure(
 )
 
 
-DECLARED = (ELU_NAN, HARDTANH_NAN, SILU_EXP_OVERFLOW, KL_TARGET_SUBNORMAL, KL_LOG_TARGET_OVERFLOW, KL_LOG_TARGET_SUBNORMAL_EXP, KL_SUM_OVERFLOW, RMS_NORM_DEFAULT_EPS, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, GELU_TANH_OVERFLOW)
+DECLARED = (ELU_NAN, HARDTANH_NAN, SILU_EXP_OVERFLOW, KL_TARGET_SUBNORMAL, KL_LOG_TARGET_OVERFLOW, KL_LOG_TARGET_SUBNORMAL_EXP, KL_SUM_OVERFLOW, RMS_NORM_DEFAULT_EPS, EMBEDDING_NORM_OVERFLOW, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, GELU_TANH_OVERFLOW)

@@ -1,0 +1,64 @@
+"""Registry entry for embedding: integer indices into a weight, with padding_idx, max_norm (the
+weight renormalised in place), norm_type and scale_grad_by_freq; the weight's gradient a scatter-add."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hypothesis import strategies as st
+from torch import nn
+
+from checks.spec import Case, OpSpec
+from checks.strategies import knobs, shapes
+from checks.values import class_targets, reals
+
+
+def _make(rng, recipe, info) -> Case:
+    rows, dim = recipe.knobs["num_embeddings"], recipe.knobs["embedding_dim"]
+    t = class_targets(rng, recipe.shape, rows)
+    w = reals(rng, (rows, dim), recipe.regime, info)
+    padding = recipe.knobs["padding_idx"]  # None, a row, or -1 (torch counts it from the end)
+    params = {"padding_idx": None if padding is None else padding if padding < 0 else min(padding, rows - 1),
+              "max_norm": recipe.knobs["max_norm"], "norm_type": recipe.knobs["norm_type"], "scale_grad_by_freq": recipe.knobs["scale_grad_by_freq"]}
+    return Case({"input": t, "weight": w}, params)
+
+
+def _module(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq):
+    layer = nn.Embedding(weight.shape[0], weight.shape[1], padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type,
+                         scale_grad_by_freq=scale_grad_by_freq, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    return layer(input)
+
+
+def _grad_scale(case: Case, g: np.ndarray) -> dict:
+    """Each row's gradient sums the upstream gradients that looked it up: judged at the sum of their sizes."""
+    t, w = case.inputs["input"].reshape(-1), case.inputs["weight"]
+    size = np.zeros(w.shape)
+    np.add.at(size, t, np.abs(np.asarray(g)).reshape(t.size, w.shape[1]))
+    return {"weight": size}
+
+
+KNOBS = dict(num_embeddings=st.integers(1, 10), embedding_dim=st.integers(1, 6), padding_idx=st.sampled_from([None, 0, 1, -1]),
+             max_norm=st.sampled_from([None, None, 1.0, 0.5, 3.0]), norm_type=st.sampled_from([2.0, 1.0]), scale_grad_by_freq=st.booleans())
+
+SPECS = (
+    OpSpec(
+        name="embedding",
+        functional=F.embedding,
+        module=_module,
+        make=_make,
+        shapes=shapes(max_dims=3),
+        knobs=knobs(**KNOBS),
+        # By torch's design the gradient skips max_norm's renormalisation, the padding row and (with
+        # scale_grad_by_freq) the count of each index: finite differences of the forward see all three,
+        # so gradcheck draws none of them.
+        gradcheck_knobs=knobs(**{**KNOBS, "max_norm": st.just(None), "padding_idx": st.just(None), "scale_grad_by_freq": st.just(False)}),
+        # A looked-up row is a copy; with max_norm it is scaled by max_norm / (‖W_i‖ + 1e-7), one rounding in the dtype.
+        scale=lambda case, expected: np.abs(expected),
+        grad_scale=_grad_scale,
+        grad_inputs=("weight",),
+        large_shape=(384, 300),
+        notes="The indices are integers: only the weight has a gradient. max_norm renormalises the weight in place before the lookup.",
+    ),
+)
