@@ -142,6 +142,17 @@ def test_mathml_draws_what_sympy_would_name():
     assert 'encoding="application/x-tex"' in out and "kroneckerdelta" not in out
 
 
+def test_every_op_can_be_swept_across_magnitudes():
+    """The report's error sweep runs for every registry op (one magnitude here; the command samples 25):
+    an op whose first input is not real-valued (embedding's indices) sweeps its first real one."""
+    from checks.registry import REGISTRY
+    from checks.report import plots
+
+    for spec in REGISTRY:
+        result = plots.sweep(spec, "cpu", "float64", np.array([1.0]))
+        assert result is None or (len(result.forward) == 1 and not any(result.failed)), spec.name
+
+
 def test_every_docstring_formula_draws(passing):
     """Each $...$ in every op's definitions mathtext can lay out (the report of that op would fail),
     and those of the report drawn here have a width."""

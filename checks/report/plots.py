@@ -106,7 +106,8 @@ def sweep(spec: OpSpec, device: str, dtype: str, magnitudes: np.ndarray = MAGNIT
     knobs = simplest_knobs(spec)
     result = Sweep(device, dtype, [float(m) for m in magnitudes], [], [], [],
                    k_for("forward", dtype), k_for("gradient", dtype))
-    first = next(iter(build_case(spec, Recipe(0, "normal", (4, 6), knobs), info).inputs))
+    # the first real-valued input is swept (embedding's first input is integer indices)
+    first = next(k for k, v in build_case(spec, Recipe(0, "normal", (4, 6), knobs), info).inputs.items() if isinstance(v, np.ndarray) and v.dtype.kind == "f")
     for m in magnitudes:
         records = []
         for seed in range(SWEEP_SEEDS):
