@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", default="all", help="comma-separated float dtypes; default: all four")
     r.add_argument("--ops", default="all", help="comma-separated op names; default: the whole registry")
     r.add_argument("--examples", type=int, default=20, help="hypothesis examples per cell (default 20)")
-    r.add_argument("--sweep-points", type=int, default=25, help="input magnitudes (1e-3 to 1e3) in the error plots (default 25)")
+    r.add_argument("--sweep-points", type=int, default=19, help="input magnitudes (1e-3 to 1e3) in the error plots (default 19, three per decade)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(run=cmd_report)
     f = commands.add_parser("faults", help="inject realistic torch faults and check that byhand catches every one")

@@ -234,12 +234,19 @@ def unsupported(name: str, device: str, dtype: str) -> str | None:
     return None
 
 
+_SIMPLEST: dict[int, dict[str, Any]] = {}
+
+
 def simplest_knobs(spec: OpSpec) -> dict[str, Any]:
     """The simplest knobs hypothesis can draw for ``spec``: its first generated example is the
-    all-zero choice sequence, which is already the shrink target, so no shrinking is needed."""
+    all-zero choice sequence, which is already the shrink target, so no shrinking is needed.
+    Found once per knobs strategy (verify asks for every cell of an op)."""
     from hypothesis import Phase, find, settings
 
-    return find(spec.knobs, lambda _: True, settings=settings(database=None, phases=[Phase.generate], max_examples=1))
+    key = id(spec.knobs)
+    if key not in _SIMPLEST:
+        _SIMPLEST[key] = find(spec.knobs, lambda _: True, settings=settings(database=None, phases=[Phase.generate], max_examples=1))
+    return dict(_SIMPLEST[key])
 
 
 def reproduce(name: str, recipe: Recipe, device: str = "cpu", dtype: str = "float64", layout: str = "contiguous") -> list[Comparison]:

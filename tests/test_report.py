@@ -22,7 +22,7 @@ from checks.report import render
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS = "sigmoid,softmax,one_hot"
-MAGNITUDES = np.logspace(-3, 3, 7)  # the command samples 25; a coarser sweep keeps the suite fast
+MAGNITUDES = np.logspace(-3, 3, 7)  # the command samples 19; a coarser sweep keeps the suite fast
 LATEX_COMMAND = re.compile(r"\\(frac|partial|sigma|mathrm|sum|delta|ell|alpha|beta|log|operatorname|begin)\b")
 
 
@@ -143,7 +143,7 @@ def test_mathml_draws_what_sympy_would_name():
 
 
 def test_every_op_can_be_swept_across_magnitudes():
-    """The report's error sweep runs for every registry op (one magnitude here; the command samples 25):
+    """The report's error sweep runs for every registry op (one magnitude here; the command samples 19):
     an op whose first input is not real-valued (embedding's indices) sweeps its first real one."""
     from checks.registry import REGISTRY
     from checks.report import plots
