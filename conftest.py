@@ -73,7 +73,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         _FAULT_CONTEXT.pop().__exit__(None, None, None)
     _stop_background()  # a background check whose test did not run is stopped
     if _POOL is not None:
-        _POOL.shutdown(wait=False, cancel_futures=True)
+        _POOL.shutdown(wait=True, cancel_futures=True)  # a job under way finishes; its pipes close cleanly
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
