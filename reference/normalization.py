@@ -4,7 +4,7 @@ the input, the weight and the bias.
 
 batch_norm in training mode normalises with the batch's statistics and updates the running ones in
 place, as torch does: $\hat\mu \leftarrow (1 - m)\hat\mu + m\mu$ and
-$\hat\sigma^2 \leftarrow (1 - m)\hat\sigma^2 + m\,rac{n}{n - 1}\sigma^2$ (the *unbiased* variance for
+$\hat\sigma^2 \leftarrow (1 - m)\hat\sigma^2 + m\,\frac{n}{n - 1}\sigma^2$ (the *unbiased* variance for
 the running estimate, the biased one to normalise). In evaluation mode it uses the running statistics,
 and the input's gradient is just $g w / \sqrt{\hat\sigma^2 + \epsilon}$.
 
@@ -166,7 +166,7 @@ def _per_channel(name: str, value: Any, x: np.ndarray) -> np.ndarray | None:
 @quiet
 @facts.declare(curve=_row_curve("group_norm"), accuracy=3)
 def group_norm(input: Any, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> np.ndarray:
-    r"""$y = rac{x - \mu_g}{\sqrt{\sigma_g^2 + \epsilon}}\,w_c + b_c$, the statistics over each group of $C/G$ channels (and all positions)."""
+    r"""$y = \frac{x - \mu_g}{\sqrt{\sigma_g^2 + \epsilon}}\,w_c + b_c$, the statistics over each group of $C/G$ channels (and all positions)."""
     x = as_float(input, "input")
     rows, _ = _groups(x, num_groups)
     w, b = _per_channel("weight", weight, x), _per_channel("bias", bias, x)
@@ -215,7 +215,7 @@ def _bn_args(input: Any, running_mean: Any, running_var: Any, weight: Any, bias:
 @facts.declare(curve=_row_curve("batch_norm"), accuracy=3)
 def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> np.ndarray:
-    r"""$y = rac{x - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}}\,w_c + b_c$: batch statistics in training (running ones updated in place), running ones otherwise."""
+    r"""$y = \frac{x - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}}\,w_c + b_c$: batch statistics in training (running ones updated in place), running ones otherwise."""
     x, (mean, var), w, b = _bn_args(input, running_mean, running_var, weight, bias, training)
     if training:
         rows = _channels_last(x)

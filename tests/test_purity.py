@@ -29,3 +29,12 @@ def test_importing_reference_does_not_load_torch():
     code = "import sys, reference; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REFERENCE.parent, check=True)
     assert result.stdout.strip() == "False", f"import reference loaded torch: {result.stdout} {result.stderr}"
+
+
+def test_no_source_file_hides_a_control_character():
+    """A TeX \\frac written through a non-raw string becomes a form feed and 'rac': mathtext still
+    draws it, so only the source can tell."""
+    root = Path(__file__).resolve().parent.parent
+    hidden = [f"{p.relative_to(root)}:{n}" for folder in ("reference", "checks", "tests") for p in sorted((root / folder).glob("**/*.py"))
+              for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if any(ord(c) < 32 and c != "\t" for c in line)]
+    assert not hidden, f"control characters in {hidden}"
