@@ -1,5 +1,6 @@
 """Optimizer update rules by hand: SGD (momentum, dampening, Nesterov, weight decay, maximize),
-Adam and AdamW (betas, eps, weight decay, AMSGrad, maximize), as in torch.optim.
+Adam and AdamW (betas, eps, weight decay, AMSGrad, maximize), RMSprop (alpha, eps, centered,
+momentum, weight decay) and Adagrad (lr decay, initial accumulator, eps, weight decay), as in torch.optim.
 
 Each rule is a pure function ``step(param, grad, state, **hyper) -> (new_param, new_state)`` on one
 parameter array; ``state`` is a dict (empty before the first step), never modified in place.
@@ -81,3 +82,42 @@ def adam_step(
 def adamw_step(param: Any, grad: Any, state: State, *, lr: float = 1e-3, weight_decay: float = 1e-2, **kwargs: Any) -> tuple[np.ndarray, State]:
     r"""Adam with decoupled weight decay: $p \leftarrow p(1 - \eta\lambda)$, then the Adam step on g."""
     return adam_step(param, grad, state, lr=lr, weight_decay=weight_decay, decoupled_weight_decay=True, **kwargs)
+
+
+def rmsprop_step(
+    param: Any, grad: Any, state: State, *, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+    momentum: float = 0.0, centered: bool = False, maximize: bool = False,
+) -> tuple[np.ndarray, State]:
+    r"""$v_t = lpha v_{t-1} + (1-lpha) d^2$; centered: $ar g_t = lpha ar g_{t-1} + (1-lpha) d$ and
+    $v_t - ar g_t^2$ under the root; $s = \sqrt{\cdot} + \epsilon$; $p \leftarrow p - \eta\,d/s$, or with
+    momentum $b_t = \mu b_{t-1} + d/s$, $p \leftarrow p - \eta b_t$."""
+    _check_hyper(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum)
+    p, g = as_float(param, "param"), as_float(grad, "grad")
+    d = _direction(p, g, weight_decay, maximize)
+    v = alpha * state.get("square_avg", 0.0) + (1 - alpha) * d * d
+    new_state: State = {"step": state.get("step", 0) + 1, "square_avg": v}
+    if centered:
+        mean = alpha * state.get("grad_avg", 0.0) + (1 - alpha) * d
+        new_state["grad_avg"] = mean
+        s = np.sqrt(v - mean * mean) + eps
+    else:
+        s = np.sqrt(v) + eps
+    if momentum > 0:
+        buf = momentum * state.get("momentum_buffer", 0.0) + d / s
+        new_state["momentum_buffer"] = buf
+        return p - lr * buf, new_state
+    return p - lr * d / s, new_state
+
+
+def adagrad_step(
+    param: Any, grad: Any, state: State, *, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+    initial_accumulator_value: float = 0.0, eps: float = 1e-10, maximize: bool = False,
+) -> tuple[np.ndarray, State]:
+    r"""$G_t = G_{t-1} + d^2$ ($G_0$ = initial_accumulator_value); $p \leftarrow p - rac{\eta}{1 + (t-1)\delta}\,d/(\sqrt{G_t} + \epsilon)$."""
+    _check_hyper(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, initial_accumulator_value=initial_accumulator_value, eps=eps)
+    p, g = as_float(param, "param"), as_float(grad, "grad")
+    d = _direction(p, g, weight_decay, maximize)
+    t = state.get("step", 0) + 1
+    total = state.get("sum", np.full(p.shape, float(initial_accumulator_value))) + d * d
+    clr = lr / (1 + (t - 1) * lr_decay)
+    return p - clr * d / (np.sqrt(total) + eps), {"step": t, "sum": total}

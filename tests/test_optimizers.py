@@ -24,8 +24,8 @@ from reference import optim
 
 RULE_K_FACTOR = 2  # see the module docstring
 
-TORCH = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-STATE_KEYS = {"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+TORCH = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
+STATE_KEYS = {"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "sum"}
 
 
 def sgd_hyper():
@@ -42,8 +42,23 @@ def adam_hyper(weight_decay):
     )
 
 
-HYPER = {"sgd": sgd_hyper(), "adam": adam_hyper(st.sampled_from([0.0, 0.1])), "adamw": adam_hyper(st.sampled_from([0.0, 0.01, 0.1]))}
-RULES = {"sgd": optim.sgd_step, "adam": optim.adam_step, "adamw": optim.adamw_step}
+def rmsprop_hyper():
+    return st.fixed_dictionaries(
+        {"lr": st.sampled_from([0.001, 0.01]), "alpha": st.sampled_from([0.99, 0.5]), "eps": st.sampled_from([1e-8, 1e-3]),
+         "weight_decay": st.sampled_from([0.0, 0.01]), "momentum": st.sampled_from([0.0, 0.9]), "centered": st.booleans(), "maximize": st.booleans()}
+    )
+
+
+def adagrad_hyper():
+    return st.fixed_dictionaries(
+        {"lr": st.sampled_from([0.01, 0.1]), "lr_decay": st.sampled_from([0.0, 0.1]), "weight_decay": st.sampled_from([0.0, 0.01]),
+         "initial_accumulator_value": st.sampled_from([0.0, 0.1]), "eps": st.sampled_from([1e-10, 1e-3]), "maximize": st.booleans()}
+    )
+
+
+HYPER = {"sgd": sgd_hyper(), "adam": adam_hyper(st.sampled_from([0.0, 0.1])), "adamw": adam_hyper(st.sampled_from([0.0, 0.01, 0.1])),
+         "rmsprop": rmsprop_hyper(), "adagrad": adagrad_hyper()}
+RULES = {"sgd": optim.sgd_step, "adam": optim.adam_step, "adamw": optim.adamw_step, "rmsprop": optim.rmsprop_step, "adagrad": optim.adagrad_step}
 
 
 def _np(t):
@@ -62,6 +77,16 @@ def _state_scale(key, before, param, grad, hyper):
     """The size of each state's terms. The direction d = g + wd p can cancel, and torch rounds it at
     the size |g| + wd |p|, so that is d's size; v sums (1 - b2) d^2 at that size squared."""
     d = np.abs(grad) + (0.0 if hyper.get("decoupled") else hyper["weight_decay"]) * np.abs(param)
+    if key == "sum":  # Adagrad: G + d^2
+        return np.abs(before.get(key, 0.0)) + d * d
+    if "alpha" in hyper:  # RMSprop: v, the centered mean, and the buffer of d / (sqrt(v) + eps)
+        a = hyper["alpha"]
+        v = a * np.abs(before.get("square_avg", 0.0)) + (1 - a) * d * d
+        if key == "square_avg":
+            return v
+        if key == "grad_avg":
+            return a * np.abs(before.get(key, 0.0)) + (1 - a) * d
+        return hyper["momentum"] * np.abs(before.get(key, 0.0)) + d / (np.sqrt(np.abs(v - (before.get("grad_avg", 0.0) ** 2 if hyper["centered"] else 0.0))) + hyper["eps"])
     if key == "momentum_buffer":
         return hyper["momentum"] * np.abs(before.get(key, 0.0)) + d
     b1, b2 = hyper["betas"]
@@ -70,7 +95,8 @@ def _state_scale(key, before, param, grad, hyper):
     return b2 * np.abs(before.get("exp_avg_sq", 0.0)) + (1 - b2) * d * d
 
 
-# Adam in float16 is not an update rule torch can keep: see the test below, and keep float32 master
+# Adam, RMSprop and Adagrad in float16 are not update rules torch can keep (eps rounds to 0 and a small
+# gradient's square underflows: see the test below for Adam), so keep float32 master
 # weights (as mixed precision does). SGD runs in every dtype.
 CELLS = [(rule, dtype) for rule in RULES for dtype in FLOAT_DTYPES if rule == "sgd" or dtype != "float16"]
 
