@@ -88,8 +88,8 @@ def rmsprop_step(
     param: Any, grad: Any, state: State, *, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
     momentum: float = 0.0, centered: bool = False, maximize: bool = False,
 ) -> tuple[np.ndarray, State]:
-    r"""$v_t = lpha v_{t-1} + (1-lpha) d^2$; centered: $ar g_t = lpha ar g_{t-1} + (1-lpha) d$ and
-    $v_t - ar g_t^2$ under the root; $s = \sqrt{\cdot} + \epsilon$; $p \leftarrow p - \eta\,d/s$, or with
+    r"""$v_t = \alpha v_{t-1} + (1-\alpha) d^2$; centered: $\bar g_t = \alpha \bar g_{t-1} + (1-\alpha) d$ and
+    $v_t - \bar g_t^2$ under the root; $s = \sqrt{\cdot} + \epsilon$; $p \leftarrow p - \eta\,d/s$, or with
     momentum $b_t = \mu b_{t-1} + d/s$, $p \leftarrow p - \eta b_t$."""
     _check_hyper(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum)
     p, g = as_float(param, "param"), as_float(grad, "grad")
@@ -113,7 +113,7 @@ def adagrad_step(
     param: Any, grad: Any, state: State, *, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
     initial_accumulator_value: float = 0.0, eps: float = 1e-10, maximize: bool = False,
 ) -> tuple[np.ndarray, State]:
-    r"""$G_t = G_{t-1} + d^2$ ($G_0$ = initial_accumulator_value); $p \leftarrow p - rac{\eta}{1 + (t-1)\delta}\,d/(\sqrt{G_t} + \epsilon)$."""
+    r"""$G_t = G_{t-1} + d^2$ ($G_0$ = initial_accumulator_value); $p \leftarrow p - \frac{\eta}{1 + (t-1)\delta}\,d/(\sqrt{G_t} + \epsilon)$."""
     _check_hyper(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, initial_accumulator_value=initial_accumulator_value, eps=eps)
     p, g = as_float(param, "param"), as_float(grad, "grad")
     d = _direction(p, g, weight_decay, maximize)
