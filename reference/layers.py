@@ -15,7 +15,7 @@ from reference import symbolic as S
 from reference._validation import as_float, as_index, as_optional_float, check_grad_shape, quiet
 
 
-__all__ = ["linear", "linear_backward", "one_hot"]
+__all__ = ["linear", "linear_backward", "one_hot"]  # and linear_init_bound: not an op
 
 
 def _ext(a: np.ndarray) -> np.ndarray:
@@ -124,3 +124,14 @@ def _one_hot() -> S.Derivation:
     t = sp.Symbol("t", integer=True)
     steps = (S.Step("definition", sp.Eq(sp.Indexed(sp.IndexedBase(S.named("one_hot")(t)), S.c), sp.KroneckerDelta(t, S.c))),)
     return S.Derivation("one_hot", sp.KroneckerDelta(t, S.c), (), (), steps, note="integer in, integer out: not differentiable")
+
+
+def linear_init_bound(fan_in: int) -> float:
+    r"""nn.Linear's default initialisation, by hand: kaiming_uniform with $a = \sqrt5$ draws from
+    $U(-b, b)$ with $b = \sqrt3\,\mathrm{gain}/\sqrt{n}$, $\mathrm{gain} = \sqrt{2/(1 + a^2)} = \sqrt{1/3}$,
+    so $b = 1/\sqrt{n}$ for the weight; the bias draws from the same $U(-1/\sqrt n, 1/\sqrt n)$."""
+    if int(fan_in) != fan_in or fan_in < 1:
+        raise ValueError(f"fan_in must be a positive integer, got {fan_in}")
+    a = np.sqrt(5.0)
+    gain = np.sqrt(2.0 / (1 + a**2))
+    return float(np.sqrt(3.0) * gain / np.sqrt(fan_in))
