@@ -95,6 +95,16 @@ def _mean_over_n_plus_one(func, args, kwargs):
     return total / (args[0].numel() + 1)
 
 
+def _layer_norm_unbiased(func, args, kwargs):
+    """layer_norm normalising by the unbiased variance (n - 1), a textbook slip."""
+    x, shape = args[0], kwargs.get("normalized_shape", args[1] if len(args) > 1 else None)
+    dims = tuple(range(-len(shape), 0))
+    centred = x - x.mean(dims, keepdim=True)
+    y = centred / torch.sqrt(x.var(dims, unbiased=True, keepdim=True) + kwargs.get("eps", 1e-5))
+    weight, bias = kwargs.get("weight"), kwargs.get("bias")
+    return (y if weight is None else y * weight) + (0 if bias is None else bias)
+
+
 def _bce_clamped_at_50(func, args, kwargs):
     """BCE whose log terms are clamped at -50 instead of torch's -100: only p < e^-50 (or exactly
     0 or 1, where the gradient convention changes too) can tell."""
@@ -164,6 +174,9 @@ CATALOGUE: tuple[Fault, ...] = (
     Fault("gelu-tanh-approximation-ignored", "gelu computes the exact erf form when asked for approximate='tanh'", lambda: _Functional((F.gelu,), _with(approximate="none"))),
     Fault("tanh-backward-1e-10-float64", "tanh backward off by 1e-10 relative, float64 only", lambda: _Kernel((aten.tanh_backward,), _scaled(1 + 1e-10, F64))),
     Fault("hardtanh-max-val-ignored", "hardtanh clamps at 1 whatever max_val it is given", lambda: _Functional((F.hardtanh,), _with(max_val=1.0))),
+    Fault("kl-div-batchmean-as-mean", "kl_div's batchmean divides by every element, as 'mean' does", lambda: _Functional((F.kl_div,), _with(reduction=lambda kw: "mean" if kw.get("reduction") == "batchmean" else kw.get("reduction", "mean")))),
+    Fault("layer-norm-unbiased-variance", "layer_norm normalises by the unbiased variance", lambda: _Functional((F.layer_norm,), _layer_norm_unbiased)),
+    Fault("embedding-padding-gets-gradient", "embedding's padding row receives gradient", lambda: _Functional((F.embedding,), _with(padding_idx=None))),
     Fault("ce-weight-ignored", "cross_entropy ignores class weights", lambda: _Functional((F.cross_entropy,), _with(weight=None))),
     Fault("ce-ignore-index-off", "cross_entropy stops ignoring ignore_index", lambda: _Functional((F.cross_entropy,), _with(ignore_index=-12345))),
     Fault("ce-label-smoothing-off", "cross_entropy drops label smoothing", lambda: _Functional((F.cross_entropy,), _with(label_smoothing=0.0))),
