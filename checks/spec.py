@@ -53,6 +53,16 @@ Scale = Callable[[Case, np.ndarray], Any]
 GradScale = Callable[[Case, np.ndarray], dict[str, Any]]
 
 
+def loaded(layer: torch.nn.Module, **tensors: torch.Tensor | None) -> torch.nn.Module:
+    """``layer`` with each given tensor copied into its parameter or buffer of the same name (None
+    skipped): a registry's module path run on exactly the functional's arguments."""
+    with torch.no_grad():
+        for name, value in tensors.items():
+            if value is not None:
+                getattr(layer, name).copy_(value)
+    return layer
+
+
 def _zero_scale(case: Case, expected: np.ndarray) -> float:
     return 0.0
 

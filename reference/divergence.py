@@ -23,13 +23,19 @@ from reference._validation import as_float, check_reduction, quiet, reduce, redu
 __all__ = ["kl_div", "kl_div_backward"]
 
 
-def _args(input: Any, target: Any, reduction: str) -> tuple[np.ndarray, np.ndarray, str, float | None]:
+def reduction_of(reduction: str, shape: tuple[int, ...]) -> tuple[str, int | None]:
+    """kl_div's reduction as reduce() takes it: 'batchmean' is a mean over the first dimension's size
+    (a 0-d input is one sample); the others as they are (a mean's divisor None: every element)."""
+    if reduction == "batchmean":
+        return "mean", (shape[0] if len(shape) else 1)
+    return check_reduction(reduction), None
+
+
+def _args(input: Any, target: Any, reduction: str) -> tuple[np.ndarray, np.ndarray, str, int | None]:
     x, t = as_float(input, "input"), as_float(target, "target")
     if x.shape != t.shape:
         raise ValueError(f"target shape {t.shape} must equal the input shape {x.shape}")
-    if reduction == "batchmean":  # the first dimension's size; a 0-d input is one sample
-        return x, t, "mean", (x.shape[0] if x.ndim else 1)
-    return x, t, check_reduction(reduction), None
+    return (x, t, *reduction_of(reduction, x.shape))
 
 
 def _xlogx(t: np.ndarray) -> np.ndarray:

@@ -156,6 +156,11 @@ def _groups(x: np.ndarray, num_groups: Any) -> tuple[np.ndarray, int]:
     return rows, groups
 
 
+def _channel_sum(v: np.ndarray) -> np.ndarray:
+    """A sum over every dimension but the channels (1), in np.longdouble, rounded once."""
+    return np.sum(v.astype(np.longdouble), axis=(0, *range(2, v.ndim))).astype(np.float64)
+
+
 def _per_channel(name: str, value: Any, x: np.ndarray) -> np.ndarray | None:
     array = as_optional_float(value, name)
     if array is not None and array.shape != (x.shape[1],):
@@ -185,9 +190,7 @@ def group_norm_backward(grad_output: Any, input: Any, num_groups: int, weight: A
     xhat, r = _normalized(rows, (2,), float(eps), centre=True)
     gw = (g if w is None else g * w).reshape(rows.shape)
     grad_input = _backward(gw, xhat, r, None, (2,), centre=True).reshape(x.shape)
-    others = (0,) + tuple(range(2, x.ndim))
-    channel_sum = lambda v: np.sum(v.astype(np.longdouble), axis=others).astype(np.float64)  # noqa: E731
-    return (grad_input, None if w is None else channel_sum(g * xhat.reshape(x.shape)), None if b is None else channel_sum(g))
+    return (grad_input, None if w is None else _channel_sum(g * xhat.reshape(x.shape)), None if b is None else _channel_sum(g))
 
 
 def _channels_last(x: np.ndarray) -> np.ndarray:
@@ -247,9 +250,7 @@ def batch_norm_backward(grad_output: Any, input: Any, running_mean: Any, running
     else:
         r = 1 / np.sqrt(var + float(eps))
         grad_input, xhat = gw * r, (x - mean) * r
-    others = (0,) + tuple(range(2, x.ndim))
-    channel_sum = lambda v: np.sum(v.astype(np.longdouble), axis=others).astype(np.float64)  # noqa: E731
-    return grad_input, (None if w is None else channel_sum(g * xhat)), (None if b is None else channel_sum(g))
+    return grad_input, (None if w is None else _channel_sum(g * xhat)), (None if b is None else _channel_sum(g))
 
 
 # --- the sympy proofs, over M = n symbolic elements of one row ------------------------------------

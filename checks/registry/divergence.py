@@ -13,6 +13,7 @@ from checks.spec import Case, OpSpec
 from checks.strategies import knobs, shapes
 from checks.values import probabilities, reals
 from reference._validation import reduce, reduce_backward
+from reference.divergence import reduction_of
 
 REDUCTIONS = ("none", "sum", "mean", "batchmean")
 
@@ -38,11 +39,8 @@ def _make(rng, recipe, info) -> Case:
     return Case({"input": x, "target": t}, dict(recipe.knobs))
 
 
-def _how(case: Case) -> tuple[str, float | None]:
-    x = case.inputs["input"]
-    if case.params["reduction"] == "batchmean":
-        return "mean", (x.shape[0] if x.ndim else 1)
-    return case.params["reduction"], None
+def _how(case: Case) -> tuple[str, int | None]:
+    return reduction_of(case.params["reduction"], case.inputs["input"].shape)
 
 
 def _sizes(case: Case) -> tuple[np.ndarray, np.ndarray]:

@@ -3,12 +3,11 @@ weight renormalised in place), norm_type and scale_grad_by_freq; the weight's gr
 from __future__ import annotations
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
 
-from checks.spec import Case, OpSpec
+from checks.spec import Case, OpSpec, loaded
 from checks.strategies import knobs, shapes
 from checks.values import class_targets, reals
 
@@ -26,9 +25,7 @@ def _make(rng, recipe, info) -> Case:
 def _module(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq):
     layer = nn.Embedding(weight.shape[0], weight.shape[1], padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type,
                          scale_grad_by_freq=scale_grad_by_freq, device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-    return layer(input)
+    return loaded(layer, weight=weight)(input)
 
 
 def _grad_scale(case: Case, g: np.ndarray) -> dict:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
 
-from checks.spec import Case, OpSpec
+from checks.spec import Case, OpSpec, loaded
 from checks.strategies import knobs, shapes
 from checks.values import class_targets, reals, special_reals
 
@@ -26,11 +26,7 @@ def _make_linear(rng, recipe, info) -> Case:
 
 def _linear_module(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        if bias is not None:
-            layer.bias.copy_(bias)
-    return layer(input)
+    return loaded(layer, weight=weight, bias=bias)(input)
 
 
 def _linear_scale(case: Case, expected: np.ndarray) -> np.ndarray:

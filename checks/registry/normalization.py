@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
 
-from checks.spec import Case, OpSpec
+from checks.spec import Case, OpSpec, loaded
 from checks.strategies import knobs, shapes
 from checks.tolerance import k_for
 from checks.values import reals, special_reals
@@ -127,11 +127,7 @@ def _group_grad_scale(case: Case, g: np.ndarray) -> dict:
 
 def _group_norm_module(input, num_groups, weight, bias, eps):
     layer = nn.GroupNorm(num_groups, input.shape[1], eps=eps, affine=weight is not None, device=input.device, dtype=input.dtype)
-    if weight is not None:
-        with __import__("torch").no_grad():
-            layer.weight.copy_(weight)
-            layer.bias.copy_(bias)
-    return layer(input)
+    return loaded(layer, weight=weight, bias=bias)(input)
 
 
 def _make_batch(rng, recipe, info) -> Case:
@@ -197,31 +193,17 @@ def _batch_norm_module(input, running_mean, running_var, weight, bias, training,
     kind = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}[input.dim()]
     layer = kind(input.shape[1], eps=eps, momentum=momentum, affine=weight is not None, track_running_stats=running_mean is not None,
                  device=input.device, dtype=input.dtype)
-    with __import__("torch").no_grad():
-        if weight is not None:
-            layer.weight.copy_(weight)
-            layer.bias.copy_(bias)
-        if running_mean is not None:
-            layer.running_mean.copy_(running_mean)
-            layer.running_var.copy_(running_var)
-    return layer.train(training)(input)
+    return loaded(layer, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var).train(training)(input)
 
 
 def _layer_norm_module(input, normalized_shape, weight, bias, eps):
     layer = nn.LayerNorm(normalized_shape, eps=eps, elementwise_affine=weight is not None, device=input.device, dtype=input.dtype)
-    if weight is not None:
-        with __import__("torch").no_grad():
-            layer.weight.copy_(weight)
-            layer.bias.copy_(bias)
-    return layer(input)
+    return loaded(layer, weight=weight, bias=bias)(input)
 
 
 def _rms_norm_module(input, normalized_shape, weight, eps):
     layer = nn.RMSNorm(normalized_shape, eps=eps, elementwise_affine=weight is not None, device=input.device, dtype=input.dtype)
-    if weight is not None:
-        with __import__("torch").no_grad():
-            layer.weight.copy_(weight)
-    return layer(input)
+    return loaded(layer, weight=weight)(input)
 
 
 SPECS = (
