@@ -47,6 +47,11 @@ def _affine(name: str, value: Any, x: np.ndarray, axes: tuple[int, ...]) -> np.n
     return array
 
 
+def _affine_apply(xhat: np.ndarray, w: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
+    r"""$\hat x w + b$, each part only where it is given."""
+    return (xhat if w is None else xhat * w) + (0.0 if b is None else b)
+
+
 def _mean(v: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """A mean over the normalized dimensions, summed in np.longdouble and rounded once."""
     return np.mean(v.astype(np.longdouble), axis=axes, keepdims=True).astype(np.float64)
@@ -104,7 +109,7 @@ def layer_norm(input: Any, normalized_shape: Any, weight: Any = None, bias: Any 
     axes = _axes(x, normalized_shape)
     w, b = _affine("weight", weight, x, axes), _affine("bias", bias, x, axes)
     xhat, _ = _normalized(x, axes, float(eps), centre=True)
-    return (xhat if w is None else xhat * w) + (0.0 if b is None else b)
+    return _affine_apply(xhat, w, b)
 
 
 @quiet
@@ -176,7 +181,7 @@ def group_norm(input: Any, num_groups: int, weight: Any = None, bias: Any = None
     rows, _ = _groups(x, num_groups)
     w, b = _per_channel("weight", weight, x), _per_channel("bias", bias, x)
     xhat = _normalized(rows, (2,), float(eps), centre=True)[0].reshape(x.shape)
-    return (xhat if w is None else xhat * w) + (0.0 if b is None else b)
+    return _affine_apply(xhat, w, b)
 
 
 @quiet
@@ -232,7 +237,7 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any = No
             running_var[...] = ((1 - m) * np.asarray(running_var, dtype=np.longdouble) + m * unbiased).astype(np.float64)
     else:
         xhat = (x - mean) / np.sqrt(var + float(eps))
-    return (xhat if w is None else xhat * w) + (0.0 if b is None else b)
+    return _affine_apply(xhat, w, b)
 
 
 @quiet
