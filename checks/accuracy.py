@@ -4,7 +4,7 @@ For one op and dtype, run the registry's cases (finite elements of the truth onl
 worst error of each side in ULPs of the dtype under test, both pure (at the true value) and floored
 at the op's natural scale (see checks.tolerance), for outputs and gradients. The reference computes
 in float64, so its error is also reported in float64 ULPs: that is its own accuracy, while torch's
-is measured in the dtype it computes in.
+is measured in the dtype it computes in (the coarser of the case's and an op's ``dtype`` argument).
 """
 from __future__ import annotations
 
@@ -59,15 +59,14 @@ class Accuracy:
 
 def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu") -> Accuracy:
     """Worst errors of torch and of the reference against the oracle over ``examples`` cases."""
-    info = dtypes.get(dtype)
     result = Accuracy(spec.name, dtype)
     runner = Runner(spec, device, dtype)
 
     @settings(max_examples=examples, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(recipes(spec))
     def sample(recipe: Recipe) -> None:
-        ev = runner.evaluate(recipe, module=False, case=finite(build_case(spec, recipe, info)))
-        case = ev.case
+        ev = runner.evaluate(recipe, module=False, case=finite(build_case(spec, recipe, dtypes.get(dtype))))
+        case, info = ev.case, ev.precision  # softmax(dtype="float32") on float64 is measured in float32's ULPs
         with np.errstate(all="ignore"):
             truth = oracle.forward(spec.name, *case.inputs.values(), **case.params)  # the oracle works on copies
             ours_case = case.fresh()  # a reference may update an argument in place (embedding's max_norm)
@@ -76,7 +75,7 @@ def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu"
             # A reduction whose own terms overflow the dtype may be inf by IEEE rounding (the
             # policy accepts it, see checks.compare): not an accuracy question, so not measured.
             if not (np.isinf(ev.forward).any() and terms_overflow(spec, case, info)):
-                theirs = _outside_quirks(ev.forward, dtypes.round_to(truth, info), departures.Where(case, "forward", None, np.abs(scale)), runner)
+                theirs = _outside_quirks(ev.forward, dtypes.round_to(truth, info), departures.Where(case, "forward", None, np.abs(scale), spec.name), runner)
                 _record(result, "forward", theirs, ours, dtypes.round_to(truth, info), truth, scale, info)
             true_grads = oracle.backward(spec.name, ev.grad_output, *case.inputs.values(), **case.params)
             mine = case.fresh()
@@ -85,7 +84,7 @@ def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu"
         pairs = zip(spec.grad_inputs, *(x if isinstance(x, tuple) else (x,) for x in (true_grads, hand)))
         for name, t, h in pairs:
             if name in ev.grads:
-                where = departures.Where(case, f"grad[{name}]", ev.grad_output, np.abs(scales[name]))
+                where = departures.Where(case, f"grad[{name}]", ev.grad_output, np.abs(scales[name]), spec.name)
                 theirs = _outside_quirks(ev.grads[name], dtypes.round_to(t, info), where, runner)
                 _record(result, "gradient", theirs, h, dtypes.round_to(t, info), t, scales[name], info)
         result.cases += 1

@@ -116,18 +116,20 @@ class Runner:
         out = spec.functional(*tensors.values(), **params)
         module_out = None
         if module and spec.module is not None:
-            with torch.no_grad():
-                module_out = to_numpy(spec.module(*tensors.values(), **params))
+            with torch.no_grad():  # a module that has no form for these arguments returns None
+                module_result = spec.module(*tensors.values(), **params)
+            module_out = None if module_result is None else to_numpy(module_result)
+        precision = _precision(info, out)
         if not gradient:
-            return Evaluation(case, to_numpy(out), module_out)
-        grad_output = dtypes.round_to(np.random.default_rng(recipe.seed + 1).normal(0.0, 1.0, tuple(out.shape)), info)
+            return Evaluation(case, to_numpy(out), module_out, precision=precision)
+        grad_output = dtypes.round_to(np.random.default_rng(recipe.seed + 1).normal(0.0, 1.0, tuple(out.shape)), precision)
         out.backward(to_tensor(grad_output, info, self.device))
         grads = {}
         for name in spec.grad_inputs:
             t = tensors.get(name, params.get(name))
             if isinstance(t, torch.Tensor):
                 grads[name] = np.zeros(tuple(t.shape)) if t.grad is None else to_numpy(t.grad)
-        return Evaluation(case, to_numpy(out), module_out, grad_output, grads)
+        return Evaluation(case, to_numpy(out), module_out, grad_output, grads, precision)
 
     def run(self, recipe: Recipe, *, gradient: bool = True, layout: str = "contiguous") -> list[Comparison]:
         ev = self.evaluate(recipe, gradient=gradient and self.hand_backward is not None, layout=layout, module=self.hand_forward is not None)
@@ -135,7 +137,7 @@ class Runner:
 
     def judge(self, ev: Evaluation, recipe: Recipe, layout: str = "contiguous") -> list[Comparison]:
         """Compare an evaluation with the hand functions under the policy: one record per phase and path."""
-        spec, info = self.spec, self.info
+        spec, info = self.spec, ev.precision or self.info
         checks_forward = self.hand_forward is not None
         case = ev.case
         records: list[Comparison] = []
@@ -149,7 +151,7 @@ class Runner:
                 hand = call_accepted(self.hand_forward, *mine.inputs.values(), **mine.params)
             with np.errstate(all="ignore"):  # scales of inf/NaN inputs are inf/NaN, by design
                 scale = spec.scale(case, expected)
-            k = k_for("forward", self.dtype)
+            k = k_for("forward", info.name)
             # Only an inf from torch can need the overflow allowance: don't re-run the reference otherwise.
             overflow = bool(np.isinf(ev.forward).any() or (ev.module is not None and np.isinf(ev.module).any())) and terms_overflow(spec, case, info)
             judge = functools.partial(compare, expected=hand, scale=scale, info=info, k=k, terms_overflow=overflow, **self._quirks(case, "forward", None, scale))
@@ -161,13 +163,13 @@ class Runner:
         return records
 
     def _gradients(self, ev: Evaluation, recipe: Recipe, layout: str) -> list[Comparison]:
-        spec, info, case = self.spec, self.info, ev.case
+        spec, info, case = self.spec, ev.precision or self.info, ev.case
         mine = case.fresh()
         hand = call_accepted(self.hand_backward, ev.grad_output, *mine.inputs.values(), **mine.params)
         hand = dict(zip(spec.grad_inputs, hand if isinstance(hand, tuple) else (hand,)))
         with np.errstate(all="ignore"):
             scales = spec.grad_scale(case, ev.grad_output)
-        k = k_for("gradient", self.dtype)
+        k = k_for("gradient", info.name)
         return [
             compare(ev.grads[name], expected, scale=scales[name], info=info, k=k, context=self._context(case, recipe, f"grad[{name}]", "autograd", layout),
                     **self._quirks(case, f"grad[{name}]", ev.grad_output, scales[name]))
@@ -180,7 +182,7 @@ class Runner:
         quirks = departures.active(self.spec.name, phase, self.dtype, self.device)
         if not quirks:
             return {}
-        return {"quirks": quirks, "where": departures.Where(case, phase, grad_output, np.abs(np.asarray(scale, dtype=np.float64)))}
+        return {"quirks": quirks, "where": departures.Where(case, phase, grad_output, np.abs(np.asarray(scale, dtype=np.float64)), self.spec.name)}
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,16 @@ class Evaluation:
     module: np.ndarray | None = None
     grad_output: np.ndarray | None = None
     grads: dict[str, np.ndarray] = field(default_factory=dict)
+    precision: DtypeInfo | None = None  # the coarser of the case's dtype and the one torch computed in
+
+
+def _precision(info: DtypeInfo, out: torch.Tensor) -> DtypeInfo:
+    """The dtype a result was computed in, for its tolerance: the case's, unless the op was asked to
+    compute in a coarser one (softmax(x, dim, dtype=torch.float32) on float64 input)."""
+    if info.name == "int64" or not out.dtype.is_floating_point:
+        return info
+    computed = dtypes.get(str(out.dtype).removeprefix("torch."))
+    return computed if computed.eps > info.eps else info
 
 
 def accepted(fn: Callable[..., Any]) -> set[str] | None:

@@ -6,6 +6,7 @@ Every public reference converts its inputs here, so a bad argument fails at the 
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Callable, TypeVar
 
 import numpy as np
@@ -120,3 +121,40 @@ def check_grad_shape(grad_output: Any, shape: tuple[int, ...]) -> np.ndarray:
     if g.shape != shape:
         raise ValueError(f"grad_output shape {g.shape} must equal the output shape {shape}")
     return g
+
+
+def _flag(value: Any, name: str) -> bool | None:
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return value
+    raise TypeError(f"{name} must be a bool or None, got {value!r} "
+                    "(reduction comes after size_average and reduce in torch's signature: pass it by keyword)")
+
+
+def legacy_reduction(size_average: Any, reduce: Any, reduction: Any) -> str:
+    """The reduction a loss applies: ``reduction``, unless either deprecated flag is given, which then
+    decides as torch's ``_Reduction.legacy_get_string`` does (a None flag counts as True):
+    both true is 'mean', ``reduce`` alone true is 'sum', ``reduce=False`` is 'none'.
+
+    Unlike torch, which takes any truthy value, a flag that is not a bool is a ``TypeError``: in
+    ``loss(x, y, "sum")`` the string lands in ``size_average`` and torch silently takes the mean.
+    """
+    size_average, reduce = _flag(size_average, "size_average"), _flag(reduce, "reduce")
+    if size_average is None and reduce is None:
+        return reduction
+    reduce, size_average = reduce is not False, size_average is not False
+    chosen = "mean" if size_average and reduce else "sum" if reduce else "none"
+    warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{chosen}' instead.", stacklevel=4)
+    return chosen
+
+
+def write_back(input: Any, result: np.ndarray, inplace: Any) -> np.ndarray:
+    """torch's ``inplace=True``: the result is written into ``input`` (rounded to its dtype), which is
+    returned; otherwise ``result`` itself."""
+    if not isinstance(inplace, (bool, np.bool_)):
+        raise TypeError(f"inplace must be a bool, got {inplace!r}")
+    if not inplace:
+        return result
+    if not (isinstance(input, np.ndarray) and input.dtype.kind == "f" and input.flags.writeable):
+        raise TypeError(f"inplace=True writes into input, which must be a writable float array, got {_describe(input)}")
+    np.copyto(input, result, casting="same_kind")
+    return input

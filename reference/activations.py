@@ -15,7 +15,7 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, check_grad_shape, quiet
+from reference._validation import as_float, check_grad_shape, quiet, write_back
 
 
 __all__ = ["elu", "elu_backward", "hardtanh", "hardtanh_backward", "leaky_relu", "leaky_relu_backward", "relu", "relu_backward",
@@ -57,13 +57,13 @@ def _sigmoid() -> S.Derivation:
 
 @quiet
 @facts.declare(curve=facts.elementwise("relu", -3, 3, "relu(x)"), accuracy=0, sums=False, lipschitz=lambda p: 1.0)
-def relu(input: Any) -> np.ndarray:
+def relu(input: Any, inplace: bool = False) -> np.ndarray:
     r"""$\mathrm{relu}(x) = \max(x, 0)$, $\mathrm{relu}'(x) = [x > 0]$.
 
     ``where(x < 0, 0, x)`` keeps -0.0 and NaN as they are, like torch's ``clamp_min``.
     """
     x = as_float(input, "input")
-    return np.where(x < 0, 0.0, x)
+    return write_back(input, np.where(x < 0, 0.0, x), inplace)
 
 
 @quiet
@@ -83,10 +83,10 @@ def _relu() -> S.Derivation:
 @quiet
 @facts.declare(curve=facts.elementwise("leaky_relu", -3, 3, "leaky_relu(x), slope 0.1", negative_slope=0.1), accuracy=0, sums=False,
                lipschitz=lambda p: max(1.0, abs(p.get("negative_slope", 0.01))))
-def leaky_relu(input: Any, negative_slope: float = 0.01) -> np.ndarray:
+def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) -> np.ndarray:
     r"""$f(x) = x$ for $x > 0$, $a x$ otherwise; $f'(x) = 1$ for $x > 0$, $a$ otherwise."""
     x = as_float(input, "input")
-    return np.where(x > 0, x, x * float(negative_slope))
+    return write_back(input, np.where(x > 0, x, x * float(negative_slope)), inplace)
 
 
 @quiet
@@ -107,13 +107,13 @@ def _leaky_relu() -> S.Derivation:
 @quiet
 @facts.declare(curve=facts.elementwise("elu", -4, 3, "elu(x), α = 1", alpha=1.0), accuracy=2, sums=False,
                lipschitz=lambda p: max(1.0, abs(p.get("alpha", 1.0))))
-def elu(input: Any, alpha: float = 1.0) -> np.ndarray:
+def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> np.ndarray:
     r"""$f(x) = x$ for $x > 0$, $\alpha(e^{x} - 1)$ otherwise; $f'(x) = 1$, resp. $\alpha e^{x}$.
 
     ``expm1`` keeps full relative precision for small negative x.
     """
     x = as_float(input, "input")
-    return np.where(x > 0, x, float(alpha) * np.expm1(np.minimum(x, 0.0)))
+    return write_back(input, np.where(x > 0, x, float(alpha) * np.expm1(np.minimum(x, 0.0))), inplace)
 
 
 @quiet
@@ -133,11 +133,11 @@ def _elu() -> S.Derivation:
 
 @quiet
 @facts.declare(curve=facts.elementwise("hardtanh", -2.5, 2.5, "hardtanh(x), [−1, 1]"), accuracy=0, sums=False, lipschitz=lambda p: 1.0)
-def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0) -> np.ndarray:
+def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> np.ndarray:
     r"""$\min(\max(x, a), b)$ for $[a, b]$ = [min_val, max_val]; derivative 1 inside, 0 outside."""
     x = as_float(input, "input")
     low, high = _bounds(min_val, max_val)
-    return np.where(x < low, low, np.where(x > high, high, x))  # NaN stays NaN, like torch's clamp
+    return write_back(input, np.where(x < low, low, np.where(x > high, high, x)), inplace)  # NaN stays NaN, like torch's clamp
 
 
 @quiet

@@ -21,7 +21,8 @@ from reference._validation import (
     check_reduction,
     check_same_shape,
     quiet,
-    reduce,
+    legacy_reduction,
+    reduce as reduce_loss,  # `reduce` is torch's deprecated flag's name
     reduce_backward,
 )
 from reference.activations import sigmoid
@@ -52,30 +53,30 @@ def _bce_args(input: Any, target: Any, weight: Any) -> tuple[np.ndarray, np.ndar
 @quiet
 @facts.declare(curve=facts.against("binary_cross_entropy", 0.25, 0.005, 0.995, "p (target y = 0.25)"), accuracy=3,
          domain=lambda p: np.clip(p, 0.01, 0.99))
-def binary_cross_entropy(input: Any, target: Any, weight: Any = None, reduction: str = "mean") -> np.ndarray:
+def binary_cross_entropy(input: Any, target: Any, weight: Any = None, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean") -> np.ndarray:
     r"""$\ell = -w\,[y\max(\log p, -100) + (1-y)\max(\log(1-p), -100)]$;
     $\partial\ell/\partial p = w\,(p - y)/\max(p(1-p), 10^{-12})$ (torch's floored form).
 
     ``log1p(-p)`` keeps $\log(1-p)$ accurate for small p.
     """
-    check_reduction(reduction)
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     p, y, w = (a.astype(np.longdouble) for a in _bce_args(input, target, weight))  # rounded once, by reduce()
     log_p = np.maximum(np.log(p), LOG_CLAMP)
     log_q = np.maximum(np.log1p(-p), LOG_CLAMP)
     loss = -w * (y * log_p + (1.0 - y) * log_q)
-    return reduce(loss, reduction)
+    return reduce_loss(loss, reduction)
 
 
 @quiet
 def binary_cross_entropy_backward(
-    grad_output: Any, input: Any, target: Any, weight: Any = None, reduction: str = "mean"
+    grad_output: Any, input: Any, target: Any, weight: Any = None, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean"
 ) -> np.ndarray:
     r"""$\partial L/\partial p = \bar g\,w\,(p - y)/\max(p(1-p), 10^{-12})$.
 
     At p = 0, y = 1 this is $-10^{12}$ rather than the clamped loss's true derivative 0: torch's
     convention, kept so that training at a saturated output still pushes the right way.
     """
-    check_reduction(reduction)
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     p, y, w = (a.astype(np.longdouble) for a in _bce_args(input, target, weight))
     g = reduce_backward(grad_output, p.shape, reduction)
     return (g * w * (p - y) / np.maximum(p * (1.0 - p), GRAD_EPS)).astype(np.float64)
@@ -102,7 +103,7 @@ def _bcel_args(input: Any, target: Any, weight: Any, pos_weight: Any) -> tuple[n
 @quiet
 @facts.declare(curve=facts.against("binary_cross_entropy_with_logits", 0.25, -6, 6, "z (target y = 0.25)"))
 def binary_cross_entropy_with_logits(
-    input: Any, target: Any, weight: Any = None, reduction: str = "mean", pos_weight: Any = None
+    input: Any, target: Any, weight: Any = None, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean", pos_weight: Any = None
 ) -> np.ndarray:
     r"""$\ell = w\,[\,p_w\,y\,\mathrm{softplus}(-z) + (1-y)\,\mathrm{softplus}(z)\,]$, i.e. BCE of $\sigma(z)$
     with $-\log\sigma(z) = \mathrm{softplus}(-z)$; $\partial\ell/\partial z = w\,[(1-y)\sigma(z) - p_w\,y\,\sigma(-z)]$.
@@ -110,18 +111,18 @@ def binary_cross_entropy_with_logits(
     softplus via ``logaddexp`` has no cancellation, so soft labels at large |z| stay exact, and at
     $z = \pm\infty$ the loss is its limit (torch returns NaN there; see tests/test_conventions.py).
     """
-    check_reduction(reduction)
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     z, y, w, pw = _bcel_args(input, target, weight, pos_weight)
     loss = w * (_times(pw * y, _softplus(-z)) + _times(1.0 - y, _softplus(z)))
-    return reduce(loss, reduction)
+    return reduce_loss(loss, reduction)
 
 
 @quiet
 def binary_cross_entropy_with_logits_backward(
-    grad_output: Any, input: Any, target: Any, weight: Any = None, reduction: str = "mean", pos_weight: Any = None
+    grad_output: Any, input: Any, target: Any, weight: Any = None, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean", pos_weight: Any = None
 ) -> np.ndarray:
     r"""$\partial L/\partial z = \bar g\,w\,[(1-y)\,\sigma(z) - p_w\,y\,\sigma(-z)]$."""
-    check_reduction(reduction)
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     z, y, w, pw = _bcel_args(input, target, weight, pos_weight)
     g = reduce_backward(grad_output, z.shape, reduction)
     return g * w * ((1.0 - y) * sigmoid(z) - pw * y * sigmoid(-z))

@@ -26,7 +26,8 @@ from reference._validation import (
     as_optional_float,
     check_reduction,
     quiet,
-    reduce,
+    legacy_reduction,
+    reduce as reduce_loss,  # `reduce` is torch's deprecated flag's name
     reduce_backward,
 )
 
@@ -126,13 +127,13 @@ def _index_parts(rows: _Rows, logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def _reduced_loss(rows: _Rows, logp: np.ndarray, eps: float, reduction: str) -> np.ndarray:
     divisor = _divisor(rows)
     if rows.probabilities:
-        return reduce(-np.sum(_coefficients(rows, eps).astype(np.longdouble) * logp, axis=-1), reduction, divisor)
+        return reduce_loss(-np.sum(_coefficients(rows, eps).astype(np.longdouble) * logp, axis=-1), reduction, divisor)
     nll, smooth = _index_parts(rows, logp)
     if eps == 0:
-        return reduce(nll, reduction, divisor)
+        return reduce_loss(nll, reduction, divisor)
     # torch reduces the two parts separately: the same number, except that when every selected
     # weight is 0 the NLL part's mean is 0/0, so the loss is NaN rather than inf.
-    combined = (1.0 - eps) * np.asarray(reduce(nll, reduction, divisor), np.longdouble) + (eps / rows.x.shape[-1]) * np.asarray(reduce(smooth, reduction, divisor), np.longdouble)
+    combined = (1.0 - eps) * np.asarray(reduce_loss(nll, reduction, divisor), np.longdouble) + (eps / rows.x.shape[-1]) * np.asarray(reduce_loss(smooth, reduction, divisor), np.longdouble)
     return combined.astype(np.float64)
 
 
@@ -146,13 +147,15 @@ def cross_entropy(
     input: Any,
     target: Any,
     weight: Any = None,
+    size_average: bool | None = None,
     ignore_index: int = -100,
+    reduce: bool | None = None,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
 ) -> np.ndarray:
     r"""$\ell_n = -\sum_c a_c \log\mathrm{softmax}(z_n)_c$ (see module docstring for $a$);
     $\partial \ell_n/\partial z_n = \mathrm{softmax}(z_n)\sum_c a_c - a$."""
-    check_reduction(reduction)
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     eps = _check_smoothing(label_smoothing)
     rows = _rows(input, target, weight, ignore_index)
     # Carried in np.longdouble until reduce() rounds it once.
@@ -165,7 +168,9 @@ def cross_entropy_backward(
     input: Any,
     target: Any,
     weight: Any = None,
+    size_average: bool | None = None,
     ignore_index: int = -100,
+    reduce: bool | None = None,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
 ) -> np.ndarray:
@@ -173,7 +178,7 @@ def cross_entropy_backward(
 
     Ignored samples get 0, even when the mean's divisor is 0 (torch: zero gradient, NaN loss).
     """
-    check_reduction(reduction)
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     eps = _check_smoothing(label_smoothing)
     rows = _rows(input, target, weight, ignore_index)
     divisor = _divisor(rows)
@@ -191,23 +196,25 @@ def cross_entropy_backward(
 @quiet
 @facts.declare(curve=facts.first_logit("nll_loss", -6, 0, "x₀, the target's log-probability", "loss"))
 def nll_loss(
-    input: Any, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"
+    input: Any, target: Any, weight: Any = None, size_average: bool | None = None, ignore_index: int = -100,
+    reduce: bool | None = None, reduction: str = "mean"
 ) -> np.ndarray:
     r"""$\ell_n = -w_{t_n}\,x_{n,t_n}$ on log-probabilities x; $\partial\ell_n/\partial x_{n,c} = -w_{t_n}[c = t_n]$."""
-    check_reduction(reduction)
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     rows = _rows(input, as_index(target, "target"), weight, ignore_index)
     safe = np.where(rows.valid, rows.target, 0)
     picked = np.take_along_axis(rows.x, safe[..., None], axis=-1)[..., 0]
     loss = np.where(rows.valid, -rows.weight[safe] * picked, 0.0)
-    return reduce(loss, reduction, _divisor(rows))
+    return reduce_loss(loss, reduction, _divisor(rows))
 
 
 @quiet
 def nll_loss_backward(
-    grad_output: Any, input: Any, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"
+    grad_output: Any, input: Any, target: Any, weight: Any = None, size_average: bool | None = None, ignore_index: int = -100,
+    reduce: bool | None = None, reduction: str = "mean"
 ) -> np.ndarray:
     r"""$\partial L/\partial x_{n,c} = -\bar g_n\,w_{t_n}[c = t_n]$, 0 for ignored samples."""
-    check_reduction(reduction)
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     rows = _rows(input, as_index(target, "target"), weight, ignore_index)
     g = reduce_backward(grad_output, rows.shape, reduction, _divisor(rows))
     picked = _target_onehot(rows)

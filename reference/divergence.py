@@ -18,7 +18,8 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, check_reduction, quiet, reduce, reduce_backward
+from reference._validation import as_float, check_reduction, legacy_reduction, quiet, reduce_backward
+from reference._validation import reduce as reduce_loss  # `reduce` is torch's deprecated flag's name
 
 __all__ = ["kl_div", "kl_div_backward"]
 
@@ -44,17 +45,19 @@ def _xlogx(t: np.ndarray) -> np.ndarray:
 
 @quiet
 @facts.declare(curve=facts.against("kl_div", 0.25, -6, 0, "x = log q (target p = 0.25)"), accuracy=3)
-def kl_div(input: Any, target: Any, reduction: str = "mean", log_target: bool = False) -> np.ndarray:
+def kl_div(input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
+           log_target: bool = False) -> np.ndarray:
     r"""$\ell = t(\log t - x)$, or $e^{s}(s - x)$ for a log target; $\partial\ell/\partial x = -t$."""
-    x, t, how, divisor = _args(input, target, reduction)
+    x, t, how, divisor = _args(input, target, legacy_reduction(size_average, reduce, reduction))
     terms = np.exp(t) * (t - x) if log_target else _xlogx(t) - t * x
-    return reduce(terms, how, divisor)
+    return reduce_loss(terms, how, divisor)
 
 
 @quiet
-def kl_div_backward(grad_output: Any, input: Any, target: Any, reduction: str = "mean", log_target: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def kl_div_backward(grad_output: Any, input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
+           log_target: bool = False) -> tuple[np.ndarray, np.ndarray]:
     r"""$\partial L/\partial x = -t\,\bar g$ and $\partial L/\partial t = (\log t + 1 - x)\,\bar g$ (log target: $-e^{s}\bar g$ and $e^{s}(s - x + 1)\bar g$)."""
-    x, t, how, divisor = _args(input, target, reduction)
+    x, t, how, divisor = _args(input, target, legacy_reduction(size_average, reduce, reduction))
     g = reduce_backward(grad_output, x.shape, how, divisor)
     if log_target:
         p = np.exp(t)

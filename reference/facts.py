@@ -82,6 +82,9 @@ class Facts:
     # anywhere in a row reaches every output of it.
     lipschitz: Callable[[dict[str, Any]], float] | None = None
     mixes: bool = False
+    # A loss with per-element ``weight``: what its weighted 'mean' divides by, "weights" (their sum)
+    # or "count" (the number of elements).
+    weighted_mean: str = "count"
 
 
 def declare(**facts: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -27,7 +27,9 @@ import mpmath
 import numpy as np
 
 import reference
+from reference import facts as reference_facts
 from reference import symbolic
+from reference._formats import dtype_name, round_to
 
 DIGITS = 50
 _mp = np.frompyfunc(lambda v: mpmath.mpf(float(v)), 1, 1)
@@ -94,10 +96,16 @@ def _log_softmax(x: np.ndarray, dim: int) -> np.ndarray:
     return x - m - _log(np.sum(_exp(x - m), axis=dim, keepdims=True))
 
 
-FORWARD["softmax"] = lambda x, dim: _softmax(x, dim)
-FORWARD["log_softmax"] = lambda x, dim: _log_softmax(x, dim)
-BACKWARD["softmax"] = lambda g, x, dim: (lambda p: p * (g - np.sum(g * p, axis=dim, keepdims=True)))(_softmax(x, dim))
-BACKWARD["log_softmax"] = lambda g, x, dim: g - _softmax(x, dim) * np.sum(g, axis=dim, keepdims=True)
+def _cast(x: np.ndarray, dtype: Any) -> np.ndarray:
+    """softmax's dtype: the input is rounded to it before the op (to the nearest, as the reference does)."""
+    name = dtype_name(dtype)
+    return x if name is None else round_to(np.asarray(x, dtype=np.float64), name)
+
+
+FORWARD["softmax"] = lambda x, dim, dtype=None: _softmax(_cast(x, dtype), dim)
+FORWARD["log_softmax"] = lambda x, dim, dtype=None: _log_softmax(_cast(x, dtype), dim)
+BACKWARD["softmax"] = lambda g, x, dim, dtype=None: (lambda p: p * (g - np.sum(g * p, axis=dim, keepdims=True)))(_softmax(_cast(x, dtype), dim))
+BACKWARD["log_softmax"] = lambda g, x, dim, dtype=None: g - _softmax(_cast(x, dtype), dim) * np.sum(g, axis=dim, keepdims=True)
 
 
 # --- Linear ------------------------------------------------------------------------------------------
@@ -369,6 +377,8 @@ def _pointwise(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
     f, *df = derivation.local("mpmath")
     defaults = {n: p.default for n, p in inspect.signature(getattr(reference, op)).parameters.items()}
     reduction = kwargs.pop("reduction", defaults.get("reduction"))
+    if kwargs.get("weight") is not None and "weight" not in derivation.params:  # applied by the reduction (regression's _weighted)
+        reduction = (reduction, kwargs["weight"], reference_facts.of(op).weighted_mean)
     values = list(args)
     for name in derivation.params:
         value = kwargs.get(name, defaults.get(name))
@@ -390,6 +400,9 @@ def forward(op: str, *args: Any, **kwargs: Any) -> np.ndarray:
             return to_float(FORWARD[op](*args, **kwargs))
         f, _, values, reduction = _pointwise(op, args, kwargs)
         out = _elementwise(f, values)
+        if isinstance(reduction, tuple):
+            how, weight, mean = reduction
+            return to_float(_reduce(out * weight, how, mpmath.fsum(weight.ravel()) if mean == "weights" else None))
         return to_float(out if reduction is None else _reduce(out, reduction))
 
 
@@ -405,7 +418,11 @@ def backward(op: str, grad_output: Any, *args: Any, **kwargs: Any) -> Any:
             grads = []
             for df in derivatives:
                 local = _elementwise(df, values)
-                grads.append(local * (g if reduction is None else _spread(g, local.shape, reduction)))
+                if isinstance(reduction, tuple):
+                    how, weight, mean = reduction
+                    grads.append(local * weight * _spread(g, local.shape, how, mpmath.fsum(weight.ravel()) if mean == "weights" else None))
+                else:
+                    grads.append(local * (g if reduction is None else _spread(g, local.shape, reduction)))
             result = grads[0] if len(grads) == 1 else tuple(grads)
     if isinstance(result, tuple):
         return tuple(None if r is None else to_float(r) for r in result)

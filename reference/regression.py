@@ -1,7 +1,11 @@
-"""Regression losses: MSE, L1, Huber and SmoothL1, and their hand-derived gradients.
+r"""Regression losses: MSE, L1, Huber and SmoothL1, and their hand-derived gradients.
 
 Unlike torch, which only warns and broadcasts, a target whose shape differs from the input's is a
 ``ValueError``: silent broadcasting of (N, 1) against (N,) is the classic wrong-number bug.
+
+``weight`` (torch 2.13, MSE, L1 and Huber) scales each term and must have the input's shape. Its
+'mean' is not the same everywhere in torch: MSE and L1 divide the weighted sum by $\sum w$, Huber by
+the number of elements (``weighted_loss.mean()``). Both are matched, and pinned in tests/test_conventions.py.
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, check_reduction, check_same_shape, quiet, reduce, reduce_backward
+from reference._validation import as_float, as_optional_float, check_reduction, check_same_shape, legacy_reduction, quiet, reduce_backward
+from reference._validation import reduce as reduce_loss  # `reduce` is torch's deprecated flag's name
 
 
 __all__ = ["huber_loss", "huber_loss_backward", "l1_loss", "l1_loss_backward", "mse_loss", "mse_loss_backward", "smooth_l1_loss", "smooth_l1_loss_backward"]
@@ -23,6 +28,30 @@ def _difference(input: Any, target: Any) -> np.ndarray:
     x, y = as_float(input, "input"), as_float(target, "target")
     check_same_shape(x, y)
     return x.astype(np.longdouble) - y
+
+
+def _weight(weight: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    w = as_optional_float(weight, "weight")
+    if w is not None and w.shape != shape:
+        raise ValueError(f"weight shape {w.shape} must equal the input shape {shape} (torch: 'Weights and input must have the same size')")
+    return w
+
+
+def _weighted(terms: np.ndarray, weight: Any, reduction: str, mean_over_weights: bool) -> np.ndarray:
+    """Each term times its weight, reduced; a weighted 'mean' divides by the weights' sum (MSE, L1)
+    or by the element count (Huber)."""
+    w = _weight(weight, terms.shape)
+    if w is None:
+        return reduce_loss(terms, reduction)
+    return reduce_loss(terms * w, reduction, np.sum(w, dtype=np.longdouble) if mean_over_weights else None)
+
+
+def _weighted_backward(local: np.ndarray, grad_output: Any, weight: Any, reduction: str, mean_over_weights: bool) -> np.ndarray:
+    r"""$\partial L/\partial x = \ell'(d)\,w\,\bar g$, with $\bar g = g/\sum w$ for a weighted mean (MSE, L1)."""
+    w = _weight(weight, local.shape)
+    divisor = np.sum(w, dtype=np.longdouble) if w is not None and mean_over_weights else None
+    grad = local * reduce_backward(grad_output, local.shape, reduction, divisor)
+    return _f64(grad if w is None else grad * w)
 
 
 def _f64(value: np.ndarray) -> np.ndarray:
@@ -37,81 +66,85 @@ def _positive(value: float, name: str, allow_zero: bool) -> float:
 
 
 @quiet
-@facts.declare(curve=facts.against("mse_loss", 0.0, -3, 3, "x (target 0)"))
-def mse_loss(input: Any, target: Any, reduction: str = "mean") -> np.ndarray:
+@facts.declare(curve=facts.against("mse_loss", 0.0, -3, 3, "x (target 0)"), weighted_mean="weights")
+def mse_loss(input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
+             weight: Any = None) -> np.ndarray:
     r"""$\ell = (x - y)^2$; $\partial\ell/\partial x = 2(x - y)$."""
-    check_reduction(reduction)
-    return reduce(_difference(input, target) ** 2, reduction)
+    how = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    return _weighted(_difference(input, target) ** 2, weight, how, mean_over_weights=True)
 
 
 @quiet
-def mse_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str = "mean") -> np.ndarray:
-    r"""$\partial L/\partial x = 2(x - y)\,\bar g$."""
-    check_reduction(reduction)
-    d = _difference(input, target)
-    return _f64(2.0 * d * reduce_backward(grad_output, d.shape, reduction))
+def mse_loss_backward(grad_output: Any, input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None,
+                      reduction: str = "mean", weight: Any = None) -> np.ndarray:
+    r"""$\partial L/\partial x = 2(x - y)\,w\,\bar g$."""
+    how = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    return _weighted_backward(2.0 * _difference(input, target), grad_output, weight, how, mean_over_weights=True)
 
 
 @quiet
-@facts.declare(curve=facts.against("l1_loss", 0.0, -3, 3, "x (target 0)"), kinks=lambda p: [0.0])
-def l1_loss(input: Any, target: Any, reduction: str = "mean") -> np.ndarray:
+@facts.declare(curve=facts.against("l1_loss", 0.0, -3, 3, "x (target 0)"), kinks=lambda p: [0.0], weighted_mean="weights")
+def l1_loss(input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
+            weight: Any = None) -> np.ndarray:
     r"""$\ell = |x - y|$; $\partial\ell/\partial x = \mathrm{sign}(x - y)$, 0 at $x = y$ (torch's subgradient)."""
-    check_reduction(reduction)
-    return reduce(np.abs(_difference(input, target)), reduction)
+    how = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    return _weighted(np.abs(_difference(input, target)), weight, how, mean_over_weights=True)
 
 
 @quiet
-def l1_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str = "mean") -> np.ndarray:
-    r"""$\partial L/\partial x = \mathrm{sign}(x - y)\,\bar g$; torch's sign is 0 at 0 and at NaN."""
-    check_reduction(reduction)
+def l1_loss_backward(grad_output: Any, input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None,
+                     reduction: str = "mean", weight: Any = None) -> np.ndarray:
+    r"""$\partial L/\partial x = \mathrm{sign}(x - y)\,w\,\bar g$; torch's sign is 0 at 0 and at NaN."""
+    how = check_reduction(legacy_reduction(size_average, reduce, reduction))
     d = _difference(input, target)
-    sign = np.where(np.isnan(d), 0.0, np.sign(d))
-    return _f64(sign * reduce_backward(grad_output, d.shape, reduction))
+    return _weighted_backward(np.where(np.isnan(d), 0.0, np.sign(d)), grad_output, weight, how, mean_over_weights=True)
 
 
 @quiet
 @facts.declare(curve=facts.against("huber_loss", 0.0, -3, 3, "x (target 0, δ = 1)"), kinks=lambda p: [p["delta"]])
-def huber_loss(input: Any, target: Any, reduction: str = "mean", delta: float = 1.0) -> np.ndarray:
+def huber_loss(input: Any, target: Any, reduction: str = "mean", delta: float = 1.0, weight: Any = None) -> np.ndarray:
     r"""$\ell = \frac{1}{2} d^2$ for $|d| < \delta$, else $\delta(|d| - \frac{1}{2}\delta)$, $d = x - y$;
     $\partial\ell/\partial x = \mathrm{clip}(d, -\delta, \delta)$."""
     check_reduction(reduction)
     delta = _positive(delta, "delta", allow_zero=False)
     d = _difference(input, target)
     a = np.abs(d)
-    return reduce(np.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta)), reduction)
+    return _weighted(np.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta)), weight, reduction, mean_over_weights=False)
 
 
 @quiet
-def huber_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str = "mean", delta: float = 1.0) -> np.ndarray:
-    r"""$\partial L/\partial x = \mathrm{clip}(d, -\delta, \delta)\,\bar g$ (NaN at NaN)."""
+def huber_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str = "mean", delta: float = 1.0, weight: Any = None) -> np.ndarray:
+    r"""$\partial L/\partial x = \mathrm{clip}(d, -\delta, \delta)\,w\,\bar g$ (NaN at NaN; a weighted mean still divides by the count)."""
     check_reduction(reduction)
     delta = _positive(delta, "delta", allow_zero=False)
     d = _difference(input, target)
     clipped = np.where(d < -delta, -delta, np.where(d > delta, delta, d))
-    return _f64(clipped * reduce_backward(grad_output, d.shape, reduction))
+    return _weighted_backward(clipped, grad_output, weight, reduction, mean_over_weights=False)
 
 
 @quiet
 @facts.declare(curve=facts.against("smooth_l1_loss", 0.0, -3, 3, "x (target 0, β = 1)"), kinks=lambda p: [0.0, p["beta"]])
-def smooth_l1_loss(input: Any, target: Any, reduction: str = "mean", beta: float = 1.0) -> np.ndarray:
+def smooth_l1_loss(input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
+                   beta: float = 1.0) -> np.ndarray:
     r"""$\ell = \frac{1}{2} d^2/\beta$ for $|d| < \beta$, else $|d| - \frac{1}{2}\beta$ (plain L1 when $\beta = 0$);
     $\partial\ell/\partial x = d/\beta$, resp. $\mathrm{sign}(d)$."""
-    check_reduction(reduction)
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     beta = _positive(beta, "beta", allow_zero=True)
     if beta == 0:
-        return l1_loss(input, target, reduction)
+        return l1_loss(input, target, reduction=reduction)
     d = _difference(input, target)
     a = np.abs(d)
-    return reduce(np.where(a < beta, 0.5 * d * d / beta, a - 0.5 * beta), reduction)
+    return reduce_loss(np.where(a < beta, 0.5 * d * d / beta, a - 0.5 * beta), reduction)
 
 
 @quiet
-def smooth_l1_loss_backward(grad_output: Any, input: Any, target: Any, reduction: str = "mean", beta: float = 1.0) -> np.ndarray:
+def smooth_l1_loss_backward(grad_output: Any, input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None,
+                            reduction: str = "mean", beta: float = 1.0) -> np.ndarray:
     r"""$\partial L/\partial x = (d/\beta$ for $|d| < \beta$, else $\mathrm{sign}(d))\,\bar g$ (NaN at NaN)."""
-    check_reduction(reduction)
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     beta = _positive(beta, "beta", allow_zero=True)
     if beta == 0:
-        return l1_loss_backward(grad_output, input, target, reduction)
+        return l1_loss_backward(grad_output, input, target, reduction=reduction)
     d = _difference(input, target)
     local = np.where(np.abs(d) < beta, d / beta, np.where(np.isnan(d), np.nan, np.sign(d)))
     return _f64(local * reduce_backward(grad_output, d.shape, reduction))

@@ -18,7 +18,7 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, check_grad_shape, quiet
+from reference._validation import as_float, check_grad_shape, quiet, write_back
 
 __all__ = ["gelu", "gelu_backward", "logsigmoid", "logsigmoid_backward", "mish", "mish_backward", "silu", "silu_backward",
            "softplus", "softplus_backward", "tanh", "tanh_backward"]
@@ -187,10 +187,10 @@ def _gelu(*, approximate: Literal["none", "tanh"] = "none") -> S.Derivation:
 
 @quiet
 @facts.declare(curve=facts.elementwise("silu", -5, 3, "silu(x) = x σ(x)"), accuracy=2, sums=False, lipschitz=lambda p: 1.1)
-def silu(input: Any) -> np.ndarray:
+def silu(input: Any, inplace: bool = False) -> np.ndarray:
     r"""$x\,\sigma(x)$, derivative $\sigma(x)(1 + x\,\sigma(-x))$."""
     x = as_float(input, "input")
-    return x * _sigmoid(x)
+    return write_back(input, x * _sigmoid(x), inplace)
 
 
 @quiet
@@ -208,10 +208,10 @@ def _silu() -> S.Derivation:
 
 @quiet
 @facts.declare(curve=facts.elementwise("mish", -5, 3, "mish(x)"), accuracy=3, sums=False, lipschitz=lambda p: 1.1)
-def mish(input: Any) -> np.ndarray:
+def mish(input: Any, inplace: bool = False) -> np.ndarray:
     r"""$x\tanh(\operatorname{softplus}(x))$, derivative $\tanh(s) + x\,\sigma(x)\operatorname{sech}^2(s)$, $s = \operatorname{softplus}(x)$."""
     x = as_float(input, "input")
-    return x * np.tanh(_softplus(x))
+    return write_back(input, x * np.tanh(_softplus(x)), inplace)
 
 
 @quiet

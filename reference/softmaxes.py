@@ -16,10 +16,28 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
+import warnings
+
+from reference._formats import dtype_name, round_to
 from reference._validation import as_float, check_dim, check_grad_shape, quiet
 
 
 __all__ = ["log_softmax", "log_softmax_backward", "softmax", "softmax_backward"]
+
+
+def _args(input: Any, dim: Any, dtype: Any, op: str, stacklevel: int) -> tuple[np.ndarray, int]:
+    """The input, rounded to ``dtype`` first when one is given (torch casts before computing; the
+    result is then exact for those values), and the dimension, chosen as torch's deprecated
+    implicit choice does when it is None: 0 for 0-, 1- and 3-d inputs, else 1."""
+    x = as_float(input, "input")
+    name = dtype_name(dtype)
+    if name is not None:
+        x = round_to(x, name)
+    if dim is None:
+        warnings.warn(f"Implicit dimension choice for {op} has been deprecated. Change the call to include dim=X as an argument.",
+                      stacklevel=stacklevel + 1)  # torch's default 3 names the caller of F.softmax; here one more frame: quiet()
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+    return x, check_dim(dim, x.ndim)
 
 
 def log_softmax_extended(x: np.ndarray, dim: int) -> np.ndarray:
@@ -30,10 +48,9 @@ def log_softmax_extended(x: np.ndarray, dim: int) -> np.ndarray:
 
 @quiet
 @facts.declare(curve=facts.first_logit("log_softmax", -6, 6, "z₀ (z₁ = z₂ = 0)", "log_softmax(z)₀"))
-def log_softmax(input: Any, dim: int) -> np.ndarray:
+def log_softmax(input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> np.ndarray:
     r"""$\log\mathrm{softmax}(x)_i = x_i - \log\sum_j e^{x_j}$; $\partial/\partial x_j = \delta_{ij} - p_j$."""
-    x = as_float(input, "input")
-    d = check_dim(dim, x.ndim)
+    x, d = _args(input, dim, dtype, "log_softmax", _stacklevel)
     if x.ndim == 0:
         return x - x  # a single class: log 1 = 0 (NaN stays NaN)
     return log_softmax_extended(x, d).astype(np.float64)
@@ -47,22 +64,20 @@ def softmax_extended(x: np.ndarray, dim: int) -> np.ndarray:
 
 @quiet
 @facts.declare(curve=facts.first_logit("softmax", -6, 6, "z₀ (z₁ = z₂ = 0)", "softmax(z)₀"), lipschitz=lambda p: 0.5, mixes=True)
-def softmax(input: Any, dim: int) -> np.ndarray:
+def softmax(input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> np.ndarray:
     r"""$\mathrm{softmax}(x)_i = e^{x_i - m}/\sum_j e^{x_j - m}$ with $m = \max_j x_j$;
     $\partial p_i/\partial x_j = p_i(\delta_{ij} - p_j)$."""
-    x = as_float(input, "input")
-    d = check_dim(dim, x.ndim)
+    x, d = _args(input, dim, dtype, "softmax", _stacklevel)
     if x.ndim == 0:
         return x - x + 1.0
     return softmax_extended(x, d).astype(np.float64)
 
 
 @quiet
-def softmax_backward(grad_output: Any, input: Any, dim: int) -> np.ndarray:
+def softmax_backward(grad_output: Any, input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> np.ndarray:
     r"""$\partial L/\partial x_j = \sum_i g_i p_i(\delta_{ij} - p_j) = p_j\,(g_j - \sum_i g_i p_i)$."""
-    x = as_float(input, "input")
+    x, d = _args(input, dim, dtype, "softmax", _stacklevel)
     g = check_grad_shape(grad_output, x.shape)
-    d = check_dim(dim, x.ndim)
     if x.ndim == 0:
         return g * 0.0
     p, g = softmax_extended(x, d), g.astype(np.longdouble)
@@ -70,11 +85,10 @@ def softmax_backward(grad_output: Any, input: Any, dim: int) -> np.ndarray:
 
 
 @quiet
-def log_softmax_backward(grad_output: Any, input: Any, dim: int) -> np.ndarray:
+def log_softmax_backward(grad_output: Any, input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> np.ndarray:
     r"""$\partial L/\partial x_j = \sum_i g_i(\delta_{ij} - p_j) = g_j - p_j \sum_i g_i$."""
-    x = as_float(input, "input")
+    x, d = _args(input, dim, dtype, "log_softmax", _stacklevel)
     g = check_grad_shape(grad_output, x.shape)
-    d = check_dim(dim, x.ndim)
     if x.ndim == 0:
         return g * 0.0
     g = g.astype(np.longdouble)

@@ -74,6 +74,29 @@ def test_l1_gradient_at_zero_and_nan_is_zero():
     assert grad.tolist() == [0.0, 0.0, 1.0]
 
 
+@pytest.mark.parametrize("op, params, expected", [
+    ("mse_loss", {}, 21 / 3.5),  # w·(1, 4, 9) = (1, 2, 18), over sum(w) = 3.5
+    ("l1_loss", {}, 8 / 3.5),  # w·(1, 2, 3) = (1, 1, 6), over sum(w)
+    ("huber_loss", {"delta": 1.0}, 6.25 / 3),  # w·(0.5, 1.5, 2.5) = (0.5, 0.75, 5), over the count: weighted_loss.mean()
+])
+def test_a_weighted_mean_divides_by_the_weights_sum_except_huber_by_the_count(op, params, expected):
+    """torch 2.13's ``weight``: MSE and L1 divide the weighted sum by sum(w), Huber by the element count."""
+    x, y, w = np.array([1.0, 2.0, 3.0]), np.zeros(3), np.array([1.0, 0.5, 2.0])
+    assert getattr(reference, op)(x, y, weight=w, **params) == expected  # each side rounds once: exactly the float of the fraction
+    theirs = getattr(F, op)(torch.from_numpy(x), torch.from_numpy(y), weight=torch.from_numpy(w), **params)
+    assert theirs.item() == expected
+
+
+def test_a_weighted_mse_is_nan_where_a_term_overflows_under_a_zero_weight():
+    """weighted-loss-overflows-in-the-dtype: 300² = 90000 passes float16's 65504 before the weight 0 applies."""
+    shown("weighted-loss-overflows-in-the-dtype")
+    x = np.array([300.0, 1.0])
+    w = np.array([0.0, 1.0])
+    assert reference.mse_loss(x, np.zeros(2), weight=w, reduction="none").tolist() == [0.0, 1.0]
+    theirs = F.mse_loss(torch.tensor(x, dtype=torch.float16), torch.zeros(2, dtype=torch.float16), weight=torch.tensor(w, dtype=torch.float16), reduction="none")
+    assert math.isnan(theirs[0].item()) and theirs[1].item() == 1.0
+
+
 def test_elu_gradient_at_nan_is_nan_or_the_upstream_gradient():
     """The reference returns g at NaN (x <= 0 is false for NaN: torch's scalar rule). torch's
     vectorised loop may give NaN instead (quirk elu-backward-nan-in-vector-loop, where its probe says

@@ -59,7 +59,7 @@ def test_every_quirk_example_reaches_its_region(device):
         if device not in quirk.devices or devices.unsupported_reason(device, quirk.example_dtype):
             continue
         ev = Runner(get(quirk.ops[0]), device, quirk.example_dtype).evaluate(quirk.example)
-        reached = [np.asarray(quirk.region(departures.Where(ev.case, phase, ev.grad_output, np.ones(())))).any() for phase in quirk.phases]
+        reached = [np.asarray(quirk.region(departures.Where(ev.case, phase, ev.grad_output, np.ones(()), quirk.ops[0]))).any() for phase in quirk.phases]
         assert any(reached), f"{quirk.id}: its example {quirk.example} never enters its region"
 
 
@@ -86,7 +86,7 @@ def _odd_k_case():
 def _judge(quirk, case, actual, expected):
     from checks.compare import Context
 
-    where = departures.Where(case, "forward", None, np.zeros(()))
+    where = departures.Where(case, "forward", None, np.zeros(()), "linear")
     context = Context("linear", "forward", "functional", "cpu", "bfloat16", expected.shape)
     info = Runner(get("linear"), "cpu", "bfloat16").info
     return compare(actual, expected, scale=0.0, info=info, k=4, context=context,

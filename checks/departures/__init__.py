@@ -38,6 +38,7 @@ class Where:
     phase: str
     grad_output: np.ndarray | None
     scale: np.ndarray
+    op: str = ""  # the op compared, for a quirk shared by several (weighted-loss-overflows-in-the-dtype)
 
 
 # Element masks, broadcastable to the compared array: ``region(where)``, and

@@ -195,6 +195,48 @@ KL_SUM_OVERFLOW = Departure(
 )
 
 
+def _weighted_probe(device: str) -> bool:
+    x = torch.tensor([300.0, 1.0], dtype=torch.float16, device=device)
+    return bool(F.mse_loss(x, torch.zeros_like(x), weight=torch.tensor([0.0, 1.0], dtype=torch.float16, device=device), reduction="none")[0].isnan())
+
+
+def _weighted_overflows(where: Where) -> np.ndarray:
+    """Where a weighted loss passes the dtype's maximum before its end: x − y, the term, the term times
+    its weight, or (a reduction) the weighted sum."""
+    case = where.case
+    weight = case.params.get("weight")
+    if weight is None:
+        return np.asarray(False)
+    x, y = case.inputs["input"], case.inputs["target"]
+    params = {k: v for k, v in case.params.items() if k not in ("weight", "reduction")}
+    with np.errstate(all="ignore"):
+        terms = getattr(reference, where.op)(x, y, reduction="none", **params)
+        weighted = terms * weight
+        elementwise = (np.abs(x - y) > case.info.max) | (terms > case.info.max) | (np.abs(weighted) > case.info.max)
+        if case.params["reduction"] == "none":
+            return elementwise
+        return np.asarray(elementwise.any() | (abs(np.sum(weighted)) > case.info.max))
+
+
+def _inf_or_nan(actual, expected, limit, where: Where) -> np.ndarray:
+    """inf where a term overflowed; NaN where that inf met a zero weight (inf·0) or its negative."""
+    return ~np.isfinite(actual)
+
+
+WEIGHTED_OVERFLOW = Departure(
+    id="weighted-loss-overflows-in-the-dtype", kind="quirk", title="A weighted MSE, L1 or Huber loss computes its terms in the dtype",
+    ops=("mse_loss", "l1_loss", "huber_loss"), phases=("forward",), devices=ALL_DEVICES,
+    what="With ``weight``, torch 2.13 computes (x − y)², |x − y| or the Huber term, then its product with the weight and "
+         "their sum, each rounded to the dtype (a Python composite, not the fused kernel). A term past the dtype's maximum "
+         "is inf even where its weight is small, and NaN where the weight is 0 (float16: 300² · 0 = inf · 0), though the "
+         "weighted term is finite; a weighted sum past the maximum is inf though the mean fits.",
+    returns="inf or NaN", upstream="torch/nn/functional.py (mse_loss, l1_loss, huber_loss: the `weight is not None` branch)",
+    tests=("tests/test_conventions.py::test_a_weighted_mse_is_nan_where_a_term_overflows_under_a_zero_weight", BOTH_WAYS),
+    region=_weighted_overflows, rule=_inf_or_nan, probe=_weighted_probe,
+    example=Recipe(seed=0, regime="large", shape=(3, 7), knobs={"reduction": "mean", "weighted": True}), example_dtype="float16",
+)
+
+
 def _kl_nan_probe(device: str) -> bool:
     x = torch.tensor([-math.inf], dtype=torch.bfloat16, device=device)
     return bool(F.kl_div(x, torch.full_like(x, -100.0), reduction="none", log_target=True).isnan().any())
@@ -487,4 +529,4 @@ GELU_TANH_OVERFLOW = Departure(
 )
 
 
-DECLARED = (ELU_NAN, HARDTANH_NAN, SILU_EXP_OVERFLOW, KL_TARGET_SUBNORMAL, KL_LOG_TARGET_OVERFLOW, KL_LOG_TARGET_SUBNORMAL_EXP, KL_SUM_OVERFLOW, RMS_NORM_DEFAULT_EPS, EMBEDDING_NORM_OVERFLOW, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, GELU_TANH_OVERFLOW)
+DECLARED = (ELU_NAN, HARDTANH_NAN, SILU_EXP_OVERFLOW, KL_TARGET_SUBNORMAL, KL_LOG_TARGET_OVERFLOW, KL_LOG_TARGET_SUBNORMAL_EXP, KL_SUM_OVERFLOW, RMS_NORM_DEFAULT_EPS, EMBEDDING_NORM_OVERFLOW, WEIGHTED_OVERFLOW, BCEL_INFINITE, BCE_HALF_GRADIENT, SMOOTHING_OVERFLOW, PROBABILITY_SUM_OVERFLOW, GELU_TANH_OVERFLOW)

@@ -19,7 +19,8 @@ SITUATIONS = ("overflow", "tiny", "kink", "endpoints", "empty", "scalar", "nonfi
 
 def validate(spec: OpSpec) -> OpSpec:
     """An entry, checked once when the registry is built: its reference functions exist under its
-    name, the backward takes grad_output and then the forward's arguments, its gradient inputs are
+    name, the backward takes grad_output and then the forward's arguments (``inplace`` excepted: the
+    gradient does not depend on where the output was written), its gradient inputs are
     forward arguments, its large shape is large, and its lessons name known situations."""
     forward = getattr(reference, spec.name, None)
     if forward is None:
@@ -27,7 +28,7 @@ def validate(spec: OpSpec) -> OpSpec:
     arguments = list(inspect.signature(forward).parameters)
     if spec.backward is not None:
         backward = list(inspect.signature(spec.backward).parameters)
-        if backward != ["grad_output", *arguments]:
+        if backward != ["grad_output", *(a for a in arguments if a != "inplace")]:
             raise ValueError(f"registry entry {spec.name!r}: {spec.name}_backward takes {backward}, not grad_output then {arguments}")
     if spec.differentiable and not set(spec.grad_inputs) <= set(arguments):
         raise ValueError(f"registry entry {spec.name!r}: grad_inputs {spec.grad_inputs} are not all arguments of reference.{spec.name}")

@@ -1,13 +1,16 @@
 """Registry entries for softmax and log-softmax."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
+import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
 
 from checks.spec import Case, OpSpec
-from checks.strategies import shapes
+from checks.strategies import knobs, shapes
 from checks.values import logits
 
 
@@ -18,7 +21,16 @@ SOFTMAX_LESSON = ("subtract each row's maximum before exp (np.max(x, axis=dim, k
 def _make(rng, recipe, info) -> Case:
     ndim = len(recipe.shape)
     dim = int(rng.integers(-ndim, ndim))
-    return Case({"input": logits(rng, recipe.shape, recipe.regime, info)}, {"dim": dim})
+    return Case({"input": logits(rng, recipe.shape, recipe.regime, info)}, {"dim": dim, **recipe.knobs})
+
+
+def _in_dtype(functional: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """The functional with ``dtype`` given by name (a recipe's knobs are plain data, as the baselines store them)."""
+    return lambda input, dim, dtype=None: functional(input, dim, dtype=None if dtype is None else getattr(torch, dtype))
+
+
+# dtype casts the input before the op: widening from a half dtype, or float64 computed in float32.
+DTYPE_KNOB = knobs(dtype=st.sampled_from([None, None, "float32", "float64"]))
 
 
 def _row_max(case: Case, grad_output: np.ndarray) -> dict:
@@ -34,8 +46,10 @@ SPECS = (
         name="softmax",
         layer=nn.Softmax,
         layer_knobs=st.just({"dim": -1}),
-        functional=F.softmax,
-        module=lambda input, dim: nn.Softmax(dim=dim)(input),
+        functional=_in_dtype(F.softmax),
+        knobs=DTYPE_KNOB,
+        gradcheck_knobs=knobs(dtype=st.just(None)),  # gradcheck differentiates in float64 only
+        module=lambda input, dim, dtype: None if dtype is not None else nn.Softmax(dim=dim)(input),  # the module has no dtype
         make=_make,
         shapes=shapes(min_dims=1, max_dims=3, max_side=10),
         scale=lambda case, expected: 1.0,  # probabilities
@@ -45,8 +59,10 @@ SPECS = (
     ),
     OpSpec(
         name="log_softmax",
-        functional=F.log_softmax,
-        module=lambda input, dim: nn.LogSoftmax(dim=dim)(input),
+        functional=_in_dtype(F.log_softmax),
+        knobs=DTYPE_KNOB,
+        gradcheck_knobs=knobs(dtype=st.just(None)),  # gradcheck differentiates in float64 only
+        module=lambda input, dim, dtype: None if dtype is not None else nn.LogSoftmax(dim=dim)(input),
         make=_make,
         shapes=shapes(min_dims=1, max_dims=3, max_side=10),
         scale=lambda case, expected: 1.0,  # log-probabilities near 0 are differences of O(1) terms
