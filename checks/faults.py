@@ -22,7 +22,13 @@ aten = torch.ops.aten
 
 
 class _Functional(TorchFunctionMode):
-    """Calls ``rewrite(func, args, kwargs)`` for the targeted functionals instead of the real one."""
+    """Calls ``rewrite(func, args, kwargs)`` for the targeted functionals instead of the real one.
+
+    While a mode is active every functional dispatches through it, and torch 2.13's F.l1_loss then
+    drops its ``weight`` (its handle_torch_function call omits it; pytorch/pytorch#193003), so a
+    weighted l1_loss cell fails under any such fault: :meth:`Fault.first` checks the targeted ops'
+    cells first, so a fault is reported as caught by its own op.
+    """
 
     def __init__(self, targets: tuple[Callable, ...], rewrite: Callable[..., Any]) -> None:
         super().__init__()
@@ -65,6 +71,11 @@ class Fault:
         departures.active_here(devices.available())
         with self.make():
             yield
+
+    def first(self, cells: list) -> list:
+        """``cells`` with the ones whose functional the fault rewrites first (the same order otherwise)."""
+        names = {getattr(target, "__name__", None) for target in getattr(self.make(), "targets", ())}
+        return sorted(cells, key=lambda cell: cell.spec.name not in names)
 
 
 def _with(**changes: Any) -> Callable[..., Any]:
@@ -126,6 +137,29 @@ def _half_accumulating_softmax(func, args, kwargs):
     for i in range(e.shape[dim]):  # sequential low-precision accumulation, no float32 accumulator
         total = total + e.narrow(dim, i, 1)
     return e / total
+
+
+def _flipped_kernel(func, args, kwargs):
+    """A true convolution (the kernel flipped) where torch correlates: the textbook's definition."""
+    weight = args[1]
+    return func(args[0], weight.flip(tuple(range(2, weight.dim()))), *args[2:], **kwargs)
+
+
+def _same_padding_larger_half_first(func, args, kwargs):
+    """padding='same' with the odd pixel of an even kernel's padding on the left, not the right."""
+    padding = kwargs.get("padding", args[4] if len(args) > 4 else 0)
+    if padding != "same":
+        return func(*args, **kwargs)
+    x, weight = args[0], args[1]
+    dilation = kwargs.get("dilation", args[5] if len(args) > 5 else 1)
+    nd = weight.dim() - 2
+    dilation = (dilation,) * nd if isinstance(dilation, int) else tuple(dilation)
+    pads = []
+    for d, k in zip(reversed(dilation), reversed(weight.shape[2:])):  # F.pad lists the last axis first
+        total = d * (k - 1)
+        pads += [total - total // 2, total // 2]
+    rest = {k: v for k, v in kwargs.items() if k not in ("padding", "stride")}
+    return func(F.pad(x, pads), weight, *args[2:3], 1, 0, *args[5:], **rest)
 
 
 def _method(name: str) -> tuple[Callable, ...]:
@@ -190,6 +224,8 @@ CATALOGUE: tuple[Fault, ...] = (
     Fault("smooth-l1-beta-halved", "smooth_l1_loss uses half its beta", lambda: _Functional((F.smooth_l1_loss,), _with(beta=lambda kw: kw.get("beta", 1.0) / 2))),
     Fault("linear-bias-dropped", "linear drops its bias", lambda: _Functional((F.linear,), lambda func, args, kwargs: func(args[0], args[1], None))),
     Fault("softmax-half-accumulation", "softmax accumulates float16/bfloat16 sums in their own precision", lambda: _Functional((F.softmax,), _half_accumulating_softmax)),
+    Fault("conv-kernel-flipped", "conv1d/conv2d flip the kernel (a true convolution, not torch's correlation)", lambda: _Functional((F.conv1d, F.conv2d), _flipped_kernel)),
+    Fault("conv-same-padding-off-by-one", "padding='same' puts an even kernel's odd padding pixel on the left", lambda: _Functional((F.conv1d, F.conv2d), _same_padding_larger_half_first)),
     Fault("mse-backward-1e-10-float64", "mse_loss backward off by 1e-10 relative, float64 only", lambda: _Kernel((aten.mse_loss_backward,), _scaled(1 + 1e-10, F64))),
     Fault("sgd-dampening-ignored", "SGD's momentum ignores dampening", lambda: _Functional(_method("add_"), _dampening_ignored), OPTIMIZER_TESTS),
     Fault("l2-weight-decay-doubled", "SGD's and Adam's L2 weight decay add 2·wd·p to the gradient", lambda: _Functional(_method("add"), _l2_doubled), OPTIMIZER_TESTS),

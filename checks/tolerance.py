@@ -48,6 +48,13 @@ def k_for_sum(dtype: str, n: int) -> float:
     return FORWARD_K[dtype] + n / 2
 
 
+def sum_growth(n: int, dtype: str) -> float:
+    """The factor by which a scale of n summed terms grows (at least 1): as in :func:`k_for_sum`, the
+    error may grow by half an ULP per term, so a sum of more than 2k terms is judged at n/(2k)
+    times the size of its terms (norms' rows, Linear's batch, a convolution's window)."""
+    return max(1.0, n / (2 * FORWARD_K[dtype]))
+
+
 def _magnitude(expected: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
     # fmax ignores NaN: a scale made NaN by a NaN input falls back to |expected|.
     return np.fmax(np.abs(expected), np.abs(np.asarray(scale, dtype=np.float64)))

@@ -27,6 +27,7 @@ import mpmath
 import numpy as np
 
 import reference
+from reference import convolution
 from reference import facts as reference_facts
 from reference import symbolic
 from reference._formats import dtype_name, round_to
@@ -343,6 +344,19 @@ def _embedding_backward(g, t, weight, padding_idx=None, max_norm=None, norm_type
     return grad
 
 
+def _conv(nd: int):
+    return lambda x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1: convolution.convolve(nd, x, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv_backward(nd: int):
+    return lambda g, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1: convolution.convolve_backward(
+        nd, g, x, weight, bias, stride, padding, dilation, groups)
+
+
+# Convolution: the reference's own index arithmetic on exact numbers (sums of products; einsum on
+# object arrays adds them as mpmath numbers at 50 digits).
+FORWARD.update(conv1d=_conv(1), conv2d=_conv(2))
+BACKWARD.update(conv1d=_conv_backward(1), conv2d=_conv_backward(2))
 FORWARD.update(embedding=_embedding)
 BACKWARD.update(embedding=_embedding_backward)
 FORWARD.update(layer_norm=_layer_norm, rms_norm=_rms_norm, group_norm=_group_norm, batch_norm=_batch_norm)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import functools
 import inspect
 import json
 
@@ -18,7 +17,7 @@ from checks import dtypes
 from checks.compare import Context, assert_agrees, compare
 from checks.matrix import Cell
 from checks.registry import REGISTRY, get
-from checks.runner import Runner, build_case, reproduce
+from checks.runner import Runner, build_case, reproduce, simplest_knobs
 from checks.spec import Recipe
 from checks.tolerance import FORWARD_K, k_for
 from checks.verify import verify_cell
@@ -124,11 +123,8 @@ def _reference_outputs(spec, dtype: str, seed: int):
     return case, expected, spec.scale(case, expected)
 
 
-@functools.lru_cache(maxsize=None)
 def _simplest_knobs(name):
-    from hypothesis import find
-
-    return find(get(name).knobs, lambda _: True)
+    return simplest_knobs(get(name))
 
 
 @pytest.mark.parametrize("spec", [s for s in REGISTRY if s.name != "one_hot"], ids=lambda s: s.name)

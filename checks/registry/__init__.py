@@ -11,7 +11,7 @@ import numpy as np
 
 import reference
 from reference import facts
-from checks.registry import activations, binary, classification, divergence, embedding, layers, normalization, regression, smooth, softmaxes
+from checks.registry import activations, binary, classification, convolution, divergence, embedding, layers, normalization, regression, smooth, softmaxes
 from checks.spec import OpSpec
 
 SITUATIONS = ("overflow", "tiny", "kink", "endpoints", "empty", "scalar", "nonfinite", "unbatched", "probabilities", "optional", "raised")
@@ -58,6 +58,7 @@ REGISTRY: tuple[OpSpec, ...] = tuple(map(validate, (
     *divergence.SPECS,
     *normalization.SPECS,
     *embedding.SPECS,
+    *convolution.SPECS,
 )))
 BY_NAME: dict[str, OpSpec] = {spec.name: spec for spec in REGISTRY}
 if len(BY_NAME) != len(REGISTRY):

@@ -9,6 +9,7 @@ from torch import nn
 
 from checks.spec import Case, OpSpec, loaded
 from checks.strategies import knobs, shapes
+from checks.tolerance import sum_growth
 from checks.values import class_targets, reals, special_reals
 
 
@@ -31,13 +32,17 @@ def _linear_module(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 def _linear_scale(case: Case, expected: np.ndarray) -> np.ndarray:
     x, w, b = case.inputs["input"], case.inputs["weight"], case.inputs["bias"]
-    return np.abs(x) @ np.abs(w).T + (0.0 if b is None else np.abs(b))  # sum |w x| + |b|
+    grow = sum_growth(w.shape[1], case.info.name)  # in_features terms per output
+    return (np.abs(x) @ np.abs(w).T + (0.0 if b is None else np.abs(b))) * grow  # sum |w x| + |b|
 
 
 def _linear_grad_scale(case: Case, g: np.ndarray) -> dict:
+    """Each gradient's sum of |terms|, grown for long sums: out_features terms for the input, one per
+    batch row (all batch dimensions) for the weight and bias."""
     x, w = case.inputs["input"], case.inputs["weight"]
     g2, x2 = np.abs(g).reshape(-1, w.shape[0]), np.abs(x).reshape(-1, w.shape[1])
-    return {"input": np.abs(g) @ np.abs(w), "weight": g2.T @ x2, "bias": g2.sum(axis=0)}
+    rows = sum_growth(g2.shape[0], case.info.name)
+    return {"input": np.abs(g) @ np.abs(w) * sum_growth(w.shape[0], case.info.name), "weight": g2.T @ x2 * rows, "bias": g2.sum(axis=0) * rows}
 
 
 def _make_one_hot(rng, recipe, info) -> Case:

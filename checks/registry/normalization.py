@@ -16,7 +16,7 @@ from torch import nn
 
 from checks.spec import Case, OpSpec, loaded
 from checks.strategies import knobs, shapes
-from checks.tolerance import k_for
+from checks.tolerance import sum_growth
 from checks.values import reals, special_reals
 
 NUMPY = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
@@ -60,8 +60,7 @@ def _r(case: Case, centre: bool) -> tuple[tuple[int, ...], np.ndarray, np.ndarra
 
 def _summed(case: Case, axes: tuple[int, ...]) -> float:
     """How much longer than 2k the row's sums are (at least 1): their error grows with the row."""
-    row = int(np.prod([case.inputs["input"].shape[a] for a in axes]))
-    return max(1.0, row / (2 * k_for("forward", case.info.name)))
+    return sum_growth(int(np.prod([case.inputs["input"].shape[a] for a in axes])), case.info.name)
 
 
 def _scale(centre: bool):

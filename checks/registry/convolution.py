@@ -1,0 +1,121 @@
+"""Registry entries for conv1d and conv2d.
+
+A recipe's shape is (N, channels per group, *spatial), padded with 1s when shorter (the report's and
+the support probe's generic shapes); the input has ``groups`` times as many
+channels, and its spatial sides are grown where needed so the dilated kernel fits the padded input
+(the knobs are kept as drawn: the case's params and shape are what the failure message shows).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hypothesis import strategies as st
+from torch import nn
+
+import reference
+from checks.spec import Case, OpSpec, loaded
+from checks.tolerance import sum_growth
+from checks.values import reals, special_reals
+
+
+@st.composite
+def _knobs(draw: st.DrawFn, nd: int) -> dict:
+    side = st.integers(1, 3)
+    sides = st.tuples(*[side] * nd)
+    padding = draw(st.one_of(st.integers(0, 2), st.sampled_from(["same", "valid"]), st.tuples(*[st.integers(0, 2)] * nd)))
+    stride = 1 if padding == "same" else draw(st.one_of(st.integers(1, 2), st.tuples(*[st.integers(1, 3)] * nd)))
+    return {"out_per_group": draw(st.integers(1, 3)), "groups": draw(st.integers(1, 2)), "kernel": draw(sides),
+            "stride": stride, "padding": padding, "dilation": draw(st.one_of(st.just(1), st.integers(1, 2))),
+            "bias": draw(st.booleans()), "batched": draw(st.booleans())}
+
+
+def _per_axis(value, nd: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * nd
+
+
+def _make(nd: int):
+    def make(rng, recipe, info) -> Case:
+        kn = recipe.knobs
+        n, per_group, *spatial = (tuple(recipe.shape) + (1,) * (nd + 2))[:nd + 2]  # a shorter shape (a probe's) is padded with 1s
+        groups, kernel = kn["groups"], _per_axis(kn["kernel"], nd)
+        dilation = _per_axis(kn["dilation"], nd)
+        pads = (0,) * nd if isinstance(kn["padding"], str) else _per_axis(kn["padding"], nd)
+        spans = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+        spatial = [max(s, span - 2 * p) for s, span, p in zip(spatial, spans, pads)]  # the kernel fits
+        shape = ((n,) if kn["batched"] else ()) + (groups * per_group, *spatial)
+        fan_in = per_group * int(np.prod(kernel))
+        bound = 1.0 / np.sqrt(fan_in)  # nn.Conv's own initialisation range
+        out_channels = groups * kn["out_per_group"]
+        return Case(
+            {"input": reals(rng, shape, recipe.regime, info, specials=special_reals(info, huge=False)),
+             "weight": rng.uniform(-bound, bound, (out_channels, per_group, *kernel)) * 3,
+             "bias": rng.uniform(-1, 1, out_channels) if kn["bias"] else None},
+            {"stride": kn["stride"], "padding": kn["padding"], "dilation": kn["dilation"], "groups": groups},
+        )
+
+    return make
+
+
+def _module(nd: int):
+    layer_class = (nn.Conv1d, nn.Conv2d)[nd - 1]
+
+    def call(input, weight, bias, stride, padding, dilation, groups):
+        layer = layer_class(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]), stride=stride, padding=padding,
+                            dilation=dilation, groups=groups, bias=bias is not None, device=weight.device, dtype=weight.dtype)
+        return loaded(layer, weight=weight, bias=bias)(input)
+
+    return call
+
+
+def _scale(nd: int):
+    """sum |w x| + |b| per output, the size of the terms each output sums (as for Linear), grown for
+    a window of more than 2k taps (checks.tolerance.sum_growth)."""
+    forward = (reference.conv1d, reference.conv2d)[nd - 1]
+
+    def scale(case: Case, expected: np.ndarray) -> np.ndarray:
+        x, w, b = case.inputs["input"], case.inputs["weight"], case.inputs["bias"]
+        window = int(np.prod(w.shape[1:]))
+        return forward(np.abs(x), np.abs(w), None if b is None else np.abs(b), **case.params) * sum_growth(window, case.info.name)
+
+    return scale
+
+
+def _grad_scale(nd: int):
+    """Each gradient's terms in absolute value: the same sums with |g|, |x| and |w|, grown by their
+    length: every output position of every sample for the weight and bias, the taps of every output
+    channel of the group for the input."""
+    backward = (reference.conv1d_backward, reference.conv2d_backward)[nd - 1]
+
+    def grad_scale(case: Case, g: np.ndarray) -> dict:
+        x, w, b = case.inputs["input"], case.inputs["weight"], case.inputs["bias"]
+        gx, gw, gb = backward(np.abs(g), np.abs(x), np.abs(w), b, **case.params)
+        positions = sum_growth(g.size // w.shape[0], case.info.name)
+        taps = sum_growth(w.shape[0] // case.params["groups"] * int(np.prod(w.shape[2:])), case.info.name)
+        return {"input": gx * taps, "weight": gw * positions, "bias": None if gb is None else gb * positions}
+
+    return grad_scale
+
+
+def _shapes(nd: int):
+    return st.tuples(st.integers(1, 3), st.integers(1, 3), *[st.integers(1, 8 if nd == 1 else 6)] * nd)
+
+
+def _conv(nd: int) -> OpSpec:
+    return OpSpec(
+        name=f"conv{nd}d",
+        functional=getattr(F, f"conv{nd}d"),
+        module=_module(nd),
+        make=_make(nd),
+        shapes=_shapes(nd),
+        knobs=_knobs(nd),
+        scale=_scale(nd),
+        grad_scale=_grad_scale(nd),
+        grad_inputs=("input", "weight", "bias"),
+        large_shape=(4, 4, 30_000) if nd == 1 else (2, 4, 120, 120),
+        lessons={"raised": f"torch's weight has shape (out_channels, in_channels/groups, *kernel); the layer correlates "
+                           f"(no kernel flip): y[o, t] = b[o] + sum over c, j of w[o, c, j] x[c, stride*t + dilation*j - padding]."},
+    )
+
+
+SPECS = (_conv(1), _conv(2))
