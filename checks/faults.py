@@ -226,6 +226,8 @@ CATALOGUE: tuple[Fault, ...] = (
     Fault("softmax-half-accumulation", "softmax accumulates float16/bfloat16 sums in their own precision", lambda: _Functional((F.softmax,), _half_accumulating_softmax)),
     Fault("conv-kernel-flipped", "conv1d/conv2d flip the kernel (a true convolution, not torch's correlation)", lambda: _Functional((F.conv1d, F.conv2d), _flipped_kernel)),
     Fault("conv-same-padding-off-by-one", "padding='same' puts an even kernel's odd padding pixel on the left", lambda: _Functional((F.conv1d, F.conv2d), _same_padding_larger_half_first)),
+    Fault("max-pool-dilation-ignored", "max_pool2d pools adjacent elements whatever dilation it is given", lambda: _Functional((F.max_pool2d,), _with(dilation=1))),
+    Fault("avg-pool-padding-counted", "avg_pool2d counts the padding in its divisor even with count_include_pad=False", lambda: _Functional((F.avg_pool2d,), _with(count_include_pad=True))),
     Fault("mse-backward-1e-10-float64", "mse_loss backward off by 1e-10 relative, float64 only", lambda: _Kernel((aten.mse_loss_backward,), _scaled(1 + 1e-10, F64))),
     Fault("sgd-dampening-ignored", "SGD's momentum ignores dampening", lambda: _Functional(_method("add_"), _dampening_ignored), OPTIMIZER_TESTS),
     Fault("l2-weight-decay-doubled", "SGD's and Adam's L2 weight decay add 2·wd·p to the gradient", lambda: _Functional(_method("add"), _l2_doubled), OPTIMIZER_TESTS),

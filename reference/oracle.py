@@ -27,7 +27,7 @@ import mpmath
 import numpy as np
 
 import reference
-from reference import convolution
+from reference import convolution, pooling
 from reference import facts as reference_facts
 from reference import symbolic
 from reference._formats import dtype_name, round_to
@@ -357,6 +357,57 @@ def _conv_backward(nd: int):
 # object arrays adds them as mpmath numbers at 50 digits).
 FORWARD.update(conv1d=_conv(1), conv2d=_conv(2))
 BACKWARD.update(conv1d=_conv_backward(1), conv2d=_conv_backward(2))
+def _pool_input(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The exact input batched, and its float64 twin (the same values) for the pooling geometry."""
+    exact = np.asarray(x, dtype=object)
+    exact = exact[None] if exact.ndim == 3 else exact
+    floats, unbatched = pooling._batched(np.asarray(x, dtype=np.float64))
+    return exact, floats, unbatched
+
+
+def _unbatch(value: np.ndarray, unbatched: bool) -> np.ndarray:
+    return value[0] if unbatched else value
+
+
+def _max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    return reference.max_pool2d(np.asarray(x, dtype=np.float64), kernel_size, stride, padding, dilation, ceil_mode)  # a selection: exact
+
+
+def _max_pool2d_backward(g, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    _, floats, unbatched = _pool_input(x)
+    g = np.asarray(g, dtype=object)
+    return _unbatch(pooling.max_pool_routed(g[None] if unbatched else g, floats, pooling._Windows(floats, kernel_size, stride, padding, dilation, ceil_mode)), unbatched)
+
+
+def _avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    exact, floats, unbatched = _pool_input(x)
+    w, divisor = pooling._avg_plan(floats, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    return _unbatch(pooling.avg_pool_mean(exact, w, divisor.astype(int).astype(object)), unbatched)
+
+
+def _avg_pool2d_backward(g, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    _, floats, unbatched = _pool_input(x)
+    w, divisor = pooling._avg_plan(floats, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    g = np.asarray(g, dtype=object)
+    return _unbatch(pooling.avg_pool_spread(g[None] if unbatched else g, floats.shape, w, divisor.astype(int).astype(object)), unbatched)
+
+
+def _adaptive_avg_pool2d(x, output_size):
+    exact, floats, unbatched = _pool_input(x)
+    _, _, rows, cols = pooling._adaptive_plan(floats, output_size)
+    return _unbatch(pooling.adaptive_mean(exact, rows, cols), unbatched)
+
+
+def _adaptive_avg_pool2d_backward(g, x, output_size):
+    _, floats, unbatched = _pool_input(x)
+    _, _, rows, cols = pooling._adaptive_plan(floats, output_size)
+    g = np.asarray(g, dtype=object)
+    return _unbatch(pooling.adaptive_spread(g[None] if unbatched else g, floats.shape, rows, cols), unbatched)
+
+
+# Pooling: the reference's own window geometry, with the sums and divisions on exact numbers.
+FORWARD.update(max_pool2d=_max_pool2d, avg_pool2d=_avg_pool2d, adaptive_avg_pool2d=_adaptive_avg_pool2d)
+BACKWARD.update(max_pool2d=_max_pool2d_backward, avg_pool2d=_avg_pool2d_backward, adaptive_avg_pool2d=_adaptive_avg_pool2d_backward)
 FORWARD.update(embedding=_embedding)
 BACKWARD.update(embedding=_embedding_backward)
 FORWARD.update(layer_norm=_layer_norm, rms_norm=_rms_norm, group_norm=_group_norm, batch_norm=_batch_norm)

@@ -180,6 +180,8 @@ def _torch_defaults(fn) -> dict[str, object]:
     signature is only in the first line of the docstring, e.g. 'linear(input, weight, bias=None)')."""
     try:
         params = inspect.signature(fn).parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):  # boolean_dispatch (max_pool2d): its False branch
+            params = inspect.signature(getattr(F, f"_{fn.__name__}")).parameters.values()
         return {p.name: (... if p.default is inspect.Parameter.empty else p.default) for p in params}
     except ValueError:
         header = fn.__doc__.strip().splitlines()[0]

@@ -7,6 +7,8 @@ channels, and its spatial sides are grown where needed so the dilated kernel fit
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -15,6 +17,10 @@ from torch import nn
 
 import reference
 from checks.spec import Case, OpSpec, loaded
+
+# torch's performance note for padding='same' with an even kernel (a padded copy is made): not
+# about numerics, and printed once per process on every verify, report and suite run.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths", category=UserWarning)
 from checks.tolerance import sum_growth
 from checks.values import reals, special_reals
 

@@ -1,0 +1,127 @@
+"""Registry entries for max_pool2d, avg_pool2d and adaptive_avg_pool2d.
+
+A recipe's shape is (N, C, H, W), padded with 1s when shorter (the support probe's and the report's
+generic shapes); H and W are grown where needed so the (dilated) window fits the padded input.
+Max pooling picks an element, so its output is exact (scale 0); its gradient and the averages sum
+terms, judged at the size of those terms.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch.nn.functional as F
+from hypothesis import strategies as st
+from torch import nn
+
+import reference
+from checks.spec import Case, OpSpec
+from checks.tolerance import sum_growth
+from checks.values import reals
+
+
+@st.composite
+def _window(draw: st.DrawFn, dilation: bool) -> dict:
+    kernel = draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    dil = draw(st.tuples(st.integers(1, 2), st.integers(1, 2))) if dilation else (1, 1)
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    knobs = {"kernel_size": kernel, "stride": stride, "padding": padding, "ceil_mode": draw(st.booleans()), "batched": draw(st.booleans())}
+    return {**knobs, "dilation": dil} if dilation else knobs
+
+
+@st.composite
+def _avg_knobs(draw: st.DrawFn) -> dict:
+    return {**draw(_window(False)), "count_include_pad": draw(st.booleans()),
+            "divisor_override": draw(st.one_of(st.none(), st.integers(1, 5)))}
+
+
+@st.composite
+def _adaptive_knobs(draw: st.DrawFn) -> dict:
+    side = st.one_of(st.integers(1, 7), st.none())
+    return {"output_size": draw(st.one_of(st.integers(1, 7), st.tuples(side, side))), "batched": draw(st.booleans())}
+
+
+def _input(rng, recipe, info, kn: dict) -> np.ndarray:
+    n, c, h, w = (tuple(recipe.shape) + (1,) * 4)[:4]
+    if "kernel_size" in kn:
+        dil = kn.get("dilation", (1, 1))
+        # the (dilated) window fits the padded input, and no window falls between its taps entirely
+        # into the padding (torch's -inf and out-of-range index, pytorch/pytorch#114216): at least d wide
+        h, w = (max(side, d * (k - 1) + 1 - 2 * p, d) for side, k, d, p in zip((h, w), kn["kernel_size"], dil, kn["padding"]))
+    shape = ((n,) if kn["batched"] else ()) + (c, h, w)
+    return reals(rng, shape, recipe.regime, info)
+
+
+def _make(rng, recipe, info) -> Case:
+    kn = dict(recipe.knobs)
+    x = _input(rng, recipe, info, kn)
+    kn.pop("batched")
+    return Case({"input": x}, kn)
+
+
+def _terms(forward, backward, window_terms):
+    """Scales: the op on |x| (the sum of |terms| each output averages) and the gradient of |g|,
+    grown for sums longer than 2k (checks.tolerance.sum_growth)."""
+    def scale(case: Case, expected: np.ndarray) -> np.ndarray:
+        return 0.0 if forward is None else forward(np.abs(case.inputs["input"]), **case.params) * sum_growth(window_terms(case), case.info.name)
+
+    def grad_scale(case: Case, g: np.ndarray) -> dict:
+        return {"input": backward(np.abs(g), np.abs(case.inputs["input"]), **case.params) * sum_growth(window_terms(case), case.info.name)}
+
+    return scale, grad_scale
+
+
+def _window_terms(case: Case) -> int:
+    """The most terms one window sums: its kernel, or for adaptive pooling at most ceil(L/n) + 1 per side."""
+    kernel = case.params.get("kernel_size")
+    if kernel is None:
+        sizes = case.params["output_size"]
+        sizes = sizes if isinstance(sizes, tuple) else (sizes, sizes)
+        sides = case.inputs["input"].shape[-2:]
+        return int(np.prod([min(side, -(-side // (n or side)) + 1) for side, n in zip(sides, sizes)]))
+    return int(np.prod(kernel))
+
+
+_max_scale, _max_grad_scale = _terms(None, reference.max_pool2d_backward, _window_terms)
+_avg_scale, _avg_grad_scale = _terms(reference.avg_pool2d, reference.avg_pool2d_backward, _window_terms)
+_adaptive_scale, _adaptive_grad_scale = _terms(reference.adaptive_avg_pool2d, reference.adaptive_avg_pool2d_backward, _window_terms)
+
+SHAPES = st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 7), st.integers(1, 7))
+
+SPECS = (
+    OpSpec(
+        name="max_pool2d",
+        functional=F.max_pool2d,
+        module=lambda input, kernel_size, stride, padding, dilation, ceil_mode: nn.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)(input),
+        make=_make,
+        shapes=SHAPES,
+        knobs=_window(True),
+        scale=_max_scale,
+        grad_scale=_max_grad_scale,
+        large_shape=(4, 8, 64, 64),
+        lessons={"kink": "torch routes a window's gradient to its first maximum in row-major order (np.argmax over the "
+                         "flattened window does the same); with a NaN in the window, to its last NaN."},
+    ),
+    OpSpec(
+        name="avg_pool2d",
+        functional=F.avg_pool2d,
+        module=lambda input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override: nn.AvgPool2d(
+            kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)(input),
+        make=_make,
+        shapes=SHAPES,
+        knobs=_avg_knobs(),
+        scale=_avg_scale,
+        grad_scale=_avg_grad_scale,
+        large_shape=(4, 8, 64, 64),
+    ),
+    OpSpec(
+        name="adaptive_avg_pool2d",
+        functional=F.adaptive_avg_pool2d,
+        module=lambda input, output_size: nn.AdaptiveAvgPool2d(output_size)(input),
+        make=_make,
+        shapes=SHAPES,
+        knobs=_adaptive_knobs(),
+        scale=_adaptive_scale,
+        grad_scale=_adaptive_grad_scale,
+        large_shape=(4, 8, 64, 64),
+    ),
+)
