@@ -114,7 +114,7 @@ def finite(case: Case) -> Case:
     def clean(v):
         return np.where(np.isfinite(v), v, 0.0) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
 
-    return Case({k: clean(v) for k, v in case.inputs.items()}, {k: clean(v) for k, v in case.params.items()}, case.info)
+    return Case({k: clean(v) for k, v in case.inputs.items()}, {k: clean(v) for k, v in case.params.items()}, case.info, case.torch)
 
 
 def _record(result: Accuracy, phase: str, theirs: np.ndarray, ours: np.ndarray, truth_in_dtype: np.ndarray, truth: np.ndarray, scale, info) -> None:

@@ -162,6 +162,13 @@ def _same_padding_larger_half_first(func, args, kwargs):
     return func(F.pad(x, pads), weight, *args[2:3], 1, 0, *args[5:], **rest)
 
 
+def _attention_scale_over_e(func, args, kwargs):
+    """The default scale as 1/E, a slip for 1/sqrt(E) (the same at E = 1)."""
+    if kwargs.get("scale") is None:
+        kwargs = {**kwargs, "scale": 1.0 / args[0].shape[-1]}
+    return func(*args, **kwargs)
+
+
 def _method(name: str) -> tuple[Callable, ...]:
     """A Tensor method as TorchFunctionMode sees it: torch.optim's Python code calls these."""
     return (getattr(torch.Tensor, name),)
@@ -228,6 +235,8 @@ CATALOGUE: tuple[Fault, ...] = (
     Fault("conv-same-padding-off-by-one", "padding='same' puts an even kernel's odd padding pixel on the left", lambda: _Functional((F.conv1d, F.conv2d), _same_padding_larger_half_first)),
     Fault("max-pool-dilation-ignored", "max_pool2d pools adjacent elements whatever dilation it is given", lambda: _Functional((F.max_pool2d,), _with(dilation=1))),
     Fault("avg-pool-padding-counted", "avg_pool2d counts the padding in its divisor even with count_include_pad=False", lambda: _Functional((F.avg_pool2d,), _with(count_include_pad=True))),
+    Fault("attention-scale-one-over-e", "scaled_dot_product_attention scales by 1/E instead of 1/sqrt(E)", lambda: _Functional((F.scaled_dot_product_attention,), _attention_scale_over_e)),
+    Fault("attention-causal-mask-dropped", "scaled_dot_product_attention ignores is_causal", lambda: _Functional((F.scaled_dot_product_attention,), _with(is_causal=False))),
     Fault("mse-backward-1e-10-float64", "mse_loss backward off by 1e-10 relative, float64 only", lambda: _Kernel((aten.mse_loss_backward,), _scaled(1 + 1e-10, F64))),
     Fault("sgd-dampening-ignored", "SGD's momentum ignores dampening", lambda: _Functional(_method("add_"), _dampening_ignored), OPTIMIZER_TESTS),
     Fault("l2-weight-decay-doubled", "SGD's and Adam's L2 weight decay add 2·wd·p to the gradient", lambda: _Functional(_method("add"), _l2_doubled), OPTIMIZER_TESTS),

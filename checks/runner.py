@@ -44,7 +44,7 @@ def build_case(spec: OpSpec, recipe: Recipe, info: DtypeInfo) -> Case:
             return dtypes.round_to(value, info).astype(value.dtype if value.dtype in (np.float16, np.float32) else np.float64)
         return value
 
-    return Case({k: rounded(v) for k, v in case.inputs.items()}, {k: rounded(v) for k, v in case.params.items()}, info)
+    return Case({k: rounded(v) for k, v in case.inputs.items()}, {k: rounded(v) for k, v in case.params.items()}, info, case.torch)
 
 
 def _strided(array: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor:
@@ -58,13 +58,13 @@ def _strided(array: np.ndarray, dtype: torch.dtype, device: str) -> torch.Tensor
 
 
 def to_tensor(value: Any, info: DtypeInfo, device: str, *, layout: str = "contiguous", grad: bool = False) -> Any:
-    """Arrays (numpy scalars included) become tensors of ``info``'s dtype, int64 for integers;
+    """Arrays (numpy scalars included) become tensors of ``info``'s dtype, int64 for integers, bool for booleans;
     anything else (None, ints, strings) is passed through as it is."""
     if isinstance(value, np.generic):
         value = np.asarray(value)
     if not isinstance(value, np.ndarray):
         return value
-    dtype = torch.int64 if value.dtype.kind in "iu" else info.torch
+    dtype = torch.int64 if value.dtype.kind in "iu" else torch.bool if value.dtype.kind == "b" else info.torch
     if layout == "strided":
         tensor = _strided(value, dtype, device)
     else:
@@ -112,7 +112,7 @@ class Runner:
         case = build_case(spec, recipe, info) if case is None else case
         tensors = {name: to_tensor(v, info, self.device, layout=layout, grad=gradient and name in spec.grad_inputs) for name, v in case.inputs.items()}
         # A keyword argument can be differentiable too (layer_norm's weight and bias follow normalized_shape).
-        params = {k: to_tensor(v, info, self.device, grad=gradient and k in spec.grad_inputs) for k, v in case.params.items()}
+        params = {k: to_tensor(v, info, self.device, grad=gradient and k in spec.grad_inputs) for k, v in case.params.items()} | case.torch
         out = spec.functional(*tensors.values(), **params)
         module_out = None
         if module and spec.module is not None:

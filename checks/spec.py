@@ -37,12 +37,15 @@ class Case:
     inputs: dict[str, np.ndarray | None]
     params: dict[str, Any] = field(default_factory=dict)
     info: DtypeInfo | None = None  # the dtype under test, for scales that depend on it
+    # Keyword arguments of the registry's torch callables only, never the reference's: which kernel
+    # torch runs (scaled_dot_product_attention's backend), not what it computes.
+    torch: dict[str, Any] = field(default_factory=dict)
 
     def fresh(self) -> "Case":
         """The same case with its arrays copied: a reference that updates an argument in place, as
         torch does (batch_norm's running statistics, embedding's max_norm), leaves this one as drawn."""
         copy = lambda v: v.copy() if isinstance(v, np.ndarray) else v  # noqa: E731
-        return Case({k: copy(v) for k, v in self.inputs.items()}, {k: copy(v) for k, v in self.params.items()}, self.info)
+        return Case({k: copy(v) for k, v in self.inputs.items()}, {k: copy(v) for k, v in self.params.items()}, self.info, dict(self.torch))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in {**self.inputs, **self.params}.items() if isinstance(v, np.ndarray)}

@@ -10,7 +10,7 @@ re-exported here. A new op in an existing family needs no change to this file.
 """
 from importlib import import_module
 
-FAMILIES = ("activations", "smooth", "softmaxes", "layers", "classification", "binary", "regression", "divergence", "normalization", "embedding", "convolution", "pooling")
+FAMILIES = ("activations", "smooth", "softmaxes", "layers", "classification", "binary", "regression", "divergence", "normalization", "embedding", "convolution", "pooling", "attention")
 
 __all__: list[str] = []
 for _family in FAMILIES:

@@ -27,7 +27,7 @@ import mpmath
 import numpy as np
 
 import reference
-from reference import convolution, pooling
+from reference import attention, convolution, pooling
 from reference import facts as reference_facts
 from reference import symbolic
 from reference._formats import dtype_name, round_to
@@ -408,6 +408,58 @@ def _adaptive_avg_pool2d_backward(g, x, output_size):
 # Pooling: the reference's own window geometry, with the sums and divisions on exact numbers.
 FORWARD.update(max_pool2d=_max_pool2d, avg_pool2d=_avg_pool2d, adaptive_avg_pool2d=_adaptive_avg_pool2d)
 BACKWARD.update(max_pool2d=_max_pool2d_backward, avg_pool2d=_avg_pool2d_backward, adaptive_avg_pool2d=_adaptive_avg_pool2d_backward)
+_EXP = np.frompyfunc(mpmath.exp, 1, 1)
+
+
+def _attention_parts(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    """P exactly (50 digits), and the exact key, value and scale: the reference checks the arguments
+    and repeats the GQA heads on the float64 twins, whose values are the same."""
+    floats = [np.asarray(a, dtype=np.float64) for a in (q, k, v)]
+    float_mask = None if attn_mask is None or np.asarray(attn_mask).dtype == bool else np.asarray(attn_mask, dtype=np.float64)
+    _, k_rep, _, _ = attention.attention_weights(*floats, attn_mask if float_mask is None else float_mask, dropout_p, is_causal, scale, enable_gqa)
+    groups = k_rep.shape[-3] // floats[1].shape[-3] if k_rep.ndim >= 3 else 1
+    k_x, v_x = (np.repeat(np.asarray(a, dtype=object), groups, axis=-3) if groups > 1 else np.asarray(a, dtype=object) for a in (k, v))
+    s = 1 / mpmath.sqrt(floats[0].shape[-1]) if scale is None else mpmath.mpf(float(scale))
+    z = np.einsum("...le,...se->...ls", np.asarray(q, dtype=object), k_x) * s
+    keep = None
+    if is_causal:
+        keep = np.tril(np.ones(z.shape[-2:], dtype=bool))
+    elif attn_mask is not None and np.asarray(attn_mask).dtype == bool:
+        keep = np.asarray(attn_mask)
+    elif attn_mask is not None:
+        z = z + np.asarray(attn_mask, dtype=object)
+    if keep is not None:
+        z = np.where(keep, z, mpmath.mpf("-inf"))
+    top = np.max(z, axis=-1, keepdims=True)
+    masked = np.vectorize(lambda t: t == mpmath.mpf("-inf"), otypes=[bool])(top)
+    e = _EXP(z - np.where(masked, 0, top))
+    p = np.where(masked, 0, e / np.where(masked, 1, np.sum(e, axis=-1, keepdims=True)))
+    return p, k_x, v_x, s, groups
+
+
+def _fold_heads(grad, groups):
+    if groups == 1:
+        return grad
+    return grad.reshape(grad.shape[:-3] + (grad.shape[-3] // groups, groups) + grad.shape[-2:]).sum(axis=-3)
+
+
+def _sdpa(q, k, v, *args, **kwargs):
+    p, _, v_x, _, _ = _attention_parts(q, k, v, *args, **kwargs)
+    return np.einsum("...ls,...sv->...lv", p, v_x)
+
+
+def _sdpa_backward(g, q, k, v, *args, **kwargs):
+    p, k_x, v_x, s, groups = _attention_parts(q, k, v, *args, **kwargs)
+    g = np.asarray(g, dtype=object)
+    pbar = np.einsum("...lv,...sv->...ls", g, v_x)
+    zbar = p * (pbar - np.sum(p * pbar, axis=-1, keepdims=True))
+    grad_q = np.einsum("...ls,...se->...le", zbar, k_x) * s
+    grad_k = np.einsum("...ls,...le->...se", zbar, np.asarray(q, dtype=object)) * s
+    return grad_q, _fold_heads(grad_k, groups), _fold_heads(np.einsum("...ls,...lv->...sv", p, g), groups)
+
+
+FORWARD["scaled_dot_product_attention"] = _sdpa
+BACKWARD["scaled_dot_product_attention"] = _sdpa_backward
 FORWARD.update(embedding=_embedding)
 BACKWARD.update(embedding=_embedding_backward)
 FORWARD.update(layer_norm=_layer_norm, rms_norm=_rms_norm, group_norm=_group_norm, batch_norm=_batch_norm)

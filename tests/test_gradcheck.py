@@ -36,7 +36,7 @@ def away_from_kinks(name: str, case: Case) -> Case:
             break
         inputs["target"] = np.where(close, inputs["target"] + shift, inputs["target"])
     assert not near_a_kink(inputs["target"]).any()
-    return Case(inputs, case.params, case.info)
+    return Case(inputs, case.params, case.info, case.torch)
 
 
 
@@ -51,7 +51,7 @@ def _function_and_inputs(spec, recipe):
         values["input"] = domain(values["input"])
     tensors = {k: to_tensor(v, F64, "cpu", grad=k in spec.grad_inputs and v is not None) for k, v in values.items()}
     # a keyword argument can be differentiable too (layer_norm's weight and bias)
-    params = {k: to_tensor(v, F64, "cpu", grad=k in spec.grad_inputs and v is not None) for k, v in case.params.items()}
+    params = {k: to_tensor(v, F64, "cpu", grad=k in spec.grad_inputs and v is not None) for k, v in case.params.items()} | case.torch
     names = [k for k in spec.grad_inputs if isinstance(tensors.get(k, params.get(k)), torch.Tensor)]
 
     def fn(*differentiable):

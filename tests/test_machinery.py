@@ -184,8 +184,9 @@ def _torch_defaults(fn) -> dict[str, object]:
             params = inspect.signature(getattr(F, f"_{fn.__name__}")).parameters.values()
         return {p.name: (... if p.default is inspect.Parameter.empty else p.default) for p in params}
     except ValueError:
-        header = fn.__doc__.strip().splitlines()[0]
-        tree = ast.parse(f"def f{header[header.index('('):header.rindex(')') + 1]}: pass")
+        doc = fn.__doc__.strip()
+        header = doc[:doc.index(") ->") + 1]  # the signature may run over several lines (scaled_dot_product_attention)
+        tree = ast.parse(f"def f{header[header.index('('):]}: pass")
         args = tree.body[0].args
         defaults = [...] * (len(args.args) - len(args.defaults)) + [ast.literal_eval(d) for d in args.defaults]
         return {a.arg: d for a, d in zip(args.args, defaults)}

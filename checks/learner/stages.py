@@ -74,7 +74,7 @@ def patched(spec: OpSpec, case: Case, declared: set[str] | None, last_axis: bool
             if name == "ignore_index" and isinstance(inputs.get("target"), np.ndarray) and inputs["target"].dtype.kind in "iu":
                 inputs["target"] = np.where(inputs["target"] == params[name], 0, inputs["target"])
             params[name] = defaults.get(name, params[name])
-    return Case(inputs, params, case.info)
+    return Case(inputs, params, case.info, case.torch)
 
 
 class _Recorder:

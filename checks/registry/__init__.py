@@ -11,7 +11,7 @@ import numpy as np
 
 import reference
 from reference import facts
-from checks.registry import activations, binary, classification, convolution, divergence, embedding, layers, normalization, pooling, regression, smooth, softmaxes
+from checks.registry import activations, attention, binary, classification, convolution, divergence, embedding, layers, normalization, pooling, regression, smooth, softmaxes
 from checks.spec import OpSpec
 
 SITUATIONS = ("overflow", "tiny", "kink", "endpoints", "empty", "scalar", "nonfinite", "unbatched", "probabilities", "optional", "raised")
@@ -60,6 +60,7 @@ REGISTRY: tuple[OpSpec, ...] = tuple(map(validate, (
     *embedding.SPECS,
     *convolution.SPECS,
     *pooling.SPECS,
+    *attention.SPECS,
 )))
 BY_NAME: dict[str, OpSpec] = {spec.name: spec for spec in REGISTRY}
 if len(BY_NAME) != len(REGISTRY):

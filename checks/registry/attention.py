@@ -1,0 +1,112 @@
+"""Registry entry for scaled_dot_product_attention.
+
+A recipe's shape is (N, H, L, S, E), padded with 1s when shorter: N samples of H key/value heads
+(times the GQA group for the query's heads), L queries, S keys of E features; values have Ev.
+Natural scales: each score is a dot product of E terms times s plus the mask, so its rounding is
+relative to s·|q|·|k| + |m|; the exponential turns that into a relative error of each probability,
+and the output, P·V, sums S of them. The gradients are the same sums with |G|.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch.nn.functional as F
+from hypothesis import strategies as st
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from checks.spec import Case, OpSpec
+from checks.tolerance import sum_growth
+from checks.values import reals
+from reference.attention import attention_weights
+
+MASKS = ("none", "bool", "float", "causal")
+# torch.nn.attention.sdpa_kernel's choices on the CPU: its math kernel, and the fused flash kernel
+# (_scaled_dot_product_flash_attention_for_cpu), which it takes when E == Ev; "default" lets torch
+# choose. The CUDA kernels (flash, memory-efficient, cuDNN; half dtypes only) are left to torch's
+# own choice on a GPU: this CPU-only project has not drawn them yet.
+# "flash" enables the math kernel too, for what flash cannot take (a strided last dimension): torch
+# then runs flash wherever it can. tests/test_attention.py names the kernel each case ran.
+BACKENDS = {"math": [SDPBackend.MATH], "flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]}
+
+
+@st.composite
+def _knobs(draw: st.DrawFn) -> dict:
+    return {"ev": draw(st.integers(1, 4)), "groups": draw(st.integers(1, 2)), "gqa": draw(st.booleans()), "mask": draw(st.sampled_from(MASKS)),
+            "scale": draw(st.one_of(st.none(), st.floats(0.1, 2.0))), "backend": draw(st.sampled_from(("default", *BACKENDS)))}
+
+
+def _make(rng, recipe, info) -> Case:
+    kn = recipe.knobs
+    n, h, length, source, e = (tuple(recipe.shape) + (1,) * 5)[:5]
+    groups = kn["groups"] if kn["gqa"] else 1
+    ev = e if kn["backend"] == "flash" else kn["ev"]  # the CPU flash kernel takes values as wide as the keys
+    q = reals(rng, (n, h * groups, length, e), recipe.regime, info)
+    k = reals(rng, (n, h, source, e), recipe.regime, info)
+    v = reals(rng, (n, h, source, ev), recipe.regime, info)
+    mask = None
+    if kn["mask"] == "bool":
+        mask = rng.random((length, source)) < 0.6  # with few keys, some rows are wholly masked
+    elif kn["mask"] == "float":
+        mask = rng.normal(0.0, 2.0, (n, 1, length, source))
+        mask[rng.random(mask.shape) < 0.2] = -np.inf
+    params = {"attn_mask": mask, "dropout_p": 0.0, "is_causal": kn["mask"] == "causal", "scale": kn["scale"], "enable_gqa": kn["gqa"]}
+    return Case({"query": q, "key": k, "value": v}, params, torch={"backend": kn["backend"]})
+
+
+def _functional(query, key, value, backend="default", **kwargs):
+    """F.scaled_dot_product_attention under the drawn backend (on the CPU; elsewhere torch's choice)."""
+    if backend == "default" or query.device.type != "cpu":
+        return F.scaled_dot_product_attention(query, key, value, **kwargs)
+    with sdpa_kernel(BACKENDS[backend]):
+        return F.scaled_dot_product_attention(query, key, value, **kwargs)
+
+
+def _parts(case: Case):
+    q, k, v = (case.inputs[name] for name in ("query", "key", "value"))
+    with np.errstate(all="ignore"):
+        p, k_rep, v_rep, s = attention_weights(q, k, v, **case.params)
+        terms = s * np.einsum("...le,...se->...ls", np.abs(q), np.abs(k_rep))  # each score's terms, in size
+        mask = case.params["attn_mask"]
+        if mask is not None and mask.dtype != bool:
+            terms = terms + np.where(np.isfinite(mask), np.abs(mask), 0.0)
+        grow = sum_growth(max(q.shape[-1], k.shape[-2], q.shape[-2], v.shape[-1]), case.info.name)
+        return p, k_rep, v_rep, s, p * (1.0 + terms), grow
+
+
+def _fold(case: Case, grad: np.ndarray) -> np.ndarray:
+    heads = case.inputs["key"].shape[-3]
+    return grad.reshape(grad.shape[:-3] + (heads, grad.shape[-3] // heads) + grad.shape[-2:]).sum(axis=-3)
+
+
+def _scale(case: Case, expected: np.ndarray) -> np.ndarray:
+    p, _, v_rep, _, weighted, grow = _parts(case)
+    return weighted @ np.abs(v_rep) * grow
+
+
+def _grad_scale(case: Case, g: np.ndarray) -> dict:
+    p, k_rep, v_rep, s, weighted, grow = _parts(case)
+    q, g = np.abs(case.inputs["query"]), np.abs(g)
+    pbar = g @ np.abs(v_rep).swapaxes(-1, -2)
+    zbar = weighted * (pbar + np.sum(p * pbar, axis=-1, keepdims=True))
+    return {"query": s * zbar @ np.abs(k_rep) * grow, "key": _fold(case, s * zbar.swapaxes(-1, -2) @ q) * grow,
+            "value": _fold(case, weighted.swapaxes(-1, -2) @ g) * grow}
+
+
+SPECS = (
+    OpSpec(
+        name="scaled_dot_product_attention",
+        functional=_functional,
+        module=None,
+        make=_make,
+        shapes=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 5), st.integers(1, 5), st.integers(1, 4)),
+        knobs=_knobs(),
+        # the flash kernel's backward has no derivative of its own: gradgradcheck needs the math kernel
+        gradcheck_knobs=_knobs().map(lambda kn: {**kn, "backend": "math"}),
+        regimes=("normal", "small", "large", "ties"),
+        scale=_scale,
+        grad_scale=_grad_scale,
+        grad_inputs=("query", "key", "value"),
+        large_shape=(4, 4, 128, 64, 16),
+        notes="no extremal regime: an inf or NaN query or key makes its scores' row NaN in both (IEEE, not a convention); "
+              "the wholly masked row, torch's one convention here, is pinned in tests/test_conventions.py.",
+    ),
+)

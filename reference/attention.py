@@ -1,0 +1,196 @@
+r"""Scaled dot-product attention and its hand-derived gradients.
+
+``scaled_dot_product_attention`` follows ``torch.nn.functional``: query (..., L, E), key (..., S, E),
+value (..., S, Ev), output (..., L, Ev). With $s$ = ``scale`` (default $1/\sqrt{E}$):
+
+$$Z = s\,QK^\top + M,\quad P = \mathrm{softmax}_{\text{rows}}(Z),\quad O = PV,$$
+
+where a boolean mask keeps the True positions (the others get $-\infty$), a float mask is added and
+``is_causal`` keeps $j \le i$ (top-left aligned). A row with every position masked has no softmax:
+torch returns 0 for it and passes no gradient through it (tests/test_conventions.py), and so does
+the reference. ``enable_gqa`` repeats each key/value head for ``Hq/H`` query heads in a row.
+
+The gradients, with $G = \bar O$: $\bar V = P^\top G$; $\bar P = G V^\top$; through the softmax
+Jacobian $\bar Z = P \odot (\bar P - \mathrm{rowsum}(P \odot \bar P))$; then $\bar Q = s\,\bar Z K$ and
+$\bar K = s\,\bar Z^\top Q$ (a repeated key/value head sums its copies' gradients).
+Everything is computed in np.longdouble and rounded once.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from reference import facts
+from reference import symbolic as S
+from reference._validation import as_float, quiet
+
+__all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward"]
+
+
+class _Attention:
+    """The arguments checked once; key and value repeated for grouped-query attention."""
+
+    def __init__(self, query: Any, key: Any, value: Any, attn_mask: Any, dropout_p: Any, is_causal: Any, scale: Any, enable_gqa: Any) -> None:
+        q, k, v = as_float(query, "query"), as_float(key, "key"), as_float(value, "value")
+        for name, a in (("query", q), ("key", k), ("value", v)):
+            if a.ndim < 2:
+                raise ValueError(f"{name} must have at least 2 dimensions (..., sequence, features), got shape {a.shape}")
+        if k.shape[-1] != q.shape[-1]:
+            raise ValueError(f"key's last dimension {k.shape[-1]} must equal query's {q.shape[-1]} (E)")
+        if v.shape[-2] != k.shape[-2]:
+            raise ValueError(f"value's sequence length {v.shape[-2]} must equal key's {k.shape[-2]} (S)")
+        if float(dropout_p) != 0.0:
+            raise ValueError(f"dropout_p={dropout_p}: dropout draws a random mask, which no hand reference can match; use 0.0")
+        if not isinstance(is_causal, (bool, np.bool_)) or not isinstance(enable_gqa, (bool, np.bool_)):
+            raise TypeError(f"is_causal and enable_gqa must be bools, got {is_causal!r} and {enable_gqa!r}")
+        self.groups = 1
+        if enable_gqa and q.ndim >= 3:
+            hq, hk = q.shape[-3], k.shape[-3]
+            if hq % hk or v.shape[-3] != hk:
+                raise ValueError(f"enable_gqa: query's {hq} heads must be a multiple of key's and value's {hk}")
+            self.groups = hq // hk
+        k_rep, v_rep = (np.repeat(a, self.groups, axis=-3) for a in (k, v)) if self.groups > 1 else (k, v)
+        batch = np.broadcast_shapes(q.shape[:-2], k_rep.shape[:-2], v_rep.shape[:-2])
+        if batch != q.shape[:-2] or k_rep.shape[:-2] != q.shape[:-2] or v_rep.shape[:-2] != q.shape[:-2]:
+            raise ValueError(f"query {q.shape}, key {k.shape} and value {v.shape} must share their leading (batch, head) dimensions")
+        self.q, self.k, self.v, self.key_shape = q, k_rep, v_rep, k.shape
+        self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+        self.mask = self._mask(attn_mask, bool(is_causal), q.shape[-2], k.shape[-2])
+
+    def _mask(self, attn_mask: Any, is_causal: bool, length: int, source: int) -> tuple[str, np.ndarray] | None:
+        if is_causal:
+            if attn_mask is not None:
+                raise ValueError("attn_mask and is_causal cannot both be given (torch neither)")
+            return "bool", np.tril(np.ones((length, source), dtype=bool))
+        if attn_mask is None:
+            return None
+        m = np.asarray(attn_mask)
+        if m.dtype == bool:
+            kind = "bool"
+        else:
+            kind, m = "float", as_float(m, "attn_mask")
+        try:
+            np.broadcast_shapes(m.shape, self.q.shape[:-2] + (length, source))
+        except ValueError:
+            raise ValueError(f"attn_mask of shape {m.shape} does not broadcast to the scores' shape {self.q.shape[:-2] + (length, source)}") from None
+        return kind, m
+
+    def probabilities(self) -> tuple[np.ndarray, np.ndarray]:
+        """P (rows of a fully masked query are 0) and Z, in np.longdouble."""
+        z = np.einsum("...le,...se->...ls", self.q.astype(np.longdouble), self.k.astype(np.longdouble)) * self.scale
+        if self.mask is not None:
+            kind, m = self.mask
+            z = np.where(m, z, -np.inf) if kind == "bool" else z + m
+        top = np.max(z, axis=-1, keepdims=True)
+        masked = np.isneginf(top)  # every position masked: torch's safe softmax gives 0, not 0/0
+        e = np.exp(z - np.where(masked, 0.0, top))
+        p = np.where(masked, 0.0, e / np.where(masked, 1.0, np.sum(e, axis=-1, keepdims=True)))
+        return p, z
+
+    def fold(self, grad: np.ndarray) -> np.ndarray:
+        """A repeated key/value head's gradient: the sum over its query heads' copies."""
+        if self.groups == 1:
+            return grad
+        shape = grad.shape[:-3] + (grad.shape[-3] // self.groups, self.groups) + grad.shape[-2:]
+        return grad.reshape(shape).sum(axis=-3)
+
+
+def attention_weights(query: Any, key: Any, value: Any, attn_mask: Any = None, dropout_p: float = 0.0, is_causal: bool = False,
+                      scale: float | None = None, enable_gqa: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """P (float64), the key and value with their heads repeated for grouped-query attention, and the
+    scale: what the registry's tolerance scales are built from."""
+    a = _Attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    return a.probabilities()[0].astype(np.float64), a.k, a.v, a.scale
+
+
+def _attention_curve(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One query against keys (1) and (0) with values 1 and 0: the output is sigmoid(t·s), a soft switch."""
+    n = len(t)
+    q, k, v = t.reshape(n, 1, 1), np.broadcast_to(np.array([[1.0], [0.0]]), (n, 2, 1)), np.broadcast_to(np.array([[1.0], [0.0]]), (n, 2, 1))
+    out = scaled_dot_product_attention(q, k, v, scale=1.0)[:, 0, 0]
+    grad = scaled_dot_product_attention_backward(np.ones((n, 1, 1)), q, k, v, scale=1.0)[0][:, 0, 0]
+    return out, grad
+
+
+@quiet
+@facts.declare(curve=facts.Curve(-6, 6, "q (keys 1 and 0, values 1 and 0)", "attention output", _attention_curve), accuracy=3)
+def scaled_dot_product_attention(query: Any, key: Any, value: Any, attn_mask: Any = None, dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale: float | None = None, enable_gqa: bool = False) -> np.ndarray:
+    r"""$O = \mathrm{softmax}(s\,QK^\top + M)\,V$; $\bar V = P^\top G$, $\bar Q = s\,\bar Z K$, $\bar K = s\,\bar Z^\top Q$ with $\bar Z = P \odot (GV^\top - \mathrm{rowsum}(P \odot GV^\top))$."""
+    a = _Attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    p, _ = a.probabilities()
+    return np.einsum("...ls,...sv->...lv", p, a.v.astype(np.longdouble)).astype(np.float64)
+
+
+@quiet
+def scaled_dot_product_attention_backward(grad_output: Any, query: Any, key: Any, value: Any, attn_mask: Any = None, dropout_p: float = 0.0,
+                                          is_causal: bool = False, scale: float | None = None,
+                                          enable_gqa: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""$\bar Q = s\,\bar Z K$, $\bar K = s\,\bar Z^\top Q$, $\bar V = P^\top G$, $\bar Z = P \odot (\bar P - \mathrm{rowsum}(P \odot \bar P))$, $\bar P = G V^\top$."""
+    a = _Attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    g = as_float(grad_output, "grad_output")
+    expected = a.q.shape[:-1] + (a.v.shape[-1],)
+    if g.shape != expected:
+        raise ValueError(f"grad_output shape {g.shape} must equal the output shape {expected}")
+    p, _ = a.probabilities()
+    g = g.astype(np.longdouble)
+    grad_v = np.einsum("...ls,...lv->...sv", p, g)
+    grad_p = np.einsum("...lv,...sv->...ls", g, a.v.astype(np.longdouble))
+    grad_z = p * (grad_p - np.sum(p * grad_p, axis=-1, keepdims=True))
+    grad_q = np.einsum("...ls,...se->...le", grad_z, a.k.astype(np.longdouble)) * a.scale
+    grad_k = np.einsum("...ls,...le->...se", grad_z, a.q.astype(np.longdouble)) * a.scale
+    return grad_q.astype(np.float64), a.fold(grad_k).astype(np.float64), a.fold(grad_v).astype(np.float64)
+
+
+def _attention_example(length: int, source: int, e: int, ev: int):
+    def example(rng: np.random.Generator) -> S.Example:
+        q, k, v = rng.normal(size=(length, e)), rng.normal(size=(source, e)), rng.normal(size=(source, ev))
+        g = rng.normal(size=(length, ev))
+        values = {**_named(q, "q"), **_named(k, "k"), **_named(v, "v"), **_named(g, "g")}
+
+        def assemble(grads: list) -> tuple[np.ndarray, ...]:
+            flat = np.array(grads, dtype=float)
+            sizes = np.cumsum([q.size, k.size])
+            return flat[:sizes[0]].reshape(q.shape), flat[sizes[0]:sizes[1]].reshape(k.shape), flat[sizes[1]:].reshape(v.shape)
+
+        return S.Example((q, k, v), {}, g, values, assemble)
+
+    return example
+
+
+def _named(a: np.ndarray, stem: str) -> dict[str, float]:
+    return {f"{stem}_{r + 1}{c + 1}": float(a[r, c]) for r in range(a.shape[0]) for c in range(a.shape[1])}
+
+
+def _matrix(stem: str, rows: int, cols: int) -> sp.Matrix:
+    return sp.Matrix(rows, cols, lambda r, c: sp.Symbol(f"{stem}_{r + 1}{c + 1}", real=True))
+
+
+@facts.derivation(scaled_dot_product_attention)
+def _scaled_dot_product_attention() -> S.Derivation:
+    """L = sum G ⊙ O for 2 queries, 2 keys of 2 features and 1-feature values; the hand gradients
+    are the matrix formulas above, written out with the same P. (One size: simplify takes 4 s.)"""
+    length, source, e, ev = 2, 2, 2, 1
+    Q, K, V, G = _matrix("q", length, e), _matrix("k", source, e), _matrix("v", source, ev), _matrix("g", length, ev)
+    s = 1 / sp.sqrt(e)
+    Z = (Q * K.T) * s
+    P = sp.Matrix(length, source, lambda i, j: sp.exp(Z[i, j]) / sum(sp.exp(Z[i, t]) for t in range(source)))
+    O = P * V
+    loss = sum(G[i, j] * O[i, j] for i in range(length) for j in range(ev))
+    Pbar = G * V.T
+    Zbar = sp.Matrix(length, source, lambda i, j: P[i, j] * (Pbar[i, j] - sum(P[i, t] * Pbar[i, t] for t in range(source))))
+    hand = (*(s * Zbar * K), *(s * Zbar.T * Q), *(P.T * G))
+    Qm, Km, Vm, Pm, Om, Gm = (sp.MatrixSymbol(n, 2, 2) for n in ("Q", "K", "V", "P", "O", "G"))
+    bar = lambda name: sp.Symbol(rf"\bar{{{name}}}")  # noqa: E731
+    steps = (S.Step("definition", sp.Eq(Om, sp.MatMul(Pm, Vm))),
+             S.Step("softmax of the scaled scores", sp.Eq(Pm, sp.Function("softmax")(sp.Symbol("s") * sp.MatMul(Qm, Km.T)))),
+             S.Step("value", sp.Eq(bar("V"), sp.MatMul(Pm.T, Gm))),
+             S.Step("softmax Jacobian, row by row", sp.Eq(bar("Z"), sp.Symbol(r"P \odot (G V^{\top} - \mathrm{rowsum}(P \odot G V^{\top}))"))),
+             S.Step("query and key", sp.Eq(sp.Tuple(bar("Q"), bar("K")), sp.Tuple(sp.Symbol(r"s \bar{Z} K"), sp.Symbol(r"s \bar{Z}^{\top} Q")))))
+    wrt = (*Q, *K, *V)
+    return S.Derivation("scaled_dot_product_attention", loss, tuple(wrt), hand, steps, size=length,
+                        note=f"{length} queries, {source} keys of {e} features, values of {ev}; s = 1/√{e}",
+                        example=_attention_example(length, source, e, ev))

@@ -1,0 +1,77 @@
+"""Attention beyond the registry's matrix: each CPU kernel torch can choose, forced and named; the
+wholly masked row, torch's one convention here; and the arguments torch refuses."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import reference
+from checks import dtypes
+from checks.registry import get
+from checks.runner import Runner, build_case
+from checks.strategies import recipes
+
+SPEC = get("scaled_dot_product_attention")
+
+
+def _ran(case, dtype: str) -> SDPBackend:
+    """The kernel torch's dispatcher picks for the case's tensors."""
+    q, k, v = (torch.tensor(case.inputs[n], dtype=getattr(torch, dtype)) for n in ("query", "key", "value"))
+    mask = case.params["attn_mask"]
+    mask = None if mask is None else torch.tensor(mask) if mask.dtype == bool else torch.tensor(mask, dtype=q.dtype)
+    params = {**case.params, "attn_mask": mask}
+    return SDPBackend(torch._fused_sdp_choice(q, k, v, **params))
+
+
+@pytest.mark.parametrize("dtype", dtypes.DTYPE_NAMES)
+@pytest.mark.parametrize("backend", [SDPBackend.MATH, SDPBackend.FLASH_ATTENTION], ids=lambda b: b.name)
+@settings(max_examples=8, deadline=None)
+@given(data=st.data())
+def test_each_cpu_kernel_agrees_with_the_hand_attention(backend, dtype, data):
+    """Forced with sdpa_kernel, and named: the math kernel, and the fused flash kernel (values as wide as keys)."""
+    recipe = data.draw(recipes(SPEC), label="recipe")
+    e = (tuple(recipe.shape) + (1,) * 5)[4]
+    knobs = {**recipe.knobs, "backend": "default", "ev": e if backend == SDPBackend.FLASH_ATTENTION else recipe.knobs["ev"]}
+    recipe = type(recipe)(recipe.seed, recipe.regime, recipe.shape, knobs)
+    with sdpa_kernel([backend]):
+        case = build_case(SPEC, recipe, dtypes.get(dtype))
+        if backend == SDPBackend.FLASH_ATTENTION:
+            assert _ran(case, dtype) == SDPBackend.FLASH_ATTENTION, "the dispatcher would not pick flash: the case does not test it"
+        records = Runner(SPEC, "cpu", dtype).run(recipe)
+    failed = [r for r in records if not r.passed]
+    assert not failed, f"under {backend.name}: " + failed[0].message()
+
+
+@pytest.mark.parametrize("dtype", dtypes.DTYPE_NAMES)
+def test_a_wholly_masked_query_attends_to_nothing_and_passes_no_gradient(dtype):
+    """Row 1 masks every key: torch's safe softmax gives 0 there, not 0/0 = NaN, in every kernel."""
+    rng = np.random.default_rng(0)
+    q, k, v = rng.normal(size=(1, 1, 3, 4)), rng.normal(size=(1, 1, 5, 4)), rng.normal(size=(1, 1, 5, 4))  # 4-D: flash takes no other
+    mask = np.ones((3, 5), dtype=bool)
+    mask[1] = False
+    assert reference.scaled_dot_product_attention(q, k, v, mask)[0, 0, 1].tolist() == [0.0] * 4
+    grads = reference.scaled_dot_product_attention_backward(np.ones((1, 1, 3, 4)), q, k, v, mask)
+    assert grads[0][0, 0, 1].tolist() == [0.0] * 4
+    for backend in (SDPBackend.MATH, SDPBackend.FLASH_ATTENTION):
+        tq, tk, tv = (torch.tensor(a, dtype=getattr(torch, dtype), requires_grad=True) for a in (q, k, v))
+        with sdpa_kernel([backend]):
+            out = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.tensor(mask))
+        out.backward(torch.ones_like(out))
+        assert out[0, 0, 1].tolist() == [0.0] * 4 and tq.grad[0, 0, 1].tolist() == [0.0] * 4, backend.name
+
+
+def test_arguments_torch_refuses_are_refused_by_name():
+    q = np.zeros((1, 2, 4))
+    with pytest.raises(ValueError, match="attn_mask and is_causal"):
+        reference.scaled_dot_product_attention(q, q, q, np.ones((2, 2), dtype=bool), is_causal=True)
+    with pytest.raises(ValueError, match="dropout_p"):
+        reference.scaled_dot_product_attention(q, q, q, dropout_p=0.1)
+    with pytest.raises(ValueError, match="enable_gqa"):
+        reference.scaled_dot_product_attention(np.zeros((3, 2, 4)), np.zeros((2, 2, 4)), np.zeros((2, 2, 4)), enable_gqa=True)
+    with pytest.raises(ValueError, match="key's last dimension"):
+        reference.scaled_dot_product_attention(q, np.zeros((1, 2, 3)), q)
