@@ -52,6 +52,66 @@ class Architecture:
             parts.append(f"Linear({a}, {b})" + (f" > {act}" if act else ""))
         return " > ".join(parts) + f" > {self.loss} (batch {self.batch}, seed {self.seed})"
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.widths[0])
+
+    @property
+    def outputs(self) -> int:
+        return self.widths[-1]
+
+
+@dataclass(frozen=True)
+class ConvNet:
+    """The course's CNN: conv2d > relu > max_pool2d > flatten > linear > cross-entropy."""
+
+    channels: int
+    size: tuple[int, int]  # the input's H and W
+    out_channels: int
+    kernel: int
+    stride: int
+    padding: int
+    pool: int
+    classes: int
+    batch: int
+    seed: int
+    loss: str = "cross_entropy"
+    activations: tuple[str | None, ...] = ("relu",)
+    params: tuple[dict[str, Any], ...] = ({},)
+
+    def describe(self) -> str:
+        return (f"Conv2d({self.channels}, {self.out_channels}, {self.kernel}, stride {self.stride}, padding {self.padding}) > relu > "
+                f"MaxPool2d({self.pool}) > Flatten > Linear(·, {self.classes}) > cross_entropy on {self.size} images (batch {self.batch}, seed {self.seed})")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.channels, *self.size)
+
+    @property
+    def outputs(self) -> int:
+        return self.classes
+
+    def features(self) -> int:
+        side = [(n + 2 * self.padding - self.kernel) // self.stride + 1 for n in self.size]
+        return self.out_channels * int(np.prod([s // self.pool for s in side]))
+
+
+@st.composite
+def conv_nets(draw: st.DrawFn) -> ConvNet:
+    """Small images (4-9 a side, 1-3 channels), a 1-3 kernel, pooled by 1-2, into 2-5 classes."""
+    kernel, stride, padding, pool = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(0, 1)), draw(st.integers(1, 2))
+    size = (draw(st.integers(4, 9)), draw(st.integers(4, 9)))
+    return ConvNet(draw(st.integers(1, 3)), size, draw(st.integers(1, 4)), kernel, stride, padding, pool, draw(st.integers(2, 5)),
+                   draw(st.integers(1, 4)), draw(st.integers(0, 2**31 - 1)))
+
+
+def build_conv_net(arch: ConvNet, info: dtypes.DtypeInfo, device: str) -> nn.Sequential:
+    """torch's own initialisation under ``torch.manual_seed(arch.seed)``, then cast."""
+    torch.manual_seed(arch.seed)
+    model = nn.Sequential(nn.Conv2d(arch.channels, arch.out_channels, arch.kernel, arch.stride, arch.padding), nn.ReLU(),
+                          nn.MaxPool2d(arch.pool), nn.Flatten(), nn.Linear(arch.features(), arch.classes))
+    return model.to(device=device, dtype=info.torch)
+
 
 @st.composite
 def architectures(draw: st.DrawFn) -> Architecture:
@@ -88,8 +148,8 @@ def build_model(arch: Architecture, info: dtypes.DtypeInfo, device: str) -> nn.S
 def draw_data(arch: Architecture, info: dtypes.DtypeInfo) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets for the loss, rounded to the dtype (targets of CE are class indices)."""
     rng = np.random.default_rng(arch.seed)
-    x = dtypes.round_to(rng.normal(0, 2, (arch.batch, arch.widths[0])), info)
-    out = arch.widths[-1]
+    x = dtypes.round_to(rng.normal(0, 2, arch.input_shape), info)
+    out = arch.outputs
     if arch.loss == "cross_entropy":
         return x, rng.integers(0, out, arch.batch)
     if arch.loss == "binary_cross_entropy":
@@ -104,6 +164,14 @@ def reference_layers(model: nn.Sequential, arch: Architecture) -> list[network.L
     for module in model:
         if isinstance(module, nn.Linear):
             layers.append(("linear", {"weight": to_numpy(module.weight), "bias": to_numpy(module.bias)}))
+        elif isinstance(module, nn.Conv2d):
+            layers.append(("conv2d", {"weight": to_numpy(module.weight), "bias": to_numpy(module.bias), "stride": module.stride,
+                                      "padding": module.padding, "dilation": module.dilation, "groups": module.groups}))
+        elif isinstance(module, nn.MaxPool2d):
+            layers.append(("max_pool2d", {"kernel_size": module.kernel_size, "stride": module.stride, "padding": module.padding,
+                                          "dilation": module.dilation, "ceil_mode": module.ceil_mode}))
+        elif isinstance(module, nn.Flatten):
+            layers.append(("flatten", {"start_dim": module.start_dim, "end_dim": module.end_dim}))
         else:
             act, params = next(a for a in activations if a[0])
             layers.append((act, params))
@@ -148,7 +216,7 @@ def check_links(model: nn.Sequential, arch: Architecture, dtype: str, device: st
     layers = reference_layers(model, arch)
     records = []
     for i, ((name, params), h_in, h_out) in enumerate(zip(layers, trace.inputs, trace.outputs)):
-        spec, h = get(name), to_numpy(h_in)
+        spec, h = _spec(name), to_numpy(h_in)
         inputs = {"input": h, **{k: v for k, v in params.items() if isinstance(v, np.ndarray)}}
         case = Case(inputs, {k: v for k, v in params.items() if not isinstance(v, np.ndarray)}, info)
         context = Context(f"layer {i} ({name})", "forward", "network", device, dtype, h.shape, arch.describe())
@@ -156,13 +224,35 @@ def check_links(model: nn.Sequential, arch: Architecture, dtype: str, device: st
         records.append(compare(to_numpy(h_out), expected, scale=spec.scale(case, expected), info=info, k=k_for("forward", dtype), context=context))
         g_out = to_numpy(h_out.grad)
         hand = spec.backward(g_out, *case.inputs.values(), **case.params)
-        hand = dict(zip(spec.grad_inputs, hand if isinstance(hand, tuple) else (hand,)))
-        actual = {"input": h_in.grad, **({"weight": model[i].weight.grad, "bias": model[i].bias.grad} if name == "linear" else {})}
+        hand = {k: v for k, v in zip(spec.grad_inputs, hand if isinstance(hand, tuple) else (hand,)) if v is not None}
+        actual = {"input": h_in.grad, **{k: getattr(model[i], k).grad for k in network.parameter_names(name, params)}}
         scales = spec.grad_scale(case, g_out)
         for key, value in hand.items():
             ctx = Context(f"layer {i} ({name})", f"grad[{key}]", "network", device, dtype, value.shape, arch.describe())
             records.append(compare(to_numpy(actual[key]), value, scale=scales[key], info=info, k=k_for("gradient", dtype), context=ctx))
     return records
+
+
+@dataclass(frozen=True)
+class _Reshape:
+    """nn.Flatten as a link: not a registry op, an exact reshape (scale 0: equal to the last bit)."""
+
+    name: str = "flatten"
+    grad_inputs: tuple[str, ...] = ("input",)
+    forward = staticmethod(network.flatten)
+    backward = staticmethod(network.flatten_backward)
+
+    @staticmethod
+    def scale(case: Case, expected: np.ndarray) -> float:
+        return 0.0
+
+    @staticmethod
+    def grad_scale(case: Case, g: np.ndarray) -> dict:
+        return {"input": 0.0}
+
+
+def _spec(name: str):
+    return _Reshape() if name == "flatten" else get(name)
 
 
 def forward_magnitudes(layers: list[network.Layer], x: np.ndarray) -> list[np.ndarray]:
@@ -174,13 +264,14 @@ def forward_magnitudes(layers: list[network.Layer], x: np.ndarray) -> list[np.nd
     m, h, sizes = np.abs(x), x, []
     for name, params in layers:
         sizes.append(m)
-        out = network._LAYERS[name][0](h, **params)
-        if name == "linear":
-            m = reference.linear(m, np.abs(params["weight"]), None if params.get("bias") is None else np.abs(params["bias"]))
-        else:
-            known = facts.of(name)
+        forward = network._LAYERS[name][0]
+        out = forward(h, **params)
+        known = facts.of(name) if name != "flatten" else None
+        if known is not None and known.lipschitz is not None:  # an activation
             spread = np.max(m, axis=params["dim"], keepdims=True) if known.mixes else m
             m = np.abs(out) + known.lipschitz(params) * spread
+        else:  # Linear or a convolution (|W| m + |b|), or a selection (max pooling, flatten: m itself, moved)
+            m = forward(m, **{k: np.abs(v) if isinstance(v, np.ndarray) else v for k, v in params.items()})
         h = out
     return sizes + [m]
 
@@ -213,12 +304,18 @@ def gradient_magnitudes(layers: list[network.Layer], x: np.ndarray, loss: str, t
     for (name, params), h, m in zip(reversed(layers), reversed(tape.inputs), reversed(sizes_fwd[:-1])):
         arrays = {k: np.abs(v) for k, v in params.items() if isinstance(v, np.ndarray)}
         case = Case({"input": h, **arrays}, {k: v for k, v in params.items() if not isinstance(v, np.ndarray)}, info)
-        own = get(name).grad_scale(case, g)
-        if name == "linear":
-            g, gw, gb = reference.linear_backward(g, m, arrays["weight"], arrays.get("bias"))
-            sizes.append({"weight": np.maximum(gw, own["weight"])} | ({} if gb is None else {"bias": np.maximum(gb, own["bias"])}))
+        own = _spec(name).grad_scale(case, g)
+        if arrays:  # Linear, a convolution: the backward of |W| against the forward magnitudes
+            result = network._LAYERS[name][1](g, m, **{k: arrays.get(k, v) for k, v in params.items()})
+            g = np.maximum(result[0], own["input"])
+            sizes.append({k: np.maximum(v, own[k]) for k, v in zip(network.parameter_names(name, params), (r for r in result[1:] if r is not None))})
             continue
-        if facts.of(name).mixes:  # softmax: |p_i (delta_ij - p_j)| summed against g
+        known = facts.of(name) if name != "flatten" else None
+        if known is None or known.lipschitz is None:  # max pooling, flatten: g routed where the values went
+            g = np.maximum(np.abs(network._LAYERS[name][1](g, h, **params)), own["input"])
+            sizes.append({})
+            continue
+        if known.mixes:  # softmax: |p_i (delta_ij - p_j)| summed against g
             p = reference.softmax(h, params["dim"])
             chain = p * (g + np.sum(g * p, axis=params["dim"], keepdims=True))
         else:  # elementwise: |f'(h)| g

@@ -149,14 +149,14 @@ def _attention_example(length: int, source: int, e: int, ev: int):
     def example(rng: np.random.Generator) -> S.Example:
         q, k, v = rng.normal(size=(length, e)), rng.normal(size=(source, e)), rng.normal(size=(source, ev))
         g = rng.normal(size=(length, ev))
-        values = {**_named(q, "q"), **_named(k, "k"), **_named(v, "v"), **_named(g, "g")}
+        values = {**_named(q, "q"), **_named(k, "k"), **_named(v, "v"), **_named(g, "g"), "s": 0.7}
 
         def assemble(grads: list) -> tuple[np.ndarray, ...]:
             flat = np.array(grads, dtype=float)
             sizes = np.cumsum([q.size, k.size])
             return flat[:sizes[0]].reshape(q.shape), flat[sizes[0]:sizes[1]].reshape(k.shape), flat[sizes[1]:].reshape(v.shape)
 
-        return S.Example((q, k, v), {}, g, values, assemble)
+        return S.Example((q, k, v), {"scale": 0.7}, g, values, assemble)
 
     return example
 
@@ -171,11 +171,12 @@ def _matrix(stem: str, rows: int, cols: int) -> sp.Matrix:
 
 @facts.derivation(scaled_dot_product_attention)
 def _scaled_dot_product_attention() -> S.Derivation:
-    """L = sum G ⊙ O for 2 queries, 2 keys of 2 features and 1-feature values; the hand gradients
-    are the matrix formulas above, written out with the same P. (One size: simplify takes 4 s.)"""
-    length, source, e, ev = 2, 2, 2, 1
+    """L = sum G ⊙ O for one query against 3 keys of 2 features, with 1-feature values (rows are
+    independent: one is the general case); the hand gradients are the matrix formulas above,
+    written out with the same P. (One size: simplify takes seconds.)"""
+    length, source, e, ev = 1, 3, 2, 1
     Q, K, V, G = _matrix("q", length, e), _matrix("k", source, e), _matrix("v", source, ev), _matrix("g", length, ev)
-    s = 1 / sp.sqrt(e)
+    s = sp.Symbol("s", positive=True)  # the scale, any: 1/√E by default
     Z = (Q * K.T) * s
     P = sp.Matrix(length, source, lambda i, j: sp.exp(Z[i, j]) / sum(sp.exp(Z[i, t]) for t in range(source)))
     O = P * V
@@ -192,5 +193,5 @@ def _scaled_dot_product_attention() -> S.Derivation:
              S.Step("query and key", sp.Eq(sp.Tuple(bar("Q"), bar("K")), sp.Tuple(sp.Symbol(r"s \bar{Z} K"), sp.Symbol(r"s \bar{Z}^{\top} Q")))))
     wrt = (*Q, *K, *V)
     return S.Derivation("scaled_dot_product_attention", loss, tuple(wrt), hand, steps, size=length,
-                        note=f"{length} queries, {source} keys of {e} features, values of {ev}; s = 1/√{e}",
+                        note=f"{length} query, {source} keys of {e} features, values of {ev}; any scale s",
                         example=_attention_example(length, source, e, ev))

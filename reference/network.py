@@ -1,4 +1,4 @@
-"""A small network by hand: a stack of Linear layers and activations, then a loss.
+"""A small network by hand: a stack of layers, then a loss.
 
 Forward runs each layer's reference function and keeps its input on a tape; backward walks the tape
 in reverse and applies each layer's hand-derived ``_backward``: the chain rule, one layer at a time,
@@ -6,26 +6,49 @@ exactly the notebooks' z0 = X w0 + b0, z1 = z0 w1 + b1, S(z1), loss, and the per
 
 A layer is ``(name, params)``: ``("linear", {"weight": W, "bias": b})``, ``("relu", {})``,
 ``("leaky_relu", {"negative_slope": a})``, ``("gelu", {"approximate": "tanh"})``, ``("softmax", {"dim": -1})``:
-Linear, or any activation whose reference declares a ``lipschitz`` fact (``LAYER_NAMES``).
+Linear, or any activation whose reference declares a ``lipschitz`` fact, and for a CNN
+``("conv2d", {"weight": W, "bias": b, "stride": 1, ...})``, ``("max_pool2d", {"kernel_size": 2})`` and
+``("flatten", {})`` (``LAYER_NAMES``). A layer's arrays are its parameters: its ``_backward`` returns
+the input's gradient first, then theirs in the order of its signature.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from reference import binary, classification, layers as linear_layers, regression
+from reference import binary, classification, convolution, layers as linear_layers, pooling, regression
 from reference._validation import as_float
 
 Layer = tuple[str, dict[str, Any]]
+
+def flatten(input: Any, start_dim: int = 1, end_dim: int = -1) -> np.ndarray:
+    r"""nn.Flatten: dimensions start_dim..end_dim as one; $\partial y/\partial x$ is the same reshape."""
+    x = as_float(input, "input")
+    start, end = start_dim % x.ndim, end_dim % x.ndim
+    return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
+
+
+def flatten_backward(grad_output: Any, input: Any, start_dim: int = 1, end_dim: int = -1) -> np.ndarray:
+    r"""$\bar x$ = $\bar y$ in the input's shape."""
+    return as_float(grad_output, "grad_output").reshape(np.shape(input))
+
+
+def parameter_names(name: str, params: dict[str, Any]) -> list[str]:
+    """A layer's parameters, the arrays among its arguments, in its signature's order (weight, bias)."""
+    order = list(inspect.signature(_lookup(_LAYERS, name, "layer")[0]).parameters)
+    return [k for k in order if isinstance(params.get(k), np.ndarray)]
+
 
 def _layers() -> dict[str, tuple]:
     """Linear, and every reference op that declares itself a layer (a ``lipschitz`` fact: how much
     it can amplify an error in its input), each with its hand-derived gradient."""
     import reference
 
-    found = {"linear": (linear_layers.linear, linear_layers.linear_backward)}
+    found = {"linear": (linear_layers.linear, linear_layers.linear_backward), "conv2d": (convolution.conv2d, convolution.conv2d_backward),
+             "max_pool2d": (pooling.max_pool2d, pooling.max_pool2d_backward), "flatten": (flatten, flatten_backward)}
     for name in reference.__all__:
         function = getattr(reference, name)
         if getattr(getattr(function, "facts", None), "lipschitz", None) is not None:
@@ -70,17 +93,17 @@ def forward(layers: Sequence[Layer], x: Any) -> tuple[np.ndarray, Tape]:
 
 def backward(layers: Sequence[Layer], tape: Tape, grad_output: Any) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
     r"""Chain rule from the top: $\bar h_l = f_l'(h_l)^\top \bar h_{l+1}$, and for a Linear layer
-    $\bar W = \bar z^\top h$, $\bar b = \sum_n \bar z_n$. Returns $\bar x$ and one dict of parameter
-    gradients per layer (empty for activations)."""
+    $\bar W = \bar z^\top h$, $\bar b = \sum_n \bar z_n$ (a convolution: the correlation of h with
+    $\bar z$). Returns $\bar x$ and one dict of parameter gradients per layer (empty for activations)."""
     g = as_float(grad_output, "grad_output")
     grads: list[dict[str, np.ndarray]] = []
     for (name, params), h in zip(reversed(layers), reversed(tape.inputs)):
-        layer_backward = _lookup(_LAYERS, name, "layer")[1]
-        if name == "linear":
-            g, grad_weight, grad_bias = layer_backward(g, h, **params)
-            grads.append({"weight": grad_weight} | ({} if grad_bias is None else {"bias": grad_bias}))
+        result = _lookup(_LAYERS, name, "layer")[1](g, h, **params)
+        if isinstance(result, tuple):  # (input, then each parameter in signature order; None without it)
+            g = result[0]
+            grads.append({k: v for k, v in zip(parameter_names(name, params), (r for r in result[1:] if r is not None))})
         else:
-            g = layer_backward(g, h, **params)
+            g = result
             grads.append({})
     return g, grads[::-1]
 

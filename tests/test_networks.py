@@ -33,6 +33,41 @@ def test_hand_network_end_to_end_equals_model_loss_and_every_grad(device, arch):
         assert_agrees(record)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@settings(max_examples=5)
+@given(arch=networks.conv_nets())
+def test_every_link_of_a_cnn_matches_torch(device, dtype, arch):
+    """conv2d > relu > max_pool2d > flatten > linear > cross-entropy, one link at a time, every .grad included."""
+    model = networks.build_conv_net(arch, dtypes.get(dtype), device)
+    for record in networks.check_links(model, arch, dtype, device):
+        assert_agrees(record)
+
+
+@settings(max_examples=5)
+@given(arch=networks.conv_nets())
+def test_hand_cnn_end_to_end_equals_model_loss_and_every_grad(device, arch):
+    if device == "mps":
+        pytest.skip("MPS has no float64")
+    model = networks.build_conv_net(arch, dtypes.get("float64"), device)
+    records = networks.check_end_to_end(model, arch, device)
+    assert len(records) == 5  # the loss, conv's weight and bias, linear's weight and bias
+    for record in records:
+        assert_agrees(record)
+
+
+def test_a_cnn_whose_pooling_spreads_its_gradient_is_caught(monkeypatch):
+    """Meta-test: max pooling's backward taken as average pooling's (every element of the window
+    gets g/k²) must fail end to end."""
+    from reference import network
+
+    forward, _ = network._LAYERS["max_pool2d"]
+    spread = lambda g, x, kernel_size, **kw: reference.avg_pool2d_backward(g, x, kernel_size, kw.get("stride"), kw.get("padding", 0)) * kernel_size**2  # noqa: E731
+    monkeypatch.setitem(network._LAYERS, "max_pool2d", (forward, spread))
+    arch = networks.ConvNet(2, (6, 6), 3, 3, 1, 1, 2, 3, 2, seed=5)
+    records = networks.check_end_to_end(networks.build_conv_net(arch, dtypes.get("float64"), "cpu"), arch, "cpu")
+    assert not all(r.passed for r in records)
+
+
 @given(arch=networks.architectures())
 @settings(max_examples=50)
 def test_parameter_count_by_hand(arch):
