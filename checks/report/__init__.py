@@ -7,9 +7,11 @@ are the SVG plots; :func:`checks.report.render.write` turns it into ``index.html
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import inspect
+import multiprocessing
 import platform
 import time
 from dataclasses import dataclass, field
@@ -69,12 +71,13 @@ def build(cells: list[Cell], *, examples: int = 20, magnitudes: np.ndarray = plo
     started = time.perf_counter()
     tick = progress or (lambda description: None)
     ops, devs = plan(cells)
-    results = verify(cells, examples=examples, on_cell=lambda result: tick(f"verified {result.cell.id}"))
-    report = Report({})
-    op_data = []
-    for spec in ops:
-        op_data.append(_op(report, spec, [r for r in results if r.cell.spec is spec], magnitudes))
-        tick(f"derived and plotted {spec.name}")
+    with _Proofs([spec.name for spec in ops]) as proofs:  # sympy proves on the other core while torch is verified here
+        results = verify(cells, examples=examples, on_cell=lambda result: tick(f"verified {result.cell.id}"))
+        report = Report({})
+        op_data = []
+        for spec in ops:
+            op_data.append(_op(report, spec, [r for r in results if r.cell.spec is spec], magnitudes, proofs))
+            tick(f"derived and plotted {spec.name}")
     dev_data = []
     for dev in devs:
         dev_data.append(_deviation(report, dev))
@@ -101,9 +104,36 @@ def _source(function: Callable | None) -> str | None:
     return None if function is None else inspect.getsource(function)
 
 
-def _op(report: Report, spec: OpSpec, results: list[CellResult], magnitudes: np.ndarray) -> dict[str, Any]:
+class _Proofs:
+    """Every op's sympy proof, computed in one worker process started first (pure: sympy, no torch),
+    or here when no worker can start."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names, self.pool, self.futures = names, None, {}
+
+    def __enter__(self) -> "_Proofs":
+        try:
+            self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self.futures = {name: self.pool.submit(symbolic.proof, name) for name in self.names if symbolic.derive(name).differentiable}
+        except (OSError, RuntimeError):
+            self.pool = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def of(self, name: str) -> symbolic.Proof:
+        future = self.futures.get(name)
+        try:
+            return future.result() if future is not None else symbolic.proof(name)
+        except concurrent.futures.process.BrokenProcessPool:
+            return symbolic.proof(name)
+
+
+def _op(report: Report, spec: OpSpec, results: list[CellResult], magnitudes: np.ndarray, proofs: _Proofs) -> dict[str, Any]:
     derivation = symbolic.derive(spec.name)
-    proof = symbolic.proof(spec.name) if derivation.differentiable else None
+    proof = proofs.of(spec.name) if derivation.differentiable else None
     report.derivations[spec.name] = derivation
     figures = {}
     function = plots.function_plot(spec.name)
