@@ -3,8 +3,8 @@
 A recipe's shape is (N, H, L, S, E), padded with 1s when shorter: N samples of H key/value heads
 (times the GQA group for the query's heads), L queries, S keys of E features; values have Ev.
 Natural scales: each score is a dot product of E terms times s plus the mask, so its rounding is
-relative to s·|q|·|k| + |m|; the exponential turns that into a relative error of each probability,
-and the output, P·V, sums S of them. The gradients are the same sums with |G|.
+relative to s·|q|·|k| + |m|; the exponential of z − max z turns the row's largest such size into a
+relative error of each probability of the row, and the output, P·V, sums S of them. The gradients are the same sums with |G|.
 """
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def _parts(case: Case):
         if mask is not None and mask.dtype != bool:
             terms = terms + np.where(np.isfinite(mask), np.abs(mask), 0.0)
         grow = sum_growth(max(q.shape[-1], k.shape[-2], q.shape[-2], v.shape[-1]), case.info.name)
-        return p, k_rep, v_rep, s, p * (1.0 + terms), grow
+        # every probability of a row moves with the rounding of the row's largest score too (exp(z - max z))
+        return p, k_rep, v_rep, s, p * (1.0 + np.max(terms, axis=-1, keepdims=True, initial=0.0)), grow
 
 
 def _fold(case: Case, grad: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from torch import nn
 import reference
 from checks.spec import Case, OpSpec
 from checks.tolerance import sum_growth
-from checks.values import reals
+from checks.values import reals, special_reals
 
 
 @st.composite
@@ -40,7 +40,7 @@ def _adaptive_knobs(draw: st.DrawFn) -> dict:
     return {"output_size": draw(st.one_of(st.integers(1, 7), st.tuples(side, side))), "batched": draw(st.booleans())}
 
 
-def _input(rng, recipe, info, kn: dict) -> np.ndarray:
+def _input(rng, recipe, info, kn: dict, summing: bool) -> np.ndarray:
     n, c, h, w = (tuple(recipe.shape) + (1,) * 4)[:4]
     if "kernel_size" in kn:
         dil = kn.get("dilation", (1, 1))
@@ -48,14 +48,20 @@ def _input(rng, recipe, info, kn: dict) -> np.ndarray:
         # into the padding (torch's -inf and out-of-range index, pytorch/pytorch#114216): at least d wide
         h, w = (max(side, d * (k - 1) + 1 - 2 * p, d) for side, k, d, p in zip((h, w), kn["kernel_size"], dil, kn["padding"]))
     shape = ((n,) if kn["batched"] else ()) + (c, h, w)
-    return reals(rng, shape, recipe.regime, info)
+    # Averages sum their window: drawn without the dtype's largest values, whose sum overflows the
+    # dtype though the mean fits (IEEE arithmetic, as for every summing op: checks/values.py).
+    # Max pooling only selects, so it gets them.
+    return reals(rng, shape, recipe.regime, info, specials=special_reals(info, huge=not summing))
 
 
-def _make(rng, recipe, info) -> Case:
-    kn = dict(recipe.knobs)
-    x = _input(rng, recipe, info, kn)
-    kn.pop("batched")
-    return Case({"input": x}, kn)
+def _make(summing: bool):
+    def make(rng, recipe, info) -> Case:
+        kn = dict(recipe.knobs)
+        x = _input(rng, recipe, info, kn, summing)
+        kn.pop("batched")
+        return Case({"input": x}, kn)
+
+    return make
 
 
 def _terms(forward, backward, window_terms):
@@ -65,7 +71,8 @@ def _terms(forward, backward, window_terms):
         return 0.0 if forward is None else forward(np.abs(case.inputs["input"]), **case.params) * sum_growth(window_terms(case), case.info.name)
 
     def grad_scale(case: Case, g: np.ndarray) -> dict:
-        return {"input": backward(np.abs(g), np.abs(case.inputs["input"]), **case.params) * sum_growth(window_terms(case), case.info.name)}
+        # routed by x itself: max pooling sends each window's |g| where x's maximum is
+        return {"input": backward(np.abs(g), case.inputs["input"], **case.params) * sum_growth(window_terms(case), case.info.name)}
 
     return scale, grad_scale
 
@@ -92,7 +99,7 @@ SPECS = (
         name="max_pool2d",
         functional=F.max_pool2d,
         module=lambda input, kernel_size, stride, padding, dilation, ceil_mode: nn.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)(input),
-        make=_make,
+        make=_make(summing=False),
         shapes=SHAPES,
         knobs=_window(True),
         scale=_max_scale,
@@ -106,7 +113,7 @@ SPECS = (
         functional=F.avg_pool2d,
         module=lambda input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override: nn.AvgPool2d(
             kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)(input),
-        make=_make,
+        make=_make(summing=True),
         shapes=SHAPES,
         knobs=_avg_knobs(),
         scale=_avg_scale,
@@ -117,7 +124,7 @@ SPECS = (
         name="adaptive_avg_pool2d",
         functional=F.adaptive_avg_pool2d,
         module=lambda input, output_size: nn.AdaptiveAvgPool2d(output_size)(input),
-        make=_make,
+        make=_make(summing=True),
         shapes=SHAPES,
         knobs=_adaptive_knobs(),
         scale=_adaptive_scale,
