@@ -121,7 +121,7 @@ class _Proofs:
 
     def __exit__(self, *exc: object) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)  # every proof was read by now: nothing to wait for
 
     def of(self, name: str) -> symbolic.Proof:
         future = self.futures.get(name)
