@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -197,9 +199,19 @@ class Comparison:
         return ", ".join(causes) if causes else "nothing recorded changed (nondeterminism?)"
 
 
+def as_drawn(knobs: Any) -> Any:
+    """Knobs read back from JSON as hypothesis drew them: its lists were tuples (a kernel size, an
+    output size), and a registry may tell a pair from a number by that."""
+    if isinstance(knobs, dict):
+        return {k: as_drawn(v) for k, v in knobs.items()}
+    if isinstance(knobs, list):
+        return tuple(as_drawn(v) for v in knobs)
+    return knobs
+
+
 def _compare_case(runner: Runner, cell_id: str, old: dict[str, Any], result: Comparison) -> None:
     r = old["recipe"]
-    recipe = Recipe(seed=r["seed"], regime=r["regime"], shape=tuple(r["shape"]), knobs=r["knobs"])
+    recipe = Recipe(seed=r["seed"], regime=r["regime"], shape=tuple(r["shape"]), knobs=as_drawn(r["knobs"]))
     result.cases += 1
     info, spec = info_for(runner.dtype), runner.spec
     where = f"{cell_id} seed={recipe.seed} {recipe.regime} {recipe.shape}"
@@ -207,7 +219,9 @@ def _compare_case(runner: Runner, cell_id: str, old: dict[str, Any], result: Com
         new, scales = _record_with_scales(runner, recipe)
     except Exception as exc:  # noqa: BLE001 - an error torch did not raise before is a finding
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        result.findings.append(Finding("newly failing", cell_id, f"{where}: torch now raises {type(exc).__name__}: {first_line}"))
+        frames = traceback.extract_tb(exc.__traceback__)
+        who = "torch now raises" if frames and f"{os.sep}torch{os.sep}" in frames[-1].filename else f"byhand raised (in {Path(frames[-1].filename).name}, not torch)" if frames else "raised"
+        result.findings.append(Finding("newly failing", cell_id, f"{where}: {who} {type(exc).__name__}: {first_line}"))
         return
     if old.get("inputs_sha256") not in (None, new["inputs_sha256"]):
         result.findings.append(Finding("inputs", cell_id, f"{where}: the recipe draws different inputs now (numpy's generators or the registry's draws changed); not compared"))

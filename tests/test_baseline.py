@@ -169,3 +169,10 @@ def test_changed_inputs_are_not_blamed_on_torch(saved, tmp_path):
 
     findings = baseline.compare_with(baseline.load(_doctor(saved, tmp_path, change))).findings
     assert [f.kind for f in findings] == ["inputs"]
+
+
+def test_knobs_read_back_from_json_are_the_tuples_hypothesis_drew():
+    """JSON turns tuples into lists; compare re-runs recipes with the knobs as drawn (a pooling's
+    output_size (None, 3) is a pair, not a number, to its registry entry)."""
+    knobs = {"output_size": (None, 3), "kernel_size": (2, (1, 2)), "reduction": "mean", "scale": None, "groups": 2}
+    assert baseline.as_drawn(json.loads(json.dumps(knobs))) == knobs

@@ -82,7 +82,7 @@ def _window_terms(case: Case) -> int:
     kernel = case.params.get("kernel_size")
     if kernel is None:
         sizes = case.params["output_size"]
-        sizes = sizes if isinstance(sizes, tuple) else (sizes, sizes)
+        sizes = sizes if isinstance(sizes, (tuple, list)) else (sizes, sizes)  # a baseline's JSON gives a list
         sides = case.inputs["input"].shape[-2:]
         return int(np.prod([min(side, -(-side // (n or side)) + 1) for side, n in zip(sides, sizes)]))
     return int(np.prod(kernel))
