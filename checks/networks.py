@@ -98,9 +98,10 @@ class ConvNet:
 
 @st.composite
 def conv_nets(draw: st.DrawFn) -> ConvNet:
-    """Small images (4-9 a side, 1-3 channels), a 1-3 kernel, pooled by 1-2, into 2-5 classes."""
+    """Small images (4-9 a side or what the layers need, 1-3 channels), a 1-3 kernel, pooled by 1-2, into 2-5 classes."""
     kernel, stride, padding, pool = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(0, 1)), draw(st.integers(1, 2))
-    size = (draw(st.integers(4, 9)), draw(st.integers(4, 9)))
+    smallest = max(4, stride * (pool - 1) + kernel - 2 * padding)  # the convolution leaves at least one pooling window
+    size = (draw(st.integers(smallest, smallest + 5)), draw(st.integers(smallest, smallest + 5)))
     return ConvNet(draw(st.integers(1, 3)), size, draw(st.integers(1, 4)), kernel, stride, padding, pool, draw(st.integers(2, 5)),
                    draw(st.integers(1, 4)), draw(st.integers(0, 2**31 - 1)))
 

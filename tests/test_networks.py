@@ -33,8 +33,11 @@ def test_hand_network_end_to_end_equals_model_loss_and_every_grad(device, arch):
         assert_agrees(record)
 
 
+CNN_EXAMPLES = 200 if settings.get_current_profile_name() == "thorough" else 5  # a CNN costs ~40 ms a draw
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-@settings(max_examples=5)
+@settings(max_examples=CNN_EXAMPLES)
 @given(arch=networks.conv_nets())
 def test_every_link_of_a_cnn_matches_torch(device, dtype, arch):
     """conv2d > relu > max_pool2d > flatten > linear > cross-entropy, one link at a time, every .grad included."""
@@ -43,7 +46,7 @@ def test_every_link_of_a_cnn_matches_torch(device, dtype, arch):
         assert_agrees(record)
 
 
-@settings(max_examples=5)
+@settings(max_examples=CNN_EXAMPLES)
 @given(arch=networks.conv_nets())
 def test_hand_cnn_end_to_end_equals_model_loss_and_every_grad(device, arch):
     if device == "mps":
