@@ -104,6 +104,9 @@ def _source(function: Callable | None) -> str | None:
     return None if function is None else inspect.getsource(function)
 
 
+WORKER_FROM = 8  # ops in a report
+
+
 class _Proofs:
     """Every op's sympy proof, computed in one worker process started first (pure: sympy, no torch),
     or here when no worker can start."""
@@ -112,6 +115,8 @@ class _Proofs:
         self.names, self.pool, self.futures = names, None, {}
 
     def __enter__(self) -> "_Proofs":
+        if len(self.names) < WORKER_FROM:  # a worker costs a second to start: worth it for the whole registry only
+            return self
         try:
             self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             self.futures = {name: self.pool.submit(symbolic.proof, name) for name in self.names if symbolic.derive(name).differentiable}
