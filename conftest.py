@@ -56,7 +56,10 @@ _FAULT_CONTEXT = []
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """--fault NAME: inject the fault into torch for the whole session (every worker too)."""
+    """--fault NAME: inject the fault into torch for the whole session (every worker too). The
+    worker beside the suite starts now, so its imports overlap the collection."""
+    if all(Path(arg).is_dir() for arg in session.config.args):  # a whole-suite run: its beside jobs are sure to come
+        _start_pool(session.config)
     name = session.config.getoption("--fault")
     if name:
         from checks import faults
@@ -197,12 +200,24 @@ def _job(item: pytest.Item) -> tuple | None:
     return None if marker is None else tuple(marker.args)
 
 
-def _submit_beside(items: list[pytest.Item]) -> None:
+def _warm() -> None:
+    """The worker's imports, done while the main process collects."""
+    import checks.registry  # noqa: F401  (torch, numpy, sympy and every reference module)
+    import reference.oracle  # noqa: F401
+
+
+def _start_pool(config: pytest.Config) -> None:
     global _POOL
+    if _POOL is None and not hasattr(config, "workerinput") and not os.environ.get("PYTEST_XDIST_WORKER"):
+        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
+        _POOL.submit(_warm)
+
+
+def _submit_beside(items: list[pytest.Item]) -> None:
     jobs = list(dict.fromkeys(job for job in map(_job, items) if job is not None))
     if not jobs:
         return
-    _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
+    _start_pool(items[0].config)
     for job in jobs:
         _BESIDE[job] = _POOL.submit(*job)
 
