@@ -208,7 +208,8 @@ def _warm() -> None:
 
 def _start_pool(config: pytest.Config) -> None:
     global _POOL
-    if _POOL is None and not hasattr(config, "workerinput") and not os.environ.get("PYTEST_XDIST_WORKER"):
+    distributing = bool(getattr(config.option, "numprocesses", None))  # xdist's controller runs no test: no worker here
+    if _POOL is None and not distributing and not hasattr(config, "workerinput") and not os.environ.get("PYTEST_XDIST_WORKER"):
         _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
         _POOL.submit(_warm)
 
