@@ -256,6 +256,12 @@ def _spec(name: str):
     return _Reshape() if name == "flatten" else get(name)
 
 
+def _activation_facts(name: str) -> facts.Facts | None:
+    """An activation's facts (its lipschitz bound, whether it mixes a row); None for a layer that is not one."""
+    known = None if name == "flatten" else facts.of(name)
+    return known if known is not None and known.lipschitz is not None else None
+
+
 def forward_magnitudes(layers: list[network.Layer], x: np.ndarray) -> list[np.ndarray]:
     """The size at which each layer's input carries rounding error: |x|, then |W| M + |b| through
     a Linear layer (a sum can cancel to far below its terms), and |f(h)| + L M through an activation
@@ -267,8 +273,8 @@ def forward_magnitudes(layers: list[network.Layer], x: np.ndarray) -> list[np.nd
         sizes.append(m)
         forward = network._LAYERS[name][0]
         out = forward(h, **params)
-        known = facts.of(name) if name != "flatten" else None
-        if known is not None and known.lipschitz is not None:  # an activation
+        known = _activation_facts(name)
+        if known is not None:  # an activation
             spread = np.max(m, axis=params["dim"], keepdims=True) if known.mixes else m
             m = np.abs(out) + known.lipschitz(params) * spread
         else:  # Linear or a convolution (|W| m + |b|), or a selection (max pooling, flatten: m itself, moved)
@@ -311,8 +317,8 @@ def gradient_magnitudes(layers: list[network.Layer], x: np.ndarray, loss: str, t
             g = np.maximum(result[0], own["input"])
             sizes.append({k: np.maximum(v, own[k]) for k, v in zip(network.parameter_names(name, params), (r for r in result[1:] if r is not None))})
             continue
-        known = facts.of(name) if name != "flatten" else None
-        if known is None or known.lipschitz is None:  # max pooling, flatten: g routed where the values went
+        known = _activation_facts(name)
+        if known is None:  # max pooling, flatten: g routed where the values went
             g = np.maximum(np.abs(network._LAYERS[name][1](g, h, **params)), own["input"])
             sizes.append({})
             continue

@@ -45,6 +45,12 @@ def dtype_name(dtype: Any, name: str = "dtype") -> str | None:
     return text
 
 
+def cast(x: np.ndarray, dtype: Any) -> np.ndarray:
+    """``x`` as torch's ``dtype=`` argument casts it before an op: rounded to that format, or as it is for None."""
+    name = dtype_name(dtype)
+    return x if name is None else round_to(x, name)
+
+
 def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
     """``x`` (float64) rounded to the named format, returned as float64."""
     f = FORMATS[dtype]

@@ -30,7 +30,7 @@ import reference
 from reference import attention, convolution, pooling
 from reference import facts as reference_facts
 from reference import symbolic
-from reference._formats import dtype_name, round_to
+from reference._formats import cast
 
 DIGITS = 50
 _mp = np.frompyfunc(lambda v: mpmath.mpf(float(v)), 1, 1)
@@ -98,9 +98,8 @@ def _log_softmax(x: np.ndarray, dim: int) -> np.ndarray:
 
 
 def _cast(x: np.ndarray, dtype: Any) -> np.ndarray:
-    """softmax's dtype: the input is rounded to it before the op (to the nearest, as the reference does)."""
-    name = dtype_name(dtype)
-    return x if name is None else round_to(np.asarray(x, dtype=np.float64), name)
+    """softmax's dtype: the input rounded to it before the op, as the reference does (exact values are float64s)."""
+    return x if dtype is None else cast(np.asarray(x, dtype=np.float64), dtype)
 
 
 FORWARD["softmax"] = lambda x, dim, dtype=None: _softmax(_cast(x, dtype), dim)

@@ -18,7 +18,7 @@ from reference import facts
 from reference import symbolic as S
 import warnings
 
-from reference._formats import dtype_name, round_to
+from reference._formats import cast
 from reference._validation import as_float, check_dim, check_grad_shape, quiet
 
 
@@ -29,10 +29,7 @@ def _args(input: Any, dim: Any, dtype: Any, op: str, stacklevel: int) -> tuple[n
     """The input, rounded to ``dtype`` first when one is given (torch casts before computing; the
     result is then exact for those values), and the dimension, chosen as torch's deprecated
     implicit choice does when it is None: 0 for 0-, 1- and 3-d inputs, else 1."""
-    x = as_float(input, "input")
-    name = dtype_name(dtype)
-    if name is not None:
-        x = round_to(x, name)
+    x = cast(as_float(input, "input"), dtype)
     if dim is None:
         warnings.warn(f"Implicit dimension choice for {op} has been deprecated. Change the call to include dim=X as an argument.",
                       stacklevel=stacklevel + 1)  # torch's default 3 names the caller of F.softmax; here one more frame: quiet()
