@@ -98,6 +98,12 @@ class _Attention:
         return grad.reshape(shape).sum(axis=-3)
 
 
+def attention_groups(query: Any, key: Any, value: Any, attn_mask: Any = None, dropout_p: float = 0.0, is_causal: bool = False,
+                     scale: float | None = None, enable_gqa: bool = False) -> int:
+    """The arguments checked as the reference checks them; how many query heads share a key/value head."""
+    return _Attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa).groups
+
+
 def attention_weights(query: Any, key: Any, value: Any, attn_mask: Any = None, dropout_p: float = 0.0, is_causal: bool = False,
                       scale: float | None = None, enable_gqa: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """P (float64), the key and value with their heads repeated for grouped-query attention, and the

@@ -412,11 +412,10 @@ _EXP = np.frompyfunc(mpmath.exp, 1, 1)
 
 def _attention_parts(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
     """P exactly (50 digits), and the exact key, value and scale: the reference checks the arguments
-    and repeats the GQA heads on the float64 twins, whose values are the same."""
+    and counts the GQA heads on the float64 twins (the same values), without computing P there."""
     floats = [np.asarray(a, dtype=np.float64) for a in (q, k, v)]
     float_mask = None if attn_mask is None or np.asarray(attn_mask).dtype == bool else np.asarray(attn_mask, dtype=np.float64)
-    _, k_rep, _, _ = attention.attention_weights(*floats, attn_mask if float_mask is None else float_mask, dropout_p, is_causal, scale, enable_gqa)
-    groups = k_rep.shape[-3] // floats[1].shape[-3] if k_rep.ndim >= 3 else 1
+    groups = attention.attention_groups(*floats, attn_mask if float_mask is None else float_mask, dropout_p, is_causal, scale, enable_gqa)
     k_x, v_x = (np.repeat(np.asarray(a, dtype=object), groups, axis=-3) if groups > 1 else np.asarray(a, dtype=object) for a in (k, v))
     s = 1 / mpmath.sqrt(floats[0].shape[-1]) if scale is None else mpmath.mpf(float(scale))
     z = np.einsum("...le,...se->...ls", np.asarray(q, dtype=object), k_x) * s
