@@ -1,4 +1,4 @@
-"""Whole small networks: a random nn.Sequential against reference.network, link by link.
+"""Whole small networks (an MLP, a CNN, a transformer block) against reference.network, link by link.
 
 A stack of Linear layers and activations is a chain of registry ops, so it is checked as one:
 forward hooks capture each layer's input and output in torch, retained gradients capture what flows
@@ -7,10 +7,16 @@ gradients) under that op's own registry scale and tolerance, on torch's own inpu
 That proves every step of the chain rule in every dtype, without charging torch for the rounding
 it was handed by earlier layers.
 
+The transformer block (nn.TransformerEncoderLayer, pre-norm) is checked the same way: each module
+is a link, nn.MultiheadAttention one link judged at the magnitudes its three ops' roundings reach
+(checks/magnitudes.py) and again step by step through F.linear and F.scaled_dot_product_attention
+under their own registry tolerances; a value that also feeds a residual's identity path is checked
+with both paths' gradients summed.
+
 End to end (the hand network run from x alone against the model's loss and every .grad) is
 compared in float64. Two float64 computations of a composition differ by its rounding times its
-condition, so each gradient is judged at its natural scale from gradient_magnitudes (a forward and
-backward error analysis in magnitudes), with k times the chain length. Measured over 300 random
+condition, so each gradient is judged at its natural scale from checks.magnitudes.gradients (a
+forward and backward error analysis in magnitudes), with k times the chain length. Measured over 300 random
 networks: the scale is a median 149x the gradient itself; a 1e-10 relative error in a parameter
 gradient is caught in 95% of gradient tensors, 1e-12 in 64%. The tight proof is the link check.
 """
@@ -25,8 +31,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import reference
-from reference import facts, network
-from checks import dtypes
+from reference import network
+from checks import dtypes, magnitudes
 from checks.compare import Comparison, Context, compare
 from checks.registry import REGISTRY, get
 from checks.runner import to_numpy
@@ -60,6 +66,10 @@ class Architecture:
     def outputs(self) -> int:
         return self.widths[-1]
 
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.outputs)
+
 
 @dataclass(frozen=True)
 class ConvNet:
@@ -90,6 +100,10 @@ class ConvNet:
     @property
     def outputs(self) -> int:
         return self.classes
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.classes)
 
     def features(self) -> int:
         side = [(n + 2 * self.padding - self.kernel) // self.stride + 1 for n in self.size]
@@ -146,16 +160,15 @@ def build_model(arch: Architecture, info: dtypes.DtypeInfo, device: str) -> nn.S
     return nn.Sequential(*modules).to(device=device, dtype=info.torch)
 
 
-def draw_data(arch: Architecture, info: dtypes.DtypeInfo) -> tuple[np.ndarray, np.ndarray]:
+def draw_data(arch: Architecture | ConvNet | TransformerBlock, info: dtypes.DtypeInfo) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets for the loss, rounded to the dtype (targets of CE are class indices)."""
     rng = np.random.default_rng(arch.seed)
     x = dtypes.round_to(rng.normal(0, 2, arch.input_shape), info)
-    out = arch.outputs
     if arch.loss == "cross_entropy":
-        return x, rng.integers(0, out, arch.batch)
+        return x, rng.integers(0, arch.output_shape[-1], arch.batch)
     if arch.loss == "binary_cross_entropy":
-        return x, dtypes.round_to(rng.integers(0, 2, (arch.batch, out)).astype(float), info)
-    return x, dtypes.round_to(rng.normal(0, 1, (arch.batch, out)), info)
+        return x, dtypes.round_to(rng.integers(0, 2, arch.output_shape).astype(float), info)
+    return x, dtypes.round_to(rng.normal(0, 1, arch.output_shape), info)
 
 
 def reference_layers(model: nn.Sequential, arch: Architecture) -> list[network.Layer]:
@@ -214,23 +227,38 @@ def check_links(model: nn.Sequential, arch: Architecture, dtype: str, device: st
     info = dtypes.get(dtype)
     x, target = draw_data(arch, info)
     trace = run_torch(model, x, target, arch, info, device)
-    layers = reference_layers(model, arch)
     records = []
-    for i, ((name, params), h_in, h_out) in enumerate(zip(layers, trace.inputs, trace.outputs)):
-        spec, h = _spec(name), to_numpy(h_in)
-        inputs = {"input": h, **{k: v for k, v in params.items() if isinstance(v, np.ndarray)}}
-        case = Case(inputs, {k: v for k, v in params.items() if not isinstance(v, np.ndarray)}, info)
-        context = Context(f"layer {i} ({name})", "forward", "network", device, dtype, h.shape, arch.describe())
-        expected = spec.forward(*case.inputs.values(), **case.params)
-        records.append(compare(to_numpy(h_out), expected, scale=spec.scale(case, expected), info=info, k=k_for("forward", dtype), context=context))
-        g_out = to_numpy(h_out.grad)
-        hand = spec.backward(g_out, *case.inputs.values(), **case.params)
-        hand = {k: v for k, v in zip(spec.grad_inputs, hand if isinstance(hand, tuple) else (hand,)) if v is not None}
-        actual = {"input": h_in.grad, **{k: getattr(model[i], k).grad for k in network.parameter_names(name, params)}}
-        scales = spec.grad_scale(case, g_out)
-        for key, value in hand.items():
-            ctx = Context(f"layer {i} ({name})", f"grad[{key}]", "network", device, dtype, value.shape, arch.describe())
-            records.append(compare(to_numpy(actual[key]), value, scale=scales[key], info=info, k=k_for("gradient", dtype), context=ctx))
+    for i, ((name, params), h_in, h_out) in enumerate(zip(reference_layers(model, arch), trace.inputs, trace.outputs)):
+        actual = {"input": to_numpy(h_in.grad), **{k: to_numpy(getattr(model[i], k).grad) for k in network.parameter_names(name, params)}}
+        records += check_link(f"layer {i} ({name})", name, params, h_in, h_out, actual, info, device, arch.describe())
+    return records
+
+
+def check_link(label: str, name: str, params: dict[str, Any], h_in: torch.Tensor, h_out: torch.Tensor, actual: dict[str, np.ndarray],
+               info: dtypes.DtypeInfo, device: str, where: str, skip: torch.Tensor | None = None, k_times: int = 1) -> list[Comparison]:
+    """One link: torch's output against the reference on torch's input, and each gradient in
+    ``actual`` against the hand backward of the gradient torch sent back into the link. ``skip``: the
+    input also feeds a residual's identity path, so its gradient is that path's plus the link's."""
+    return _check_case(label, link_spec(name), magnitudes.link_case(name, to_numpy(h_in), params, info), h_out, actual, device, where, skip, k_times)
+
+
+def _check_case(label: str, spec: Any, case: Case, h_out: torch.Tensor, actual: dict[str, np.ndarray], device: str, where: str,
+                skip: torch.Tensor | None = None, k_times: int = 1) -> list[Comparison]:
+    info = case.info
+    context = lambda kind, shape: Context(label, kind, "network", device, info.name, shape, where)  # noqa: E731
+    expected = spec.forward(*case.inputs.values(), **case.params)
+    records = [compare(to_numpy(h_out), expected, scale=spec.scale(case, expected), info=info, k=k_for("forward", info.name) * k_times,
+                       context=context("forward", expected.shape))]
+    g_out = to_numpy(h_out.grad)
+    hand = spec.backward(g_out, *case.inputs.values(), **case.params)
+    hand = {k: v for k, v in zip(spec.grad_inputs, hand if isinstance(hand, tuple) else (hand,)) if v is not None}
+    scales = spec.grad_scale(case, g_out)
+    if skip is not None:  # the identity path adds its gradient exactly: the sum is rounded once
+        hand["input"] = hand["input"] + to_numpy(skip.grad)
+        scales = {**scales, "input": scales["input"] + np.abs(to_numpy(skip.grad))}
+    for key, value in hand.items():
+        records.append(compare(actual[key], value, scale=scales[key], info=info, k=k_for("gradient", info.name) * k_times,
+                               context=context(f"grad[{key}]", value.shape)))
     return records
 
 
@@ -252,101 +280,235 @@ class _Reshape:
         return {"input": 0.0}
 
 
-def _spec(name: str):
-    return _Reshape() if name == "flatten" else get(name)
+class _SelfAttentionLink:
+    """nn.MultiheadAttention as one link: three ops (in-projection, sdpa, out-projection), judged at
+    the magnitudes their roundings reach the output with (checks/magnitudes.py), at k times 3."""
+
+    name = "multi_head_attention"
+    grad_inputs = ("input", "in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias")
+    forward = staticmethod(reference.attention.multi_head_attention)
+    backward = staticmethod(reference.attention.multi_head_attention_backward)
+
+    @staticmethod
+    def _forward(case: Case):
+        h, params = case.inputs["input"], {k: v for k, v in {**case.inputs, **case.params}.items() if k != "input"}
+        return h, params, magnitudes._attention_forward(h, np.abs(h), params, case.info)
+
+    @classmethod
+    def scale(cls, case: Case, expected: np.ndarray) -> np.ndarray:
+        return cls._forward(case)[2][1]
+
+    @classmethod
+    def grad_scale(cls, case: Case, g: np.ndarray) -> dict:
+        h, params, (_, _, memo) = cls._forward(case)
+        g_in, sizes = magnitudes._attention_backward(np.abs(g), h, np.abs(h), params, memo, case.info)
+        return {"input": g_in, **sizes}
 
 
-def _activation_facts(name: str) -> facts.Facts | None:
-    """An activation's facts (its lipschitz bound, whether it mixes a row); None for a layer that is not one."""
-    known = None if name == "flatten" else facts.of(name)
-    return known if known is not None and known.lipschitz is not None else None
+_LINKS = {"flatten": _Reshape(), "multi_head_attention": _SelfAttentionLink()}
 
 
-def forward_magnitudes(layers: list[network.Layer], x: np.ndarray) -> list[np.ndarray]:
-    """The size at which each layer's input carries rounding error: |x|, then |W| M + |b| through
-    a Linear layer (a sum can cancel to far below its terms), and |f(h)| + L M through an activation
-    whose derivative is at most L in size (its ``lipschitz`` fact: 1/4 for sigmoid, 1 for ReLU,
-    alpha for ELU); an op that mixes its row (softmax, L = 1/2 in the infinity norm) passes on the
-    row's largest M."""
-    m, h, sizes = np.abs(x), x, []
-    for name, params in layers:
-        sizes.append(m)
-        forward = network._LAYERS[name][0]
-        out = forward(h, **params)
-        known = _activation_facts(name)
-        if known is not None:  # an activation
-            spread = np.max(m, axis=params["dim"], keepdims=True) if known.mixes else m
-            m = np.abs(out) + known.lipschitz(params) * spread
-        else:  # Linear or a convolution (|W| m + |b|), or a selection (max pooling, flatten: m itself, moved)
-            m = forward(m, **{k: np.abs(v) if isinstance(v, np.ndarray) else v for k, v in params.items()})
-        h = out
-    return sizes + [m]
+def link_spec(name: str):
+    """The registry op a layer is, or the link that stands for a layer no registry op is."""
+    return _LINKS[name] if name in _LINKS else get(name)
 
 
-def _loss_gradient_magnitude(loss: str, out: np.ndarray, size: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The size of dLoss/dout's terms (mean reduction), plus its sensitivity to the error the
-    network's output carries (at the scale ``size``)."""
-    n = out.shape[0] if loss == "cross_entropy" else out.size
-    if loss == "cross_entropy":  # (p - onehot) / N; p moves by at most 2 p max|dz|
-        p = reference.softmax(out, -1)
-        return (p + reference.one_hot(target, out.shape[-1]) + 2 * p * np.max(size, axis=-1, keepdims=True)) / n
-    if loss == "binary_cross_entropy":  # (p - y) / (p (1 - p)) / N, whose p-derivative is <= 2 / (p (1 - p))^2
-        q = np.maximum(out * (1 - out), 1e-12)
-        return ((np.abs(out) + np.abs(target)) / q + 2 * size / q**2) / n
-    if loss == "mse_loss":
-        return 2 * (np.abs(out) + np.abs(target) + size) / n
-    return np.full(out.shape, 1.0 / n)  # l1: sign / N
-
-
-def gradient_magnitudes(layers: list[network.Layer], x: np.ndarray, loss: str, target: np.ndarray, info: dtypes.DtypeInfo) -> list[dict[str, np.ndarray]]:
-    """The natural scale of every parameter gradient: the chain rule run in magnitudes. Forward
-    values enter at their forward magnitudes (see forward_magnitudes), weights as |W|, local
-    derivatives in absolute value (softmax's Jacobian as |p_i (delta_ij - p_j)|), and each link is at
-    least that op's own registry gradient scale: sigmoid's is |g|, not |g| s (1 - s), because 1 - s
-    is only accurate to eps absolutely."""
-    out, tape = network.forward(layers, x)
-    sizes_fwd = forward_magnitudes(layers, x)
-    g = _loss_gradient_magnitude(loss, out, sizes_fwd[-1], target)
-    sizes: list[dict[str, np.ndarray]] = []
-    for (name, params), h, m in zip(reversed(layers), reversed(tape.inputs), reversed(sizes_fwd[:-1])):
-        arrays = {k: np.abs(v) for k, v in params.items() if isinstance(v, np.ndarray)}
-        case = Case({"input": h, **arrays}, {k: v for k, v in params.items() if not isinstance(v, np.ndarray)}, info)
-        own = _spec(name).grad_scale(case, g)
-        if arrays:  # Linear, a convolution: the backward of |W| against the forward magnitudes
-            result = network._LAYERS[name][1](g, m, **{k: arrays.get(k, v) for k, v in params.items()})
-            g = np.maximum(result[0], own["input"])
-            sizes.append({k: np.maximum(v, own[k]) for k, v in zip(network.parameter_names(name, params), (r for r in result[1:] if r is not None))})
-            continue
-        known = _activation_facts(name)
-        if known is None:  # max pooling, flatten: g routed where the values went
-            g = np.maximum(np.abs(network._LAYERS[name][1](g, h, **params)), own["input"])
-            sizes.append({})
-            continue
-        if known.mixes:  # softmax: |p_i (delta_ij - p_j)| summed against g
-            p = reference.softmax(h, params["dim"])
-            chain = p * (g + np.sum(g * p, axis=params["dim"], keepdims=True))
-        else:  # elementwise: |f'(h)| g
-            chain = np.abs(network._LAYERS[name][1](g, h, **params))
-        g = np.maximum(chain, own["input"])
-        sizes.append({})
-    return sizes[::-1]
-
-
-def check_end_to_end(model: nn.Sequential, arch: Architecture, device: str) -> list[Comparison]:
+def check_end_to_end(model: nn.Module, arch: Architecture | ConvNet | TransformerBlock, device: str) -> list[Comparison]:
     """float64 only: the hand network from x alone against the model's loss and every .grad, with
     k multiplied by the number of ops in the chain (each may add its own k ULPs)."""
     info = dtypes.get("float64")
     x, target = draw_data(arch, info)
-    trace = run_torch(model, x, target, arch, info, device)
-    layers = reference_layers(model, arch)
+    if isinstance(arch, TransformerBlock):
+        loss_value = run_transformer(model, x, target, arch, info, device)["loss"]
+        layers, modules = transformer_layers(model, arch), [[model.norm1, model.self_attn], [model.norm2, model.linear1, model.activation, model.linear2]]
+    else:
+        loss_value = run_torch(model, x, target, arch, info, device).loss
+        layers, modules = reference_layers(model, arch), list(model)
     loss, grads = network.loss_and_gradients(layers, x, target, arch.loss)
-    sizes = gradient_magnitudes(layers, x, arch.loss, target, info)
-    chain = len(layers) + 1
+    chain = _count_links(layers) + 1
     k_fwd, k_grad = k_for("forward", "float64") * chain, k_for("gradient", "float64") * chain
-    records = [compare(to_numpy(trace.loss), loss, scale=1.0, info=info, k=k_fwd, context=Context("network loss", "forward", "end-to-end", device, "float64", (), arch.describe()))]
-    for i, (module, layer_grads, layer_sizes) in enumerate(zip(model, grads, sizes)):
+    records = [compare(to_numpy(loss_value), loss, scale=1.0, info=info, k=k_fwd, context=Context("network loss", "forward", "end-to-end", device, "float64", (), arch.describe()))]
+    for label, actual, expected, size in _parameter_gradients(modules, grads, magnitudes.gradients(layers, x, arch.loss, target, info)):
+        ctx = Context(f"{label}.grad", "gradient", "end-to-end", device, "float64", expected.shape, arch.describe())
+        records.append(compare(to_numpy(actual), expected, scale=size, info=info, k=k_grad, context=ctx))
+    return records
+
+
+def _count_links(layers: list[network.Layer]) -> int:
+    """Ops in the chain: a residual counts its stack and its sum; multi-head attention its three ops."""
+    return sum(_count_links(p["layers"]) + 1 if n == "residual" else 3 if n == "multi_head_attention" else 1 for n, p in layers)
+
+
+def _parameter_gradients(modules: list, grads: list[dict[str, Any]], sizes: list[dict[str, Any]], prefix: str = "layer "):
+    """(label, torch's .grad, the hand gradient, its magnitude) for every parameter, residual stacks walked in."""
+    for i, (module, layer_grads, layer_sizes) in enumerate(zip(modules, grads, sizes)):
+        if "layers" in layer_grads:
+            yield from _parameter_gradients(module, layer_grads["layers"], layer_sizes["layers"], f"{prefix}{i}.")
+            continue
         for key, expected in layer_grads.items():
-            actual = to_numpy(getattr(module, key).grad)
-            ctx = Context(f"layer {i} {key}.grad", "gradient", "end-to-end", device, "float64", expected.shape, arch.describe())
-            records.append(compare(actual, expected, scale=layer_sizes[key], info=info, k=k_grad, context=ctx))
+            yield f"{prefix}{i} {key}", module.get_parameter(key.replace("out_proj_", "out_proj.")).grad, expected, layer_sizes[key]
+
+
+# -- the transformer block ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TransformerBlock:
+    """A pre-norm transformer block, nn.TransformerEncoderLayer(norm_first=True, dropout=0, GELU):
+    x1 = x + MHA(LN1(x)), y = x1 + W2 GELU(W1 LN2(x1) + b1) + b2, then MSE against a target."""
+
+    heads: int
+    head_dim: int
+    hidden: int
+    length: int
+    batch: int
+    causal: bool
+    approximate: str
+    seed: int
+    loss: str = "mse_loss"
+
+    @property
+    def embed(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.length, self.embed)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.input_shape
+
+    def describe(self) -> str:
+        return (f"x + MultiheadAttention({self.embed}, {self.heads} heads{', causal' if self.causal else ''})(LayerNorm(x)) > "
+                f"+ Linear({self.embed}, {self.hidden}) > GELU({self.approximate!r}) > Linear({self.hidden}, {self.embed}) of LayerNorm > "
+                f"mse_loss on {self.length} tokens (batch {self.batch}, seed {self.seed})")
+
+    def mask(self) -> np.ndarray | None:
+        """nn.MultiheadAttention's causal mask: True forbids a later position."""
+        return np.triu(np.ones((self.length, self.length), dtype=bool), 1) if self.causal else None
+
+
+@st.composite
+def transformer_blocks(draw: st.DrawFn) -> TransformerBlock:
+    """1-3 heads of 2-4 features, an MLP 1-8 wide, 1-5 tokens, batches of 1-3, causal or not."""
+    return TransformerBlock(draw(st.integers(1, 3)), draw(st.integers(2, 4)), draw(st.integers(1, 8)), draw(st.integers(1, 5)),
+                            draw(st.integers(1, 3)), draw(st.booleans()), draw(st.sampled_from(("none", "tanh"))), draw(st.integers(0, 2**31 - 1)))
+
+
+def build_transformer(arch: TransformerBlock, info: dtypes.DtypeInfo, device: str) -> nn.TransformerEncoderLayer:
+    """torch's own initialisation under ``torch.manual_seed(arch.seed)``, except that its zero biases
+    and unit LayerNorm scales are drawn at random too (a hand block that ignored one would pass)."""
+    torch.manual_seed(arch.seed)
+    block = nn.TransformerEncoderLayer(arch.embed, arch.heads, arch.hidden, dropout=0.0, activation=nn.GELU(arch.approximate),
+                                       batch_first=True, norm_first=True)
+    with torch.no_grad():
+        for norm in (block.norm1, block.norm2):
+            norm.weight.normal_(1.0, 0.5)
+            norm.bias.normal_(0.0, 0.5)
+        block.self_attn.in_proj_bias.normal_(0.0, 0.5)
+        block.self_attn.out_proj.bias.normal_(0.0, 0.5)
+    return block.to(device=device, dtype=info.torch)
+
+
+def transformer_layers(block: nn.TransformerEncoderLayer, arch: TransformerBlock) -> list[network.Layer]:
+    """The block for reference.network: two residual stacks."""
+    attn = block.self_attn
+    norm = lambda m: ("layer_norm", {"normalized_shape": tuple(m.normalized_shape), "weight": to_numpy(m.weight), "bias": to_numpy(m.bias), "eps": m.eps})  # noqa: E731
+    linear = lambda m: ("linear", {"weight": to_numpy(m.weight), "bias": to_numpy(m.bias)})  # noqa: E731
+    attention = ("multi_head_attention", {"in_proj_weight": to_numpy(attn.in_proj_weight), "in_proj_bias": to_numpy(attn.in_proj_bias),
+                                          "out_proj_weight": to_numpy(attn.out_proj.weight), "out_proj_bias": to_numpy(attn.out_proj.bias),
+                                          "num_heads": attn.num_heads, "attn_mask": arch.mask()})
+    return [("residual", {"layers": [norm(block.norm1), attention]}),
+            ("residual", {"layers": [norm(block.norm2), linear(block.linear1), ("gelu", {"approximate": arch.approximate}), linear(block.linear2)]})]
+
+
+_HOOKED = ("norm1", "self_attn", "norm2", "linear1", "activation", "linear2")
+
+
+def run_transformer(block: nn.TransformerEncoderLayer, x: np.ndarray, target: np.ndarray, arch: TransformerBlock, info: dtypes.DtypeInfo,
+                    device: str) -> dict[str, Any]:
+    """The block's forward and backward, with each hooked module's (input, output) kept, gradients retained."""
+    seen: dict[str, Any] = {}
+
+    def hook(name: str):
+        def keep(module: nn.Module, args: tuple, output: Any) -> None:
+            out = output[0] if isinstance(output, tuple) else output
+            args[0].retain_grad()
+            out.retain_grad()
+            seen[name] = (args[0], out)
+
+        return keep
+
+    handles = [getattr(block, name).register_forward_hook(hook(name)) for name in _HOOKED]
+    try:
+        xt = torch.tensor(x, dtype=info.torch, device=device, requires_grad=True)
+        mask = arch.mask()
+        out = block(xt, src_mask=None if mask is None else torch.tensor(mask, device=device))
+        out.retain_grad()
+        seen["loss"] = nn.functional.mse_loss(out, torch.tensor(target, dtype=info.torch, device=device))
+        seen["loss"].backward()
+        seen["output"] = out
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+def check_transformer_links(block: nn.TransformerEncoderLayer, arch: TransformerBlock, dtype: str, device: str) -> list[Comparison]:
+    """Each link of the block on torch's own inputs: both layer norms, the attention (as one link,
+    and step by step through F.linear and F.scaled_dot_product_attention), the MLP, and the two
+    residual sums. Where a value feeds a residual's identity path too (x and x1), its gradient is
+    the sum of both paths."""
+    info = dtypes.get(dtype)
+    x, target = draw_data(arch, info)
+    seen = run_transformer(block, x, target, arch, info, device)
+    (ln1, attn), (ln2, fc1, act, fc2) = (stack["layers"] for _, stack in transformer_layers(block, arch))
+    where, records = arch.describe(), []
+    links = (("norm1", ln1, block.norm1, "x1"), ("self_attn", attn, block.self_attn, None), ("norm2", ln2, block.norm2, "output"),
+             ("linear1", fc1, block.linear1, None), ("activation", act, None, None), ("linear2", fc2, block.linear2, None))
+    for label, (name, params), module, skip in links:
+        h_in, h_out = seen[label]
+        keys = network.parameter_names(name, params)
+        actual = {"input": to_numpy(h_in.grad), **{k: to_numpy(module.get_parameter(k.replace("out_proj_", "out_proj.")).grad) for k in keys}}
+        skip_tensor = {"x1": seen["norm2"][0], "output": seen["output"]}.get(skip)
+        records += check_link(label, name, params, h_in, h_out, actual, info, device, where, skip=skip_tensor,
+                              k_times=3 if name == "multi_head_attention" else 1)
+    for label, a, b, total in (("residual 1", seen["norm1"][0], seen["self_attn"][1], seen["norm2"][0]),
+                               ("residual 2", seen["norm2"][0], seen["linear2"][1], seen["output"])):
+        a, b = to_numpy(a), to_numpy(b)
+        records.append(compare(to_numpy(total), a + b, scale=np.abs(a) + np.abs(b), info=info, k=k_for("forward", dtype),
+                               context=Context(label, "forward", "network", device, dtype, a.shape, where)))
+    return records + check_attention_steps(block.self_attn, *seen["self_attn"], arch, info, device)
+
+
+def check_attention_steps(attn: nn.MultiheadAttention, h_in: torch.Tensor, h_out: torch.Tensor, arch: TransformerBlock, info: dtypes.DtypeInfo,
+                          device: str) -> list[Comparison]:
+    """nn.MultiheadAttention as F.linear > heads split > F.scaled_dot_product_attention > heads merged
+    > F.linear, run by torch on the attention's own input and sent back the gradient it received:
+    each op against its registry reference, the split and merge against the hand reshapes exactly."""
+    heads, where = attn.num_heads, arch.describe()
+    weights = [p.detach().clone().requires_grad_() for p in (attn.in_proj_weight, attn.in_proj_bias, attn.out_proj.weight, attn.out_proj.bias)]
+    x = h_in.detach().clone().requires_grad_()
+    mask = arch.mask()
+    sdpa_mask = None if mask is None else torch.tensor(~mask, device=x.device)  # sdpa's convention: True keeps
+    qkv = nn.functional.linear(x, weights[0], weights[1])
+    split = [t.unflatten(-1, (heads, -1)).transpose(-2, -3) for t in qkv.chunk(3, dim=-1)]
+    o = nn.functional.scaled_dot_product_attention(*split, attn_mask=sdpa_mask)
+    merged = o.transpose(-2, -3).flatten(-2)
+    y = nn.functional.linear(merged, weights[2], weights[3])
+    for t in (qkv, *split, o, merged, y):
+        t.retain_grad()
+    y.backward(h_out.grad)
+    records = check_link("in-projection", "linear", {"weight": to_numpy(weights[0]), "bias": to_numpy(weights[1])}, x, qkv,
+                         {"input": to_numpy(x.grad), "weight": to_numpy(weights[0].grad), "bias": to_numpy(weights[1].grad)}, info, device, where)
+    exact = lambda label, actual, expected: compare(actual, expected, scale=0.0, info=info, k=1, context=Context(label, "reshape", "network", device, info.name, expected.shape, where))  # noqa: E731
+    for name, t, part in zip("QKV", split, np.split(to_numpy(qkv), 3, axis=-1)):
+        records.append(exact(f"heads split ({name})", to_numpy(t), reference.attention.split_heads(part, heads)))
+    case = Case({name: to_numpy(t) for name, t in zip(("query", "key", "value"), split)},
+                {"attn_mask": None if mask is None else ~mask, "dropout_p": 0.0, "is_causal": False, "scale": None, "enable_gqa": False}, info)
+    records += _check_case("scaled_dot_product_attention", get("scaled_dot_product_attention"), case, o,
+                           {name: to_numpy(t.grad) for name, t in zip(("query", "key", "value"), split)}, device, where)
+    records.append(exact("heads merged", to_numpy(merged), reference.attention.merge_heads(to_numpy(o))))
+    records += check_link("out-projection", "linear", {"weight": to_numpy(weights[2]), "bias": to_numpy(weights[3])}, merged, y,
+                          {"input": to_numpy(merged.grad), "weight": to_numpy(weights[2].grad), "bias": to_numpy(weights[3].grad)}, info, device, where)
     return records

@@ -14,6 +14,11 @@ The gradients, with $G = \bar O$: $\bar V = P^\top G$; $\bar P = G V^\top$; thro
 Jacobian $\bar Z = P \odot (\bar P - \mathrm{rowsum}(P \odot \bar P))$; then $\bar Q = s\,\bar Z K$ and
 $\bar K = s\,\bar Z^\top Q$ (a repeated key/value head sums its copies' gradients).
 Everything is computed in np.longdouble and rounded once.
+
+``multi_head_attention`` is nn.MultiheadAttention's self-attention (batch first, packed in-projection,
+``need_weights=False``) as a layer of a hand network, not an F op: the in-projection, the heads split,
+sdpa per head, the heads merged and the out-projection, and each step's gradient in reverse. Its mask
+follows nn.MultiheadAttention, where True *forbids* a position (sdpa's True keeps one).
 """
 from __future__ import annotations
 
@@ -25,9 +30,10 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, quiet
+from reference._validation import as_float, check_grad_shape, quiet
+from reference.layers import linear, linear_backward
 
-__all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward"]
+__all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward"]  # and multi_head_attention: a layer, not an F op
 
 
 class _Attention:
@@ -149,6 +155,86 @@ def scaled_dot_product_attention_backward(grad_output: Any, query: Any, key: Any
     grad_q = np.einsum("...ls,...se->...le", grad_z, a.k.astype(np.longdouble)) * a.scale
     grad_k = np.einsum("...ls,...le->...se", grad_z, a.q.astype(np.longdouble)) * a.scale
     return grad_q.astype(np.float64), a.fold(grad_k).astype(np.float64), a.fold(grad_v).astype(np.float64)
+
+
+def split_heads(x: Any, num_heads: int) -> np.ndarray:
+    r"""(..., L, E) to (..., H, L, E/H): head h takes features $[h E/H, (h+1) E/H)$, as nn.MultiheadAttention
+    splits them; its gradient is merge_heads."""
+    a = as_float(x, "x")
+    heads = _heads(num_heads, a.shape[-1])
+    return np.swapaxes(a.reshape(a.shape[:-1] + (heads, a.shape[-1] // heads)), -2, -3)
+
+
+def merge_heads(x: Any) -> np.ndarray:
+    r"""(..., H, L, d) to (..., L, H d): the heads side by side again; its gradient is split_heads."""
+    a = np.swapaxes(as_float(x, "x"), -2, -3)
+    return a.reshape(a.shape[:-2] + (a.shape[-2] * a.shape[-1],))
+
+
+def _heads(num_heads: Any, embed_dim: int) -> int:
+    if isinstance(num_heads, bool) or not isinstance(num_heads, (int, np.integer)) or num_heads < 1:
+        raise TypeError(f"num_heads must be a positive int, got {num_heads!r}")
+    if embed_dim % num_heads:
+        raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
+    return int(num_heads)
+
+
+class _SelfAttention:
+    """nn.MultiheadAttention's arguments checked, and its steps up to the heads' outputs."""
+
+    def __init__(self, input: Any, in_proj_weight: Any, in_proj_bias: Any, out_proj_weight: Any, out_proj_bias: Any, num_heads: Any, attn_mask: Any) -> None:
+        x = as_float(input, "input")
+        if x.ndim not in (2, 3):
+            raise ValueError(f"input must be (L, E) or batch-first (N, L, E), got shape {x.shape}")
+        e = x.shape[-1]
+        self.heads = _heads(num_heads, e)
+        w_in, w_out = as_float(in_proj_weight, "in_proj_weight"), as_float(out_proj_weight, "out_proj_weight")
+        if w_in.shape != (3 * e, e) or w_out.shape != (e, e):
+            raise ValueError(f"in_proj_weight {w_in.shape} must be (3E, E) and out_proj_weight {w_out.shape} (E, E), E = {e}")
+        self.x, self.w_in, self.w_out = x, w_in, w_out
+        self.b_in, self.b_out = in_proj_bias, out_proj_bias
+        self.mask = self._mask(attn_mask, x)
+        self.qkv = linear(x, w_in, in_proj_bias)  # the packed projection: [Q K V] = x W_in^T + b_in
+        self.q, self.k, self.v = (split_heads(part, self.heads) for part in np.split(self.qkv, 3, axis=-1))
+        self.merged = merge_heads(scaled_dot_product_attention(self.q, self.k, self.v, attn_mask=self.mask))
+
+    def _mask(self, attn_mask: Any, x: np.ndarray) -> np.ndarray | None:
+        """nn.MultiheadAttention's mask is the opposite of sdpa's: True (or -inf) forbids a position."""
+        if attn_mask is None:
+            return None
+        m = np.asarray(attn_mask)
+        length = x.shape[-2]
+        if m.ndim == 3 and x.ndim == 3 and m.shape[0] == x.shape[0] * self.heads:
+            m = m.reshape(x.shape[0], self.heads, *m.shape[1:])  # (N·H, L, S): one mask per sample and head
+        elif m.ndim != 2:
+            raise ValueError(f"attn_mask must be (L, S) or (N·num_heads, L, S), got shape {m.shape}")
+        if m.shape[-2:] != (length, length):
+            raise ValueError(f"attn_mask's last two dimensions {m.shape[-2:]} must be (L, S) = ({length}, {length})")
+        return ~m if m.dtype == bool else as_float(m, "attn_mask")
+
+
+@quiet
+def multi_head_attention(input: Any, in_proj_weight: Any, in_proj_bias: Any, out_proj_weight: Any, out_proj_bias: Any, num_heads: int,
+                         attn_mask: Any = None) -> np.ndarray:
+    r"""nn.MultiheadAttention(E, H, batch_first=True)(x, x, x, need_weights=False)[0]: $[Q\,K\,V] = x W_\text{in}^\top + b_\text{in}$,
+    each split into H heads, $O_h = \mathrm{sdpa}(Q_h, K_h, V_h)$, $y = [O_1 \dots O_H] W_\text{out}^\top + b_\text{out}$."""
+    a = _SelfAttention(input, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, num_heads, attn_mask)
+    return linear(a.merged, a.w_out, out_proj_bias)
+
+
+@quiet
+def multi_head_attention_backward(grad_output: Any, input: Any, in_proj_weight: Any, in_proj_bias: Any, out_proj_weight: Any, out_proj_bias: Any,
+                                  num_heads: int, attn_mask: Any = None) -> tuple[np.ndarray, ...]:
+    r"""Each step's gradient in reverse: $\bar O = \bar y W_\text{out}$ split into heads, sdpa's $(\bar Q_h, \bar K_h, \bar V_h)$,
+    merged and packed into $\overline{QKV}$; $\bar x = \overline{QKV}\,W_\text{in}$ (the sum of the three paths), $\bar W_\text{in} = \overline{QKV}^\top x$.
+    Returns the gradients of input, in_proj_weight, in_proj_bias, out_proj_weight and out_proj_bias."""
+    a = _SelfAttention(input, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, num_heads, attn_mask)
+    g = check_grad_shape(grad_output, a.x.shape)
+    g_merged, g_w_out, g_b_out = linear_backward(g, a.merged, a.w_out, out_proj_bias)
+    g_heads = scaled_dot_product_attention_backward(split_heads(g_merged, a.heads), a.q, a.k, a.v, attn_mask=a.mask)
+    g_qkv = np.concatenate([merge_heads(part) for part in g_heads], axis=-1)
+    g_x, g_w_in, g_b_in = linear_backward(g_qkv, a.x, a.w_in, in_proj_bias)
+    return g_x, g_w_in, g_b_in, g_w_out, g_b_out
 
 
 def _attention_example(length: int, source: int, e: int, ev: int):

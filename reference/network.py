@@ -8,8 +8,11 @@ A layer is ``(name, params)``: ``("linear", {"weight": W, "bias": b})``, ``("rel
 ``("leaky_relu", {"negative_slope": a})``, ``("gelu", {"approximate": "tanh"})``, ``("softmax", {"dim": -1})``:
 Linear, or any activation whose reference declares a ``lipschitz`` fact, and for a CNN
 ``("conv2d", {"weight": W, "bias": b, "stride": 1, ...})``, ``("max_pool2d", {"kernel_size": 2})`` and
-``("flatten", {})`` (``LAYER_NAMES``). A layer's arrays are its parameters: its ``_backward`` returns
-the input's gradient first, then theirs in the order of its signature.
+``("flatten", {})``, and for a transformer block ``("layer_norm", {"normalized_shape": (E,), "weight": w, "bias": b})``,
+``("multi_head_attention", {"in_proj_weight": W, ..., "num_heads": H})`` (``LAYER_NAMES``). A layer's
+arrays are its parameters: its ``_backward`` returns the input's gradient first, then theirs in the
+order of its signature. ``("residual", {"layers": [...]})`` is a skip connection around a stack:
+$y = x + f(x)$, so $\bar x = \bar y + f'(x)^\top \bar y$ (the identity path adds the gradient straight back).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from reference import binary, classification, convolution, layers as linear_layers, pooling, regression
+from reference import attention, binary, classification, convolution, layers as linear_layers, normalization, pooling, regression
 from reference._validation import as_float
 
 Layer = tuple[str, dict[str, Any]]
@@ -39,7 +42,7 @@ def flatten_backward(grad_output: Any, input: Any, start_dim: int = 1, end_dim: 
 def parameter_names(name: str, params: dict[str, Any]) -> list[str]:
     """A layer's parameters, the arrays among its arguments, in its signature's order (weight, bias)."""
     order = list(inspect.signature(_lookup(_LAYERS, name, "layer")[0]).parameters)
-    return [k for k in order if isinstance(params.get(k), np.ndarray)]
+    return [k for k in order if isinstance(params.get(k), np.ndarray) and k != "attn_mask"]  # a mask is data, not a parameter
 
 
 def _layers() -> dict[str, tuple]:
@@ -48,7 +51,9 @@ def _layers() -> dict[str, tuple]:
     import reference
 
     found = {"linear": (linear_layers.linear, linear_layers.linear_backward), "conv2d": (convolution.conv2d, convolution.conv2d_backward),
-             "max_pool2d": (pooling.max_pool2d, pooling.max_pool2d_backward), "flatten": (flatten, flatten_backward)}
+             "max_pool2d": (pooling.max_pool2d, pooling.max_pool2d_backward), "flatten": (flatten, flatten_backward),
+             "layer_norm": (normalization.layer_norm, normalization.layer_norm_backward),
+             "multi_head_attention": (attention.multi_head_attention, attention.multi_head_attention_backward)}
     for name in reference.__all__:
         function = getattr(reference, name)
         if getattr(getattr(function, "facts", None), "lipschitz", None) is not None:
@@ -63,7 +68,7 @@ _LOSSES = {
     "mse_loss": (regression.mse_loss, regression.mse_loss_backward),
     "l1_loss": (regression.l1_loss, regression.l1_loss_backward),
 }
-LAYER_NAMES, LOSS_NAMES = tuple(_LAYERS), tuple(_LOSSES)
+LAYER_NAMES, LOSS_NAMES = tuple(_LAYERS) + ("residual",), tuple(_LOSSES)
 
 
 def _lookup(table: dict[str, Any], name: str, kind: str) -> Any:
@@ -75,29 +80,44 @@ def _lookup(table: dict[str, Any], name: str, kind: str) -> Any:
 
 @dataclass(frozen=True)
 class Tape:
-    """What the backward pass needs: each layer's input, in order, and the network's output."""
+    """What the backward pass needs: each layer's input, in order, the network's output, and a
+    residual layer's own tape of the stack inside it (None for other layers)."""
 
     inputs: tuple[np.ndarray, ...]
     output: np.ndarray
+    inner: tuple[Tape | None, ...] = ()
 
 
 def forward(layers: Sequence[Layer], x: Any) -> tuple[np.ndarray, Tape]:
     r"""$h_0 = x$, $h_{l+1} = f_l(h_l)$; returns the output and the tape of layer inputs."""
     h = as_float(x, "x")
-    inputs = []
+    inputs, inner = [], []
     for name, params in layers:
         inputs.append(h)
+        if name == "residual":  # h + f(h)
+            out, tape = forward(params["layers"], h)
+            h, _ = h + out, inner.append(tape)
+            continue
         h = _lookup(_LAYERS, name, "layer")[0](h, **params)
-    return h, Tape(tuple(inputs), h)
+        inner.append(None)
+    return h, Tape(tuple(inputs), h, tuple(inner))
 
 
-def backward(layers: Sequence[Layer], tape: Tape, grad_output: Any) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+def backward(layers: Sequence[Layer], tape: Tape, grad_output: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
     r"""Chain rule from the top: $\bar h_l = f_l'(h_l)^\top \bar h_{l+1}$, and for a Linear layer
     $\bar W = \bar z^\top h$, $\bar b = \sum_n \bar z_n$ (a convolution: the correlation of h with
-    $\bar z$). Returns $\bar x$ and one dict of parameter gradients per layer (empty for activations)."""
+    $\bar z$); a residual layer adds its stack's $\bar h$ to the $\bar y$ that skips it. Returns
+    $\bar x$ and one dict of parameter gradients per layer (empty for activations; a residual
+    layer's is ``{"layers": [its stack's dicts]}``)."""
     g = as_float(grad_output, "grad_output")
-    grads: list[dict[str, np.ndarray]] = []
-    for (name, params), h in zip(reversed(layers), reversed(tape.inputs)):
+    grads: list[dict[str, Any]] = []
+    inner = tape.inner or (None,) * len(layers)
+    for (name, params), h, sub in zip(reversed(layers), reversed(tape.inputs), reversed(inner)):
+        if name == "residual":
+            through, sub_grads = backward(params["layers"], sub, g)
+            g = g + through
+            grads.append({"layers": sub_grads})
+            continue
         result = _lookup(_LAYERS, name, "layer")[1](g, h, **params)
         if isinstance(result, tuple):  # (input, then each parameter in signature order; None without it)
             g = result[0]
@@ -110,7 +130,7 @@ def backward(layers: Sequence[Layer], tape: Tape, grad_output: Any) -> tuple[np.
 
 def loss_and_gradients(
     layers: Sequence[Layer], x: Any, target: Any, loss: str, **loss_kwargs: Any
-) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """The loss of the network on (x, target), and every parameter's gradient: the whole step the
     notebooks do with ``loss.backward()``."""
     out, tape = forward(layers, x)

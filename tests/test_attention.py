@@ -75,3 +75,48 @@ def test_arguments_torch_refuses_are_refused_by_name():
         reference.scaled_dot_product_attention(np.zeros((3, 2, 4)), np.zeros((2, 2, 4)), np.zeros((2, 2, 4)), enable_gqa=True)
     with pytest.raises(ValueError, match="key's last dimension"):
         reference.scaled_dot_product_attention(q, np.zeros((1, 2, 3)), q)
+
+
+def _identity_attention(e: int) -> dict:
+    """nn.MultiheadAttention's parameters with every projection the identity and no bias: Q = K = V = x."""
+    eye = np.eye(e)
+    return {"in_proj_weight": np.vstack([eye, eye, eye]), "in_proj_bias": np.zeros(3 * e), "out_proj_weight": eye, "out_proj_bias": np.zeros(e)}
+
+
+def test_multi_head_attention_mask_true_forbids_a_position():
+    """nn.MultiheadAttention's convention, the opposite of sdpa's: True (or -inf) forbids. With identity
+    projections and x = [[1, 0], [0, 1]] under a causal mask, token 0 sees only itself (y0 = x0) and token 1
+    weighs the scores (x1·x0, x1·x1)/√2 = (0, 1/√2): y1 = (1 - p, p), p = 1/(1 + e^(-1/√2))."""
+    x, mask = np.eye(2), np.array([[False, True], [False, False]])
+    p = 1 / (1 + np.exp(-1 / np.sqrt(2)))
+    expected = np.array([[1.0, 0.0], [1 - p, p]])
+    params = _identity_attention(2)
+    assert reference.attention.multi_head_attention(x, **params, num_heads=1, attn_mask=mask) == pytest.approx(expected, abs=1e-15)
+    module = torch.nn.MultiheadAttention(2, 1, batch_first=True, dtype=torch.float64)
+    with torch.no_grad():
+        for name, value in params.items():
+            module.get_parameter(name.replace("out_proj_", "out_proj.")).copy_(torch.tensor(value))
+        y = module(*(torch.tensor(x)[None],) * 3, attn_mask=torch.tensor(mask), need_weights=False)[0][0]
+    assert y.numpy() == pytest.approx(expected, abs=1e-15)
+
+
+def test_multi_head_attention_heads_are_contiguous_blocks_of_features():
+    """Head h takes features [h d, (h + 1) d), as nn.MultiheadAttention splits them: with 3 heads of 2,
+    head 1 is features 2 and 3. Split and merge are each other's inverse."""
+    x = np.random.default_rng(0).normal(size=(3, 4, 6))
+    heads = reference.attention.split_heads(x, 3)
+    assert heads.shape == (3, 3, 4, 2) and np.array_equal(heads[:, 1], x[..., 2:4])
+    assert np.array_equal(reference.attention.merge_heads(heads), x)
+
+
+@pytest.mark.parametrize("change, error, match", [
+    ({"num_heads": 4}, ValueError, "divisible by num_heads"),
+    ({"num_heads": True}, TypeError, "num_heads"),
+    ({"in_proj_weight": np.zeros((6, 2))}, ValueError, "in_proj_weight"),
+    ({"attn_mask": np.zeros((3, 3), dtype=bool)}, ValueError, "attn_mask"),
+    ({"input": np.zeros(6)}, ValueError, "input"),
+])
+def test_multi_head_attention_refuses_bad_arguments_by_name(change, error, match):
+    args = {"input": np.zeros((2, 6)), **_identity_attention(6), "num_heads": 2, "attn_mask": None, **change}
+    with pytest.raises(error, match=match):
+        reference.attention.multi_head_attention(**args)

@@ -71,6 +71,68 @@ def test_a_cnn_whose_pooling_spreads_its_gradient_is_caught(monkeypatch):
     assert not all(r.passed for r in records)
 
 
+TRANSFORMER_EXAMPLES = 200 if settings.get_current_profile_name() == "thorough" else 5  # ~25 ms a draw and dtype
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@settings(max_examples=TRANSFORMER_EXAMPLES)
+@given(arch=networks.transformer_blocks())
+def test_every_link_of_a_transformer_block_matches_torch(device, dtype, arch):
+    """nn.TransformerEncoderLayer(norm_first=True): layer_norm > nn.MultiheadAttention > + x > layer_norm >
+    Linear > GELU > Linear > + x1, one link at a time, every .grad included; the attention also step by
+    step through F.linear, the heads split, F.scaled_dot_product_attention, the heads merged, F.linear."""
+    block = networks.build_transformer(arch, dtypes.get(dtype), device)
+    records = networks.check_transformer_links(block, arch, dtype, device)
+    assert len(records) == 42  # 6 layers' forwards and 16 gradients, 2 sums; 5 steps' forwards and 7 gradients, 4 reshapes
+    for record in records:
+        assert_agrees(record)
+
+
+@settings(max_examples=TRANSFORMER_EXAMPLES)
+@given(arch=networks.transformer_blocks())
+def test_hand_transformer_block_end_to_end_equals_model_loss_and_every_grad(device, arch):
+    if device == "mps":
+        pytest.skip("MPS has no float64")
+    block = networks.build_transformer(arch, dtypes.get("float64"), device)
+    records = networks.check_end_to_end(block, arch, device)
+    assert len(records) == 13  # the loss and 12 parameters: 2 layer norms, the attention's 4, the MLP's 4
+    for record in records:
+        assert_agrees(record)
+
+
+def _interleaved_heads(x, num_heads):
+    """A plausible mistake: head h takes features h, h + H, h + 2H, ... instead of a contiguous block."""
+    a = np.asarray(x, dtype=float)
+    return np.swapaxes(a.reshape(a.shape[:-1] + (a.shape[-1] // num_heads, num_heads)), -1, -2).swapaxes(-2, -3)
+
+
+@pytest.mark.parametrize("mistake", ["heads interleaved", "skip gradient dropped", "mask inverted"])
+def test_a_transformer_block_with_a_plausible_mistake_is_caught(monkeypatch, mistake):
+    """Meta-test: each mistake must fail end to end, and the attention's mistakes in the float32 links
+    too (a residual's rule is the hand network's, which only the end-to-end check runs)."""
+    from reference import attention, network
+
+    arch = networks.TransformerBlock(heads=2, head_dim=3, hidden=4, length=4, batch=2, causal=True, approximate="none", seed=3)
+    if mistake == "heads interleaved":
+        monkeypatch.setattr(attention, "split_heads", _interleaved_heads)
+        monkeypatch.setattr(attention, "merge_heads", lambda x: np.swapaxes(np.swapaxes(np.asarray(x), -2, -3), -1, -2).reshape(np.shape(x)[:-3] + (np.shape(x)[-2], -1)))
+    elif mistake == "mask inverted":
+        keep = attention._SelfAttention._mask  # sdpa's convention (True keeps) taken for nn.MultiheadAttention's (True forbids)
+        monkeypatch.setattr(attention._SelfAttention, "_mask", lambda self, mask, x: ~keep(self, mask, x))
+    else:
+        backward = network.backward
+
+        def no_skip(layers, tape, grad_output):  # a residual's stack returns its x̄ less the ȳ its sum will add: the sum adds nothing
+            g, grads = backward(layers, tape, grad_output)
+            return (g - grad_output if layers and layers[0][0] == "layer_norm" else g), grads
+
+        monkeypatch.setattr(network, "backward", no_skip)
+    for dtype in ("float64",) if mistake == "skip gradient dropped" else ("float64", "float32"):
+        block = networks.build_transformer(arch, dtypes.get(dtype), "cpu")
+        records = networks.check_end_to_end(block, arch, "cpu") if dtype == "float64" else networks.check_transformer_links(block, arch, dtype, "cpu")
+        assert not all(r.passed for r in records), f"{mistake} passed in {dtype}"
+
+
 @given(arch=networks.architectures())
 @settings(max_examples=50)
 def test_parameter_count_by_hand(arch):
