@@ -416,7 +416,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                              progress=lambda description: progress.update(task, advance=1, description=description))
     written = render.write(built, args.out, formats)
     summary = built.data["summary"]
-    verdict = "[green]all checks pass[/]" if built.passed else f"[bold red]FAILED[/]: {summary['cells_failed']} cells, {len(summary['unproven'])} proofs"
+    verdict = "[green]all checks pass[/]" if built.passed else (f"[bold red]FAILED[/]: {summary['cells_failed']} cells, {len(summary['unproven'])} proofs, "
+                                                                f"{len(summary['network_failures'])} network links")
     console.print(f"{verdict}; {summary['ops']} ops, {summary['cells']} cells, {summary['examples']} examples, {len(built.data['deviations'])} deviations, in {summary['elapsed_s']:.1f} s")
     if summary["sweep_failures"]:
         swept = ", ".join(f"{s['op']} {s['device']} {s['dtype']}" for s in summary["sweep_failures"])

@@ -18,7 +18,7 @@ import sympy as sp
 from checks import cli, faults, matrix
 from checks.registry import REGISTRY
 from checks.report import SCHEMA_FILE, _first_paragraph, build, formulas
-from checks.report import render
+from checks.report import chains, render
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS = "sigmoid,softmax,one_hot"
@@ -29,10 +29,10 @@ LATEX_COMMAND = re.compile(r"\\(frac|partial|sigma|mathrm|sum|delta|ell|alpha|be
 @pytest.fixture(scope="module")
 def passing(tmp_path_factory):
     """A small report over a cross-section of the registry: elementwise (with a deviation), the
-    softmax family, an integer op; CPU, float32 and float64. (The whole registry is the command's
-    job: about 25 s.)"""
+    softmax family, an integer op; CPU, float32 and float64; and both networks, link by link.
+    (The whole registry is the command's job: about 50 s.)"""
     out = tmp_path_factory.mktemp("report") / "passing"
-    report = build(matrix.cells("cpu", "float32,float64", OPS), examples=5, magnitudes=MAGNITUDES)
+    report = build(matrix.cells("cpu", "float32,float64", OPS), examples=5, magnitudes=MAGNITUDES, networks=list(chains.CHAINS))
     render.write(report, out)
     return report, out
 
@@ -151,6 +151,38 @@ def test_every_op_can_be_swept_across_magnitudes():
     for spec in REGISTRY:
         result = plots.sweep(spec, "cpu", "float64", np.array([1.0]))
         assert result is None or (len(result.forward) == 1 and not any(result.failed)), spec.name
+
+
+def test_the_networks_are_derived_link_by_link_in_every_format(passing):
+    """The CNN and the transformer block: each link's forward and chain rule (with math), measured in
+    each dtype (a link whose record labels matched nothing would have no checks), in every format."""
+    report, out = passing
+    nets = report.data["networks"]
+    assert [n["name"] for n in nets] == ["cnn", "transformer"] and all(n["status"] == "pass" for n in nets)
+    for n in nets:
+        for link in n["links"]:
+            assert "$" in link["forward"] and "$" in link["backward"], link["name"]
+            assert {c["dtype"] for c in link["checks"]} & {"float32", "float64"} or link["checks"][0]["dtype"] == "float64 end to end", link["name"]
+            assert all(c["passed"] and c["worst_ulp"] <= c["k"] for c in link["checks"])
+        assert n["end_to_end"][0]["comparisons"] == {"cnn": 4, "transformer": 12}[n["name"]]
+    page, text, tex = ((out / name).read_text() for name in ("index.html", "report.md", "report.tex"))
+    for n in nets:
+        assert f'id="network-{n["name"]}"' in page and f"## {n['title']}, link by link" in text and f"\\section{{{n['title']}, link by link}}" in tex
+        assert all(f"<th>{html.escape(link['name'])}</th>" in page and f"| {link['name']} |" in text for link in n["links"])
+    assert "heads split" in page and "\\bar V_h = P_h^\\top" in text
+
+
+def test_a_network_link_that_disagrees_fails_the_report(monkeypatch):
+    """GELU's derivative taken as the sigmoid's of z: the transformer's gelu link and its gradients
+    end to end fail, and the summary names them."""
+    from checks import report as report_module
+    from reference import network
+
+    monkeypatch.setitem(network._LAYERS, "gelu", (network._LAYERS["gelu"][0], lambda g, x, approximate="none": g / (1 + np.exp(-x))))
+    measured = chains.measure(chains.TRANSFORMER, ["cpu"], ["float64"])
+    summary = report_module._summary([], [], [measured], 0.0)
+    assert measured["status"] == "fail" and not summary["passed"]
+    assert {f["link"] for f in summary["network_failures"]} == {"every .grad end to end"}
 
 
 def test_every_docstring_formula_draws(passing):

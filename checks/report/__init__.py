@@ -23,8 +23,8 @@ import sympy as sp
 
 from checks import baseline, departures, devices
 from checks.matrix import Cell
-from checks.report import deviations, plots
-from checks.spec import OpSpec
+from checks.report import chains, deviations, plots
+from checks.spec import FLOAT_DTYPES, OpSpec
 from checks.verify import CellResult, verify
 from reference import symbolic
 
@@ -62,12 +62,14 @@ def plan(cells: list[Cell]) -> tuple[list[OpSpec], list[departures.Departure]]:
 
 def total_steps(cells: list[Cell]) -> int:
     ops, devs = plan(cells)
-    return len(cells) + len(ops) + len(devs)
+    return len(cells) + len(ops) + len(devs) + len(chains.covered([s.name for s in ops]))
 
 
-def build(cells: list[Cell], *, examples: int = 20, magnitudes: np.ndarray = plots.MAGNITUDES, progress: Progress | None = None) -> Report:
+def build(cells: list[Cell], *, examples: int = 20, magnitudes: np.ndarray = plots.MAGNITUDES, progress: Progress | None = None,
+          networks: list[chains.Chain] | None = None) -> Report:
     """Verify every cell, derive and prove every op, plot (torch's error sampled at
-    ``magnitudes``), and measure the deviations."""
+    ``magnitudes``), measure the deviations, and derive and measure each network link by link
+    (``networks``: by default those whose every op the cells cover)."""
     started = time.perf_counter()
     tick = progress or (lambda description: None)
     ops, devs = plan(cells)
@@ -82,6 +84,10 @@ def build(cells: list[Cell], *, examples: int = 20, magnitudes: np.ndarray = plo
     for dev in devs:
         dev_data.append(_deviation(report, dev))
         tick(f"measured {dev.id}")
+    net_data = []
+    for chain in chains.covered([s.name for s in ops]) if networks is None else networks:
+        net_data.append(chains.measure(chain, _network_devices(cells), [d for d in FLOAT_DTYPES if d in {c.dtype for c in cells}]))
+        tick(f"derived and measured the {chain.title.lower()}")
     report.data = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -89,9 +95,10 @@ def build(cells: list[Cell], *, examples: int = 20, magnitudes: np.ndarray = plo
         "environment": environment(),
         "settings": {"examples_per_cell": examples, "devices": sorted({c.device for c in cells}),
                      "dtypes": sorted({c.dtype for c in cells}), "ops": [s.name for s in ops]},
-        "summary": _summary(results, op_data, time.perf_counter() - started),
+        "summary": _summary(results, op_data, net_data, time.perf_counter() - started),
         "ops": op_data,
         "deviations": dev_data,
+        "networks": net_data,
     }
     return report
 
@@ -199,11 +206,20 @@ def _deviation(report: Report, dev: departures.Departure) -> dict[str, Any]:
     return data
 
 
-def _summary(results: list[CellResult], ops: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+def _network_devices(cells: list[Cell]) -> list[str]:
+    """The report's devices that have float64 (the end-to-end check's dtype): not MPS."""
+    return [d for d in sorted({c.device for c in cells}) if d != "mps"]
+
+
+def _summary(results: list[CellResult], ops: list[dict[str, Any]], networks: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
     failed = [r for r in results if not r.passed]
     unproven = [o["name"] for o in ops if o["derivation"]["proof"] and not o["derivation"]["proof"]["proven"]]
+    network_failures = [{"network": n["name"], "title": n["title"], "link": link["name"], "device": c["device"], "dtype": c["dtype"], "message": message}
+                        for n in networks for link in [*n["links"], {"name": "every .grad end to end", "checks": n["end_to_end"]}]
+                        for c in link["checks"] for message in c["failures"]]
     return {
-        "passed": not failed and not unproven,
+        "passed": not failed and not unproven and not network_failures,
+        "network_failures": network_failures,
         "ops": len(ops),
         "cells": len(results),
         "cells_passed": sum(r.passed and not r.skipped for r in results),
