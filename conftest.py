@@ -223,17 +223,23 @@ def _submit_beside(items: list[pytest.Item]) -> None:
         _BESIDE[job] = _POOL.submit(*job)
 
 
-@pytest.fixture
-def beside(request: pytest.FixtureRequest):
-    """The result of this test's beside(function, *args) computation."""
-    job = _job(request.node)
+def beside_result(*job: object) -> object:
+    """function(*args) of a beside(function, *args) job: the worker's result, or computed here
+    (under xdist, a test run alone, a machine that cannot start the worker). For a module-scoped
+    fixture, whose tests carry the marker."""
     future = _BESIDE.get(job)
     if future is not None:
         try:
             return future.result(timeout=900)
-        except BrokenProcessPool:  # a machine that cannot start the worker: compute it here instead
+        except BrokenProcessPool:
             pass
     return job[0](*job[1:])
+
+
+@pytest.fixture
+def beside(request: pytest.FixtureRequest):
+    """The result of this test's beside(function, *args) computation."""
+    return beside_result(*_job(request.node))
 
 
 

@@ -6,13 +6,14 @@ with the same inf), except that a torch inf is right where the reference's value
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from checks.dtypes import DtypeInfo, ulp
-from checks.tolerance import bound, ulp_error
+from checks.tolerance import bound, ulp_error, unit
 
 if TYPE_CHECKING:
     from checks.departures import Departure, Where
@@ -94,12 +95,18 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=None)
+def _overflow_threshold(info: DtypeInfo) -> float:
+    """Values at or beyond this round to inf in the dtype."""
+    return float(info.max + ulp(info.max, info) / 2)
+
+
 def _nonfinite_agreement(actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, info: DtypeInfo, terms_overflow: bool) -> np.ndarray:
     """Where non-finite values are right: NaN = NaN, same-signed infs, or a correct overflow to inf:
     the value itself overflows the dtype, or (``terms_overflow``) it reduces terms that do."""
     both_nan = np.isnan(actual) & np.isnan(expected)
     same_inf = np.isinf(actual) & (actual == expected)
-    overflow_threshold = info.max + ulp(info.max, info) / 2  # values at or beyond round to inf
+    overflow_threshold = _overflow_threshold(info)
     overflow = np.isinf(actual) & np.isfinite(expected) & (np.sign(actual) == np.sign(expected)) & (
         terms_overflow | (np.abs(expected) + limit >= overflow_threshold)
     )
@@ -122,7 +129,8 @@ def compare(
     if a.shape != e.shape:
         return _shape_mismatch(a, e, k, context)
     s = np.broadcast_to(np.abs(np.asarray(scale, dtype=np.float64)), e.shape)
-    limit = bound(e, s, info, k)
+    units = unit(e, s, info)
+    limit = bound(e, s, info, k, units)
     with np.errstate(all="ignore"):
         agreed = _nonfinite_agreement(a, e, limit, info, terms_overflow)
         abs_err = np.where(agreed, 0.0, np.abs(a - e))
@@ -139,7 +147,7 @@ def compare(
         abs_err = np.where(agreed, 0.0, abs_err)
         score = np.where(agreed, 0.0, abs_err / limit)  # > 1 fails; the largest is the worst element
         rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))
-        ulps = np.where(agreed, 0.0, ulp_error(a, e, s, info))
+        ulps = np.where(agreed, 0.0, ulp_error(a, e, s, info, units))
     if e.size == 0:
         return Comparison(context, 0, 0, 0.0, 0.0, 0.0, k, (), float("nan"), float("nan"), 0.0, True, notes)
     worst = np.unravel_index(int(np.argmax(score)), e.shape)

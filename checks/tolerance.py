@@ -60,17 +60,21 @@ def _magnitude(expected: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
     return np.fmax(np.abs(expected), np.abs(np.asarray(scale, dtype=np.float64)))
 
 
-def bound(expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo, k: float) -> np.ndarray:
-    """The largest |actual - expected| the policy accepts, element by element."""
-    magnitude = _magnitude(expected, scale)
-    return k * ulp(magnitude, info) + info.tiny
+def unit(expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo) -> np.ndarray:
+    """The policy's unit, element by element: one ULP of the dtype at max(|expected|, scale)."""
+    return ulp(_magnitude(expected, scale), info)
 
 
-def ulp_error(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo) -> np.ndarray:
+def bound(expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo, k: float, units: np.ndarray | None = None) -> np.ndarray:
+    """The largest |actual - expected| the policy accepts, element by element (``units``: the
+    :func:`unit` of these arguments, when the caller has it already)."""
+    return k * (unit(expected, scale, info) if units is None else units) + info.tiny
+
+
+def ulp_error(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray | float, info: DtypeInfo, units: np.ndarray | None = None) -> np.ndarray:
     """The 'floored ULP' error: |actual - expected| beyond the smallest-normal allowance, in ULPs of
     the dtype at max(|expected|, scale). An element passes exactly when this is <= k; NaN where
     either side is NaN is reported as inf."""
-    magnitude = _magnitude(expected, scale)
     with np.errstate(invalid="ignore"):
         excess = np.maximum(np.abs(actual - expected) - info.tiny, 0.0)
-        return np.nan_to_num(excess / ulp(magnitude, info), nan=np.inf)
+        return np.nan_to_num(excess / (unit(expected, scale, info) if units is None else units), nan=np.inf)

@@ -37,8 +37,8 @@ class Chain:
     check_links: Callable[..., list[Comparison]]
 
 
-_LINEAR = r"$\bar W = \bar z^\top h$, $\bar b = \sum_n \bar z_n$, $\bar h = \bar z W$"
-_NORM = (r"$\bar\gamma = \sum_n \bar u \odot \hat x$, $\bar\beta = \sum_n \bar u$; with $\hat g = \bar u \odot \gamma$ and $r = 1/\sqrt{\sigma^2 + \epsilon}$, "
+_LINEAR = r"$\bar W = \bar z^\top h,\ \bar b = \sum_n \bar z_n,\ \bar h = \bar z W$"
+_NORM = (r"$\bar\gamma = \sum_n \bar u \odot \hat x,\ \bar\beta = \sum_n \bar u$; with $\hat g = \bar u \odot \gamma\ \mathrm{and}\ r = 1/\sqrt{\sigma^2 + \epsilon}$, "
          r"the input gains $r(\hat g - \mathrm{mean}(\hat g) - \hat x\,\mathrm{mean}(\hat g \odot \hat x))$")
 
 CNN = Chain(
@@ -71,24 +71,24 @@ TRANSFORMER = Chain(
     "F.linear and F.scaled_dot_product_attention.",
     ("layer_norm", "linear", "scaled_dot_product_attention", "gelu", "mse_loss"),
     (
-        Link("layer_norm 1", r"$u = \gamma_1 \odot \hat x + \beta_1$, $\hat x = (x - \mu)/\sqrt{\sigma^2 + \epsilon}$ per token", _NORM, ("norm1",)),
+        Link("layer_norm 1", r"$u = \gamma_1 \odot \hat x + \beta_1,\ \hat x = (x - \mu)/\sqrt{\sigma^2 + \epsilon}$ per token", _NORM, ("norm1",)),
         Link("in-projection", r"$[Q\ K\ V] = u W_{in}^\top + b_{in}$ (one packed matrix)",
-             r"$\bar W_{in} = \overline{QKV}^\top u$, $\bar b_{in} = \sum \overline{QKV}$, $\bar u = \overline{QKV}\, W_{in}$: the three paths from u summed",
+             r"$\bar W_{in} = \overline{QKV}^\top u,\ \bar b_{in} = \sum \overline{QKV},\ \bar u = \overline{QKV}\, W_{in}$: the three paths from u summed",
              ("in-projection",)),
         Link("heads split", r"$Q_h$ = features $[h d, (h + 1) d)$ of Q, $d = E/H$ (K and V alike)",
              r"$\overline{QKV}$ = the heads' gradients side by side again: exact", ("heads split (Q)", "heads split (K)", "heads split (V)")),
-        Link("attention, per head", r"$O_h = P_h V_h$, $P_h = \mathrm{softmax}(Q_h K_h^\top/\sqrt{d} + M)$ (M: $-\infty$ above the diagonal when causal)",
-             r"$\bar V_h = P_h^\top \bar O_h$; $\bar Z_h = P_h \odot (\bar O_h V_h^\top - \mathrm{rowsum}(P_h \odot \bar O_h V_h^\top))$; "
-             r"$\bar Q_h = \bar Z_h K_h/\sqrt{d}$, $\bar K_h = \bar Z_h^\top Q_h/\sqrt{d}$", ("scaled_dot_product_attention",)),
+        Link("attention, per head", r"$O_h = P_h V_h,\ P_h = \mathrm{softmax}(Q_h K_h^\top/\sqrt{d} + M)$ (M: $-\infty$ above the diagonal when causal)",
+             r"$\bar V_h = P_h^\top \bar O_h;\ \bar Z_h = P_h \odot (\bar O_h V_h^\top - \mathrm{rowsum}(P_h \odot \bar O_h V_h^\top))$; "
+             r"$\bar Q_h = \bar Z_h K_h/\sqrt{d},\ \bar K_h = \bar Z_h^\top Q_h/\sqrt{d}$", ("scaled_dot_product_attention",)),
         Link("heads merged", r"$O = [O_1 \cdots O_H]$", r"$\bar O_h$ = features $[h d, (h + 1) d)$ of $\bar O$: exact", ("heads merged",)),
-        Link("out-projection", r"$a = O W_{out}^\top + b_{out}$", r"$\bar W_{out} = \bar a^\top O$, $\bar b_{out} = \sum \bar a$, $\bar O = \bar a W_{out}$",
+        Link("out-projection", r"$a = O W_{out}^\top + b_{out}$", r"$\bar W_{out} = \bar a^\top O,\ \bar b_{out} = \sum \bar a,\ \bar O = \bar a W_{out}$",
              ("out-projection",)),
-        Link("nn.MultiheadAttention, whole", r"$a = \mathrm{MHA}(u)$: the five steps above", r"the five steps' gradients in reverse: $\bar u$, $\bar W_{in}$, $\bar b_{in}$, $\bar W_{out}$, $\bar b_{out}$ from $\bar a$", ("self_attn",)),
+        Link("nn.MultiheadAttention, whole", r"$a = \mathrm{MHA}(u)$: the five steps above", r"the five steps' gradients in reverse: $\bar u,\ \bar W_{in},\ \bar b_{in},\ \bar W_{out},\ \bar b_{out}$ from $\bar a$", ("self_attn",)),
         Link("residual 1", r"$x_1 = x + a$", r"$\bar a = \bar x_1$, and x gains $\bar x_1$: the skip passes the gradient straight back", ("residual 1",)),
         Link("layer_norm 2", r"$v = \gamma_2 \odot \hat x_1 + \beta_2$", _NORM.replace(r"\bar u", r"\bar v").replace(r"\hat x", r"\hat x_1"), ("norm2",)),
-        Link("linear 1", r"$z = v W_1^\top + b_1$", r"$\bar W_1 = \bar z^\top v$, $\bar b_1 = \sum \bar z$, $\bar v = \bar z W_1$", ("linear1",)),
+        Link("linear 1", r"$z = v W_1^\top + b_1$", r"$\bar W_1 = \bar z^\top v,\ \bar b_1 = \sum \bar z,\ \bar v = \bar z W_1$", ("linear1",)),
         Link("gelu", r"$g = z\,\Phi(z)$ (or its tanh form)", r"$\bar z = \bar g \odot (\Phi(z) + z\,\varphi(z))$", ("activation",)),
-        Link("linear 2", r"$m = g W_2^\top + b_2$", r"$\bar W_2 = \bar m^\top g$, $\bar b_2 = \sum \bar m$, $\bar g = \bar m W_2$", ("linear2",)),
+        Link("linear 2", r"$m = g W_2^\top + b_2$", r"$\bar W_2 = \bar m^\top g,\ \bar b_2 = \sum \bar m,\ \bar g = \bar m W_2$", ("linear2",)),
         Link("residual 2", r"$y = x_1 + m$", r"$\bar m = \bar y$, and $x_1$ gains $\bar y$", ("residual 2",)),
         Link("mse_loss", r"$L = \frac{1}{n}\sum (y - t)^2$", r"$\bar y = 2(y - t)/n$: where the backward pass starts", ("network loss",)),
     ),
