@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import jsonschema
@@ -18,9 +17,7 @@ import sympy as sp
 
 from checks import cli, faults, matrix
 from checks.registry import REGISTRY
-from checks.report import SCHEMA_FILE, Report, _first_paragraph, build, formulas
-from conftest import beside_result
-from reference import symbolic
+from checks.report import SCHEMA_FILE, _first_paragraph, build, formulas
 from checks.report import chains, render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,46 +26,24 @@ MAGNITUDES = np.logspace(-3, 3, 7)  # the command samples 19; a coarser sweep ke
 LATEX_COMMAND = re.compile(r"\\(frac|partial|sigma|mathrm|sum|delta|ell|alpha|beta|log|operatorname|begin)\b")
 
 
-# The two reports are built and written in the worker beside the suite (conftest.py: 8 s of work the
-# single-threaded suite need not wait for), into a folder of this run that the fixtures remove.
-FOLDER = str(Path(tempfile.gettempdir()) / f"byhand-report-tests-{os.getpid()}")
-
-
-def _build_passing(folder: str) -> tuple[dict, dict]:
+@pytest.fixture(scope="module")
+def passing(tmp_path_factory):
     """A small report over a cross-section of the registry: elementwise (with a deviation), the
     softmax family, an integer op; CPU, float32 and float64; and both networks, link by link.
-    (The whole registry is the command's job: about 50 s.) Returns its data and figures."""
+    (The whole registry is the command's job: about 50 s.)"""
+    out = tmp_path_factory.mktemp("report") / "passing"
     report = build(matrix.cells("cpu", "float32,float64", OPS), examples=5, magnitudes=MAGNITUDES, networks=list(chains.CHAINS))
-    render.write(report, Path(folder) / "passing")
-    return report.data, report.figures
+    render.write(report, out)
+    return report, out
 
 
-def _build_failing(folder: str) -> int:
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory):
     """The same machinery with a real fault injected into torch: float64 softmax off by 1e-10."""
+    out = tmp_path_factory.mktemp("report") / "failing"
     with faults.get("softmax-1e-10-float64").active():
-        return cli.main(["report", "--out", str(Path(folder) / "failing"), "--ops", "softmax", "--dtype", "float64", "--examples", "3",
-                         "--sweep-points", "7", "--quiet"])
-
-
-pytestmark = pytest.mark.beside(_build_passing, FOLDER)
-
-
-@pytest.fixture(scope="module")
-def reports_folder():
-    yield Path(FOLDER)
-    shutil.rmtree(FOLDER, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def passing(reports_folder):
-    """The passing report as built (its derivations derived again here: sympy's are not sent back) and its folder."""
-    data, figures = beside_result(_build_passing, FOLDER)
-    return Report(data, figures, {name: symbolic.derive(name) for name in data["settings"]["ops"]}), reports_folder / "passing"
-
-
-@pytest.fixture
-def failing(reports_folder, beside):
-    return beside, reports_folder / "failing"
+        code = cli.main(["report", "--out", str(out), "--ops", "softmax", "--dtype", "float64", "--examples", "3", "--sweep-points", "7", "--quiet"])
+    return code, out
 
 
 def test_every_format_is_written_into_a_marked_folder(passing):
@@ -109,7 +84,6 @@ def test_markdown_has_tex_math_and_its_plot_files(passing):
     assert text.index("## sigmoid") < text.index("## Documented deviations")
 
 
-@pytest.mark.beside(_build_failing, FOLDER)
 def test_a_failing_check_is_at_the_top_of_every_format(failing):
     code, out = failing
     assert code == 1
@@ -211,20 +185,15 @@ def test_a_network_link_that_disagrees_fails_the_report(monkeypatch):
     assert {f["link"] for f in summary["network_failures"]} == {"every .grad end to end"}
 
 
-def _undrawn_formulas() -> tuple[list, list]:
-    """The $...$ of every op's definitions that mathtext cannot lay out (the report of that op would
-    fail), and those of the small report's ops drawn with no width."""
+def test_every_docstring_formula_draws(passing):
+    """Each $...$ in every op's definitions mathtext can lay out (the report of that op would fail),
+    and those of the report drawn here have a width."""
     undrawable = [(function.__name__, tex) for spec in REGISTRY for function in (spec.forward, spec.backward) if function is not None
                   for kind, tex in formulas.split_math(_first_paragraph(function)) if kind == "math" and not formulas.drawable(tex)]
-    empty = [(spec.name, piece.tex) for spec in REGISTRY if spec.name in OPS.split(",") for function in (spec.forward, spec.backward)
-             for kind, piece in formulas.segments(_first_paragraph(function) or "") if kind == "math" and not piece.width > 0]
-    return undrawable, empty
-
-
-@pytest.mark.beside.with_args(_undrawn_formulas)
-def test_every_docstring_formula_draws(beside):
-    undrawable, empty = beside
-    assert undrawable == [] and empty == []
+    assert not undrawable
+    for op in passing[0].data["ops"]:
+        for text in (op["definition"], op["gradient"]):
+            assert all(kind == "text" or piece.width > 0 for kind, piece in formulas.segments(text or ""))
 
 
 # --- a real browser and a real TeX ----------------------------------------------------------------
