@@ -260,6 +260,7 @@ def _stop_background() -> None:
     for process, tmp in _BACKGROUND.values():
         if process.poll() is None:
             process.kill()
+        process.communicate()  # reaped, its pipe closed
         shutil.rmtree(tmp, ignore_errors=True)
 
 
