@@ -172,8 +172,10 @@ def merge_heads(x: Any) -> np.ndarray:
 
 
 def _heads(num_heads: Any, embed_dim: int) -> int:
-    if isinstance(num_heads, bool) or not isinstance(num_heads, (int, np.integer)) or num_heads < 1:
-        raise TypeError(f"num_heads must be a positive int, got {num_heads!r}")
+    if isinstance(num_heads, bool) or not isinstance(num_heads, (int, np.integer)):
+        raise TypeError(f"num_heads must be an int, got {num_heads!r}")
+    if num_heads < 1:
+        raise ValueError(f"num_heads must be at least 1, got {num_heads}")
     if embed_dim % num_heads:
         raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
     return int(num_heads)
@@ -184,13 +186,16 @@ class _SelfAttention:
 
     def __init__(self, input: Any, in_proj_weight: Any, in_proj_bias: Any, out_proj_weight: Any, out_proj_bias: Any, num_heads: Any, attn_mask: Any) -> None:
         x = as_float(input, "input")
-        if x.ndim not in (2, 3):
-            raise ValueError(f"input must be (L, E) or batch-first (N, L, E), got shape {x.shape}")
+        if x.ndim not in (2, 3) or 0 in x.shape:
+            raise ValueError(f"input must be (L, E) or batch-first (N, L, E) with at least one token and feature, got shape {x.shape}")
         e = x.shape[-1]
         self.heads = _heads(num_heads, e)
         w_in, w_out = as_float(in_proj_weight, "in_proj_weight"), as_float(out_proj_weight, "out_proj_weight")
         if w_in.shape != (3 * e, e) or w_out.shape != (e, e):
             raise ValueError(f"in_proj_weight {w_in.shape} must be (3E, E) and out_proj_weight {w_out.shape} (E, E), E = {e}")
+        for name, bias, size in (("in_proj_bias", in_proj_bias, 3 * e), ("out_proj_bias", out_proj_bias, e)):
+            if bias is not None and as_float(bias, name).shape != (size,):
+                raise ValueError(f"{name} must have shape ({size},), got {np.shape(bias)}")
         self.x, self.w_in, self.w_out = x, w_in, w_out
         self.b_in, self.b_out = in_proj_bias, out_proj_bias
         self.mask = self._mask(attn_mask, x)
@@ -202,10 +207,15 @@ class _SelfAttention:
         """nn.MultiheadAttention's mask is the opposite of sdpa's: True (or -inf) forbids a position."""
         if attn_mask is None:
             return None
-        m = np.asarray(attn_mask)
-        length = x.shape[-2]
-        if m.ndim == 3 and x.ndim == 3 and m.shape[0] == x.shape[0] * self.heads:
-            m = m.reshape(x.shape[0], self.heads, *m.shape[1:])  # (N·H, L, S): one mask per sample and head
+        try:
+            m = np.asarray(attn_mask)
+        except ValueError:
+            raise ValueError("attn_mask must be a rectangular array") from None
+        if m.dtype != bool and not np.issubdtype(m.dtype, np.floating):
+            raise TypeError(f"attn_mask must be bool or floating (torch refuses others), got {m.dtype}")
+        length, batch = x.shape[-2], x.shape[0] if x.ndim == 3 else 1
+        if m.ndim == 3 and m.shape[0] == batch * self.heads:
+            m = m.reshape(x.shape[:-2] + (self.heads,) + m.shape[1:])  # (N·H, L, S): one mask per sample and head
         elif m.ndim != 2:
             raise ValueError(f"attn_mask must be (L, S) or (N·num_heads, L, S), got shape {m.shape}")
         if m.shape[-2:] != (length, length):

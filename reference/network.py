@@ -133,12 +133,20 @@ def loss_and_gradients(
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """The loss of the network on (x, target), and every parameter's gradient: the whole step the
     notebooks do with ``loss.backward()``."""
+    value, _, grads = loss_and_all_gradients(layers, x, target, loss, **loss_kwargs)
+    return value, grads
+
+
+def loss_and_all_gradients(
+    layers: Sequence[Layer], x: Any, target: Any, loss: str, **loss_kwargs: Any
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    r"""The loss, $\bar x$ (what ``x.grad`` holds when x requires a gradient) and every parameter's gradient."""
     out, tape = forward(layers, x)
     loss_forward, loss_backward = _lookup(_LOSSES, loss, "loss")
     value = loss_forward(out, target, **loss_kwargs)
     grad_out = loss_backward(np.ones(()), out, target, **loss_kwargs)
-    _, grads = backward(layers, tape, grad_out)
-    return value, grads
+    grad_x, grads = backward(layers, tape, grad_out)
+    return value, grad_x, grads
 
 
 def count_parameters(sizes: Sequence[int], bias: bool = True) -> int:

@@ -112,6 +112,11 @@ def test_multi_head_attention_heads_are_contiguous_blocks_of_features():
 @pytest.mark.parametrize("change, error, match", [
     ({"num_heads": 4}, ValueError, "divisible by num_heads"),
     ({"num_heads": True}, TypeError, "num_heads"),
+    ({"num_heads": 0}, ValueError, "num_heads"),
+    ({"in_proj_bias": np.zeros(5)}, ValueError, "in_proj_bias"),
+    ({"attn_mask": np.zeros((2, 2), dtype=int)}, TypeError, "attn_mask"),
+    ({"attn_mask": [[0.0, 1.0], [0.0]]}, ValueError, "attn_mask"),
+    ({"input": np.zeros((0, 6))}, ValueError, "input"),
     ({"in_proj_weight": np.zeros((6, 2))}, ValueError, "in_proj_weight"),
     ({"attn_mask": np.zeros((3, 3), dtype=bool)}, ValueError, "attn_mask"),
     ({"input": np.zeros(6)}, ValueError, "input"),
@@ -120,3 +125,17 @@ def test_multi_head_attention_refuses_bad_arguments_by_name(change, error, match
     args = {"input": np.zeros((2, 6)), **_identity_attention(6), "num_heads": 2, "attn_mask": None, **change}
     with pytest.raises(error, match=match):
         reference.attention.multi_head_attention(**args)
+
+
+def test_multi_head_attention_takes_one_mask_per_head_unbatched_too():
+    """A (num_heads, L, S) mask for an unbatched (L, E) input, as torch takes it: head 0 sees only
+    itself (an identity mask), head 1 everything; against nn.MultiheadAttention in float64."""
+    rng = np.random.default_rng(1)
+    x, heads = rng.normal(size=(3, 4)), 2
+    mask = np.stack([~np.eye(3, dtype=bool), np.zeros((3, 3), dtype=bool)])
+    module = torch.nn.MultiheadAttention(4, heads, batch_first=True, dtype=torch.float64)
+    params = {name: getattr(module, name).detach().numpy() for name in ("in_proj_weight", "in_proj_bias")}
+    params |= {"out_proj_weight": module.out_proj.weight.detach().numpy(), "out_proj_bias": module.out_proj.bias.detach().numpy()}
+    with torch.no_grad():
+        theirs = module(*(torch.tensor(x),) * 3, attn_mask=torch.tensor(mask), need_weights=False)[0].numpy()
+    assert reference.attention.multi_head_attention(x, **params, num_heads=heads, attn_mask=mask) == pytest.approx(theirs, abs=1e-14)

@@ -53,7 +53,7 @@ def test_hand_cnn_end_to_end_equals_model_loss_and_every_grad(device, arch):
         pytest.skip("MPS has no float64")
     model = networks.build_conv_net(arch, dtypes.get("float64"), device)
     records = networks.check_end_to_end(model, arch, device)
-    assert len(records) == 5  # the loss, conv's weight and bias, linear's weight and bias
+    assert len(records) == 6  # the loss, x.grad, conv's weight and bias, linear's weight and bias
     for record in records:
         assert_agrees(record)
 
@@ -95,7 +95,7 @@ def test_hand_transformer_block_end_to_end_equals_model_loss_and_every_grad(devi
         pytest.skip("MPS has no float64")
     block = networks.build_transformer(arch, dtypes.get("float64"), device)
     records = networks.check_end_to_end(block, arch, device)
-    assert len(records) == 13  # the loss and 12 parameters: 2 layer norms, the attention's 4, the MLP's 4
+    assert len(records) == 14  # the loss, x.grad and 12 parameters: 2 layer norms, the attention's 4, the MLP's 4
     for record in records:
         assert_agrees(record)
 
@@ -109,7 +109,8 @@ def _interleaved_heads(x, num_heads):
 @pytest.mark.parametrize("mistake", ["heads interleaved", "skip gradient dropped", "mask inverted"])
 def test_a_transformer_block_with_a_plausible_mistake_is_caught(monkeypatch, mistake):
     """Meta-test: each mistake must fail end to end, and the attention's mistakes in the float32 links
-    too (a residual's rule is the hand network's, which only the end-to-end check runs)."""
+    too. A residual's rule is the hand network's, which only the end-to-end check runs; the first
+    residual's skip reaches no parameter, only x.grad."""
     from reference import attention, network
 
     arch = networks.TransformerBlock(heads=2, head_dim=3, hidden=4, length=4, batch=2, causal=True, approximate="none", seed=3)
@@ -122,9 +123,9 @@ def test_a_transformer_block_with_a_plausible_mistake_is_caught(monkeypatch, mis
     else:
         backward = network.backward
 
-        def no_skip(layers, tape, grad_output):  # a residual's stack returns its x̄ less the ȳ its sum will add: the sum adds nothing
+        def no_skip(layers, tape, grad_output):  # the attention's residual: its stack returns x̄ less the ȳ its sum will add
             g, grads = backward(layers, tape, grad_output)
-            return (g - grad_output if layers and layers[0][0] == "layer_norm" else g), grads
+            return (g - grad_output if layers and layers[-1][0] == "multi_head_attention" else g), grads
 
         monkeypatch.setattr(network, "backward", no_skip)
     for dtype in ("float64",) if mistake == "skip gradient dropped" else ("float64", "float32"):
@@ -155,7 +156,7 @@ def test_a_forgotten_activation_derivative_is_caught(monkeypatch):
     model = networks.build_model(arch, dtypes.get("float64"), "cpu")
     records = networks.check_end_to_end(model, arch, "cpu")
     assert not all(r.passed for r in records)
-    assert len(records) == 5  # the loss and four parameter gradients
+    assert len(records) == 6  # the loss, x.grad and four parameter gradients
 
 
 @pytest.mark.parametrize("fan_in", [1, 3, 64, 1000])

@@ -87,7 +87,7 @@ TRANSFORMER = Chain(
         Link("residual 1", r"$x_1 = x + a$", r"$\bar a = \bar x_1$, and x gains $\bar x_1$: the skip passes the gradient straight back", ("residual 1",)),
         Link("layer_norm 2", r"$v = \gamma_2 \odot \hat x_1 + \beta_2$", _NORM.replace(r"\bar u", r"\bar v").replace(r"\hat x", r"\hat x_1"), ("norm2",)),
         Link("linear 1", r"$z = v W_1^\top + b_1$", r"$\bar W_1 = \bar z^\top v,\ \bar b_1 = \sum \bar z,\ \bar v = \bar z W_1$", ("linear1",)),
-        Link("gelu", r"$g = z\,\Phi(z)$ (or its tanh form)", r"$\bar z = \bar g \odot (\Phi(z) + z\,\varphi(z))$", ("activation",)),
+        Link("gelu", r"$g = z\,\Phi(z)$ (or its tanh form)", r"$\bar z = \bar g \odot (\Phi(z) + z\,\varphi(z))$ (the exact form's; the tanh form's is in gelu's own derivation)", ("activation",)),
         Link("linear 2", r"$m = g W_2^\top + b_2$", r"$\bar W_2 = \bar m^\top g,\ \bar b_2 = \sum \bar m,\ \bar g = \bar m W_2$", ("linear2",)),
         Link("residual 2", r"$y = x_1 + m$", r"$\bar m = \bar y$, and $x_1$ gains $\bar y$", ("residual 2",)),
         Link("mse_loss", r"$L = \frac{1}{n}\sum (y - t)^2$", r"$\bar y = 2(y - t)/n$: where the backward pass starts", ("network loss",)),
