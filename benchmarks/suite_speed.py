@@ -1,5 +1,5 @@
 """Measure what the speed budget is about: the default `pytest` run (< 60 s on the 2-core machine),
-`byhand verify` (< 30 s) and `byhand report` of the whole registry (< 60 s), and count the
+`byhand verify` (< 15 s) and `byhand report` of the whole registry (< 60 s), and count the
 hypothesis examples each checks.
 
     python benchmarks/suite_speed.py            # both

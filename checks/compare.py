@@ -131,6 +131,8 @@ def compare(
     s = np.broadcast_to(np.abs(np.asarray(scale, dtype=np.float64)), e.shape)
     units = unit(e, s, info)
     limit = bound(e, s, info, k, units)
+    if not quirks and e.size and np.isfinite(a).all() and np.isfinite(e).all():
+        return _finite(a, e, units, limit, info, k, context, notes)
     with np.errstate(all="ignore"):
         agreed = _nonfinite_agreement(a, e, limit, info, terms_overflow)
         abs_err = np.where(agreed, 0.0, np.abs(a - e))
@@ -166,6 +168,35 @@ def compare(
         passed=bool(ok.all()),
         notes=notes,
         deviations=tuple(known),
+    )
+
+
+_LARGEST = float(np.finfo(np.float64).max)
+
+
+def _finite(a: np.ndarray, e: np.ndarray, units: np.ndarray, limit: np.ndarray, info: DtypeInfo, k: float, context: Context,
+            notes: tuple[str, ...]) -> Comparison:
+    """compare()'s common case, every value finite and no quirk: the same record, in a third of the time."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # an infinite scale, a difference past float64's range
+        abs_err = np.abs(a - e)
+        score = abs_err / limit
+        rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))
+        ulps = np.maximum(abs_err - info.tiny, 0.0) / units
+    worst = np.unravel_index(int(np.argmax(score)), e.shape)
+    return Comparison(
+        context=context,
+        n=int(e.size),
+        n_bad=int(np.count_nonzero(abs_err > limit)),
+        max_abs_err=float(abs_err.max()),
+        max_rel_err=min(float(rel_err.max()), _LARGEST),  # as the general path's nan_to_num writes an infinite ratio
+        max_ulp_err=min(float(ulps.max()), _LARGEST),
+        k=k,
+        worst_index=tuple(int(i) for i in worst),
+        worst_actual=float(a[worst]),
+        worst_expected=float(e[worst]),
+        worst_bound=float(limit[worst]),
+        passed=bool(np.all(abs_err <= limit)),
+        notes=notes,
     )
 
 
