@@ -151,8 +151,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # --- subprocess checks, started in the background ---------------------------------------------------
-# A test marked background(command, env=..., prepare=...) needs a separate Python process (another CPU
-# capability, a nested pytest run); prepare(tmp), if given, first writes what it reads. Each starts as soon as collection ends, on the core the single-threaded
+# A test marked background(command, env=...) needs a separate Python process (another CPU capability,
+# a nested pytest run). Each starts as soon as collection ends, on the core the single-threaded
 # suite leaves idle; the test waits for it through the `background` fixture. "{tmp}" in the command
 # is a fresh temporary folder.
 _BACKGROUND: dict[str, tuple[subprocess.Popen, str]] = {}
@@ -161,8 +161,6 @@ _BACKGROUND: dict[str, tuple[subprocess.Popen, str]] = {}
 def _start(item: pytest.Item) -> None:
     marker = item.get_closest_marker("background")
     tmp = tempfile.mkdtemp(prefix="byhand-bg-")
-    if "prepare" in marker.kwargs:  # what the command reads, made here first (its files in tmp)
-        marker.kwargs["prepare"](tmp)
     command = [part.replace("{tmp}", tmp) for part in marker.args[0]]
     # One torch thread and a lower priority: the check fills the core the suite leaves idle instead
     # of contending with it (measured: 7 s of the suite's wall time otherwise).
@@ -246,14 +244,14 @@ def beside(request: pytest.FixtureRequest):
 
 
 @pytest.fixture
-def background(request: pytest.FixtureRequest) -> subprocess.CompletedProcess:
+def background(request: pytest.FixtureRequest):
     """The finished background command of this test: returncode and output (stdout + stderr)."""
     if request.node.nodeid not in _BACKGROUND:
         _start(request.node)
     process, tmp = _BACKGROUND[request.node.nodeid]
     output, _ = process.communicate(timeout=600)
+    yield subprocess.CompletedProcess(process.args, process.returncode, output, "")  # its files in tmp, for the test to read
     shutil.rmtree(tmp, ignore_errors=True)
-    return subprocess.CompletedProcess(process.args, process.returncode, output, "")
 
 
 def _stop_background() -> None:

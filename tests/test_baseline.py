@@ -1,9 +1,8 @@
 """Baselines: save what torch computes, compare later, and sort what moved."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -104,22 +103,21 @@ _CAPABILITY = torch.backends.cpu.get_cpu_capability()
 _LOWER = {"AVX512": "avx2", "AVX2": "default"}.get(_CAPABILITY, "default" if _CAPABILITY not in ("DEFAULT", "NO AVX") else None)
 
 
-def _save_small(tmp: str) -> None:
-    """Saved here, under the native capability (a tenth of a second; a process of its own costs 4 s)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert cli.main(["baseline", "save", f"{tmp}/b.json", *SMALL]) == 0
-
-
 @pytest.mark.skipif(_LOWER is None, reason=f"this CPU's capability is {_CAPABILITY}: there is none lower to compare with")
-@(pytest.mark.background([sys.executable, "-m", "checks.cli", "baseline", "compare", "{tmp}/b.json"], env={"ATEN_CPU_CAPABILITY": _LOWER},
-                         prepare=_save_small) if _LOWER else lambda test: test)  # nothing to start where the test skips
-def test_a_lower_cpu_capability_is_within_tolerance_and_named_as_the_cause(background):
-    """Saved under the native capability, compared under a lower one (AVX-512 -> AVX2, AVX2 ->
-    default): values may move by an ULP or so (TORCH_NUMERICS.md), the comparison passes, and the
-    capability change is reported (and named as the likely cause of any bitwise change)."""
+@(pytest.mark.background([sys.executable, "-m", "checks.cli", "baseline", "save", "{tmp}/b.json", *SMALL], env={"ATEN_CPU_CAPABILITY": _LOWER})
+  if _LOWER else lambda test: test)  # nothing to start where the test skips
+def test_a_lower_cpu_capability_is_within_tolerance_and_named_as_the_cause(background, capsys):
+    """Saved under a lower capability (AVX-512 -> AVX2, AVX2 -> default) in a process of its own,
+    compared here under the native one: values may move by an ULP or so (TORCH_NUMERICS.md), the
+    comparison passes, and the capability change is reported (and named as the likely cause of any
+    bitwise change)."""
     assert background.returncode == 0, background.stdout
-    assert "cpu_capability changed" in background.stdout
-    assert "bitwise changes" not in background.stdout or "CPU vector capability" in background.stdout
+    saved = re.search(r"saved \d+ cases of \d+ cells to (\S+)", background.stdout)
+    assert saved, background.stdout
+    assert cli.main(["baseline", "compare", saved.group(1)]) == 0
+    out = capsys.readouterr().out
+    assert "cpu_capability changed" in out
+    assert "bitwise changes" not in out or "CPU vector capability" in out
 
 
 def _doctor_data(saved: Path, tmp_path: Path, change) -> Path:

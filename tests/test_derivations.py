@@ -100,10 +100,15 @@ def _three_paths(spec):
     return sympy_grads, hand, autograd
 
 
-@pytest.mark.parametrize("op", [s.name for s in REGISTRY if s.differentiable])
-def test_sympy_numpy_and_autograd_gradients_agree(op):
+def _three_paths_of(op: str) -> tuple:
+    """The three gradients of ``op``'s example: computed in the worker beside the suite (conftest.py)."""
+    return _three_paths(next(s for s in REGISTRY if s.name == op))
+
+
+@pytest.mark.parametrize("op", [pytest.param(s.name, marks=pytest.mark.beside(_three_paths_of, s.name)) for s in REGISTRY if s.differentiable])
+def test_sympy_numpy_and_autograd_gradients_agree(op, beside):
     spec = next(s for s in REGISTRY if s.name == op)
-    sympy_grads, hand, autograd = _three_paths(spec)
+    sympy_grads, hand, autograd = beside
     for name, expected, via_sympy, via_torch in zip(spec.grad_inputs, hand, sympy_grads, autograd):
         scale = np.abs(expected).max(initial=1e-300)
         for path, value in (("sympy (lambdify)", via_sympy), ("torch autograd", via_torch)):
