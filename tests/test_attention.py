@@ -6,45 +6,79 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import reference
-from checks import dtypes
+from checks import devices, dtypes
 from checks.registry import get
+from checks.registry.attention import MASKS
+from checks.spec import Recipe
 from checks.runner import Runner, build_case
 from checks.strategies import recipes
 
 SPEC = get("scaled_dot_product_attention")
 
 
-def _ran(case, dtype: str) -> SDPBackend:
-    """The kernel torch's dispatcher picks for the case's tensors."""
-    q, k, v = (torch.tensor(case.inputs[n], dtype=getattr(torch, dtype)) for n in ("query", "key", "value"))
+def _ran(case, dtype: str, device: str = "cpu") -> SDPBackend:
+    """The kernel torch's dispatcher picks for the case's tensors (under the kernels enabled now)."""
+    q, k, v = (torch.tensor(case.inputs[n], dtype=getattr(torch, dtype), device=device) for n in ("query", "key", "value"))
     mask = case.params["attn_mask"]
-    mask = None if mask is None else torch.tensor(mask) if mask.dtype == bool else torch.tensor(mask, dtype=q.dtype)
+    mask = None if mask is None else torch.tensor(mask, device=device) if mask.dtype == bool else torch.tensor(mask, dtype=q.dtype, device=device)
     params = {**case.params, "attn_mask": mask}
     return SDPBackend(torch._fused_sdp_choice(q, k, v, **params))
 
 
+KERNELS = [SDPBackend.MATH, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]
+
+
+def _unavailable(backend: SDPBackend, device: str, dtype: str) -> str | None:
+    """Why torch cannot run ``backend`` here at all: its dispatcher's choice for a plain 4-D case
+    with head dimension 8 (every fused kernel takes it) when only that kernel is enabled."""
+    q = torch.ones((1, 1, 4, 8), dtype=getattr(torch, dtype), device=device)
+    with sdpa_kernel([backend]):
+        try:
+            choice = SDPBackend(torch._fused_sdp_choice(q, q, q)).name
+        except RuntimeError as exc:  # "No viable backend ...": the kernel is not built for this device
+            choice = str(exc).split(".")[0]
+    return None if choice == backend.name else f"torch has no {backend.name} kernel for {dtype} on {device} (its dispatcher: {choice})"
+
+
 @pytest.mark.parametrize("dtype", dtypes.DTYPE_NAMES)
-@pytest.mark.parametrize("backend", [SDPBackend.MATH, SDPBackend.FLASH_ATTENTION], ids=lambda b: b.name)
-@settings(max_examples=8, deadline=None)
+@pytest.mark.parametrize("backend", KERNELS, ids=lambda b: b.name)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_each_cpu_kernel_agrees_with_the_hand_attention(backend, dtype, data):
-    """Forced with sdpa_kernel, and named: the math kernel, and the fused flash kernel (values as wide as keys)."""
+def test_each_kernel_agrees_with_the_hand_attention(device, backend, dtype, data):
+    """Forced with sdpa_kernel, and named: each kernel this torch has on this device (the CPU's: math,
+    and the fused flash kernel when values are as wide as keys; CUDA's: flash, memory-efficient and
+    cuDNN too, at head dimension 8), on draws the dispatcher sends to it."""
+    if reason := devices.unsupported_reason(device, dtype) or _unavailable(backend, device, dtype):
+        pytest.skip(reason)
     recipe = data.draw(recipes(SPEC), label="recipe")
-    e = (tuple(recipe.shape) + (1,) * 5)[4]
-    knobs = {**recipe.knobs, "backend": "default", "ev": e if backend == SDPBackend.FLASH_ATTENTION else recipe.knobs["ev"]}
-    recipe = type(recipe)(recipe.seed, recipe.regime, recipe.shape, knobs)
+    shape = (tuple(recipe.shape) + (1,) * 5)[:5]
+    if device != "cpu" and backend != SDPBackend.MATH:
+        shape = shape[:4] + (8,)  # the CUDA kernels' head dimensions are multiples of 8
+    fused = backend != SDPBackend.MATH
+    knobs = {**recipe.knobs, "backend": "default", "ev": shape[4] if fused else recipe.knobs["ev"]}
+    recipe = type(recipe)(recipe.seed, recipe.regime, shape, knobs)
     with sdpa_kernel([backend]):
         case = build_case(SPEC, recipe, dtypes.get(dtype))
-        if backend == SDPBackend.FLASH_ATTENTION:
-            assert _ran(case, dtype) == SDPBackend.FLASH_ATTENTION, "the dispatcher would not pick flash: the case does not test it"
-        records = Runner(SPEC, "cpu", dtype).run(recipe)
+        assume(not fused or _ran(case, dtype, device) == backend)  # a draw this kernel refuses (a mask, GQA) tests nothing
+        records = Runner(SPEC, device, dtype).run(recipe)
     failed = [r for r in records if not r.passed]
     assert not failed, f"under {backend.name}: " + failed[0].message()
+
+
+def test_the_cpu_flash_kernel_takes_the_registrys_draws():
+    """The CPU's fused flash kernel runs whenever values are as wide as keys, masks and GQA included:
+    the test above filters none of its draws there (a dispatcher that changed would show here)."""
+    for seed in range(20):
+        recipe = Recipe(seed, "normal", (2, 2, 3, 4, 4), {"ev": 4, "groups": 2, "gqa": seed % 2 == 0, "mask": MASKS[seed % 4], "scale": None,
+                                                          "backend": "default"})
+        case = build_case(SPEC, recipe, dtypes.get("float32"))
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            assert _ran(case, "float32") == SDPBackend.FLASH_ATTENTION, recipe
 
 
 @pytest.mark.parametrize("dtype", dtypes.DTYPE_NAMES)
