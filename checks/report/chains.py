@@ -50,7 +50,7 @@ CNN = Chain(
              r"$\bar K_{o,k,p,q} = \sum_{n,i,j} \bar z_{n,o,i,j}\, x_{n,k,\,si+p,\,sj+q}$ (x correlated with $\bar z$), $\bar c_o = \sum_{n,i,j} \bar z_{n,o,i,j}$; "
              r"$\bar x$ is the transposed convolution: each tap's $K_{o,k,p,q}\,\bar z_{n,o,i,j}$ added back where its input came from",
              ("layer 0 (conv2d)",)),
-        Link("relu", r"$a = \max(z, 0)$", r"$\bar z = \bar a \odot [z > 0]$ (0 at the kink: torch's convention)", ("layer 1 (relu)",)),
+        Link("relu", r"$a = \max(z, 0)$", r"$\bar z = \bar a \odot \mathbf{1}_{z > 0}$ (0 at the kink: torch's convention)", ("layer 1 (relu)",)),
         Link("max_pool2d", r"$p_w = \max_{i \in w} a_i$ for each window w",
              r"$\bar a_i = \sum_{w:\ i = \mathrm{argmax}\ w} \bar p_w$: each window's gradient routed to its first maximum, 0 elsewhere",
              ("layer 2 (max_pool2d)",)),
