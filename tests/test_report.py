@@ -34,7 +34,11 @@ def passing(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "passing"
     report = build(matrix.cells("cpu", "float32,float64", OPS), examples=5, magnitudes=MAGNITUDES, networks=list(chains.CHAINS))
     render.write(report, out)
-    return report, out
+    _BROWSER["passing"] = _open_in_chromium(out / "index.html", tmp_path_factory.mktemp("browser"))  # it renders while the tests below run
+    yield report, out
+    if _BROWSER["passing"] is not None and _BROWSER["passing"][0].poll() is None:  # its test was not run
+        _BROWSER["passing"][0].kill()
+        _BROWSER["passing"][0].communicate()
 
 
 @pytest.fixture(scope="module")
@@ -227,28 +231,38 @@ def _chromium() -> str:
     pytest.skip("no headless Chromium here (Debian: apt-get install chromium; .ci/run installs it where apt-get can)")
 
 
-def _browse(chromium: str, page: Path, *args: str) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=10000"]
-    return subprocess.run([chromium, *flags, *args, page.as_uri()], capture_output=True, text=True, timeout=120)
+_BROWSER: dict = {}  # the passing page's Chromium process, started as soon as the page is written
 
 
-def _rendered(chromium: str, page: Path, tmp_path: Path, screenshot: Path) -> dict:
-    """Load the page in Chromium with CHECKER appended (at the bottom, out of the screenshot's
-    view); return what the browser measured, and save a screenshot of the first screen."""
-    probe = tmp_path / "probe.html"
+def _open_in_chromium(page: Path, folder: Path) -> tuple[subprocess.Popen, Path] | None:
+    """Start loading the page in headless Chromium with CHECKER appended (at the bottom, out of the
+    screenshot's view), saving a screenshot of the first screen; None without Chromium."""
+    chromium = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable") if shutil.which(n)), None)
+    if chromium is None:
+        return None
+    probe, screenshot = folder / "probe.html", folder / "report.png"
     probe.write_text(page.read_text().replace("</body>", CHECKER + "</body>"))
-    dom = _browse(chromium, probe, "--dump-dom", "--window-size=1280,1600", f"--screenshot={screenshot}").stdout
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=10000", "--dump-dom",
+             "--window-size=1280,1600", f"--screenshot={screenshot}"]
+    return subprocess.Popen([chromium, *flags, probe.as_uri()], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True), screenshot
+
+
+def _rendered(started: tuple[subprocess.Popen, Path]) -> tuple[dict, Path]:
+    """What the browser measured, and its screenshot."""
+    process, screenshot = started
+    dom, _ = process.communicate(timeout=120)
     found = re.search(r'<pre id="byhand-check">(.*?)</pre>', dom, re.S)
     assert found, f"Chromium did not run the page: {dom[-500:]}"
-    return json.loads(html.unescape(found.group(1)))
+    return json.loads(html.unescape(found.group(1))), screenshot
 
 
-def test_chromium_renders_the_math_and_the_plots(passing, tmp_path):
-    # Look at it: BYHAND_SCREENSHOTS=DIR keeps the screenshot.
-    shot_dir = Path(os.environ.get("BYHAND_SCREENSHOTS", tmp_path))
-    shot_dir.mkdir(parents=True, exist_ok=True)
-    shot = shot_dir / "report.png"
-    result = _rendered(_chromium(), passing[1] / "index.html", tmp_path, shot)
+def test_chromium_renders_the_math_and_the_plots(passing):
+    if _BROWSER.get("passing") is None:
+        _chromium()  # skips, saying why
+    result, shot = _rendered(_BROWSER["passing"])
+    if os.environ.get("BYHAND_SCREENSHOTS"):  # look at it: BYHAND_SCREENSHOTS=DIR keeps the screenshot
+        Path(os.environ["BYHAND_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(os.environ["BYHAND_SCREENSHOTS"]) / "report.png")
     assert result["math"] >= 8 and result["empty_math"] == 0
     assert result["fractions"] > 0 and result["stacked"] == result["fractions"], "MathML laid out: numerators above denominators"
     assert result["images"] >= 6 and result["broken"] == []
