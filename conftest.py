@@ -223,23 +223,17 @@ def _submit_beside(items: list[pytest.Item]) -> None:
         _BESIDE[job] = _POOL.submit(*job)
 
 
-def beside_result(*job: object) -> object:
-    """function(*args) of a beside(function, *args) job: the worker's result, or computed here
-    (under xdist, a test run alone, a machine that cannot start the worker). For a module-scoped
-    fixture, whose tests carry the marker."""
+@pytest.fixture
+def beside(request: pytest.FixtureRequest):
+    """The result of this test's beside(function, *args) computation."""
+    job = _job(request.node)
     future = _BESIDE.get(job)
     if future is not None:
         try:
             return future.result(timeout=900)
-        except BrokenProcessPool:
+        except BrokenProcessPool:  # a machine that cannot start the worker: compute it here instead
             pass
     return job[0](*job[1:])
-
-
-@pytest.fixture
-def beside(request: pytest.FixtureRequest):
-    """The result of this test's beside(function, *args) computation."""
-    return beside_result(*_job(request.node))
 
 
 

@@ -283,12 +283,15 @@ class _Reshape:
         return {"input": 0.0}
 
 
+_ATTENTION_PARAMETERS = ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias")  # reference.attention's order
+
+
 class _SelfAttentionLink:
     """nn.MultiheadAttention as one link: three ops (in-projection, sdpa, out-projection), judged at
     the error their own roundings reach the output with (checks/magnitudes.py), at k times 3."""
 
     name = "multi_head_attention"
-    grad_inputs = ("input", "in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias")
+    grad_inputs = ("input", *_ATTENTION_PARAMETERS)
     forward = staticmethod(reference.attention.multi_head_attention)
     backward = staticmethod(reference.attention.multi_head_attention_backward)
 
@@ -343,6 +346,12 @@ def check_end_to_end(model: nn.Module, arch: Architecture | ConvNet | Transforme
     return records
 
 
+def torch_parameter(module: nn.Module, name: str) -> nn.Parameter:
+    """The module's parameter a reference argument names: nn.MultiheadAttention keeps out_proj_weight
+    as out_proj.weight."""
+    return module.get_parameter(name.replace("out_proj_", "out_proj."))
+
+
 def _count_links(layers: list[network.Layer]) -> int:
     """Ops in the chain: a residual counts its stack and its sum; multi-head attention its three ops."""
     return sum(_count_links(p["layers"]) + 1 if n == "residual" else 3 if n == "multi_head_attention" else 1 for n, p in layers)
@@ -355,7 +364,7 @@ def _parameter_gradients(modules: list, grads: list[dict[str, Any]], sizes: list
             yield from _parameter_gradients(module, layer_grads["layers"], layer_sizes["layers"], f"{prefix}{i}.")
             continue
         for key, expected in layer_grads.items():
-            yield f"{prefix}{i} {key}", module.get_parameter(key.replace("out_proj_", "out_proj.")).grad, expected, layer_sizes[key]
+            yield f"{prefix}{i} {key}", torch_parameter(module, key).grad, expected, layer_sizes[key]
 
 
 # -- the transformer block ----------------------------------------------------------------------------
@@ -424,8 +433,7 @@ def transformer_layers(block: nn.TransformerEncoderLayer, arch: TransformerBlock
     attn = block.self_attn
     norm = lambda m: ("layer_norm", {"normalized_shape": tuple(m.normalized_shape), "weight": to_numpy(m.weight), "bias": to_numpy(m.bias), "eps": m.eps})  # noqa: E731
     linear = lambda m: ("linear", {"weight": to_numpy(m.weight), "bias": to_numpy(m.bias)})  # noqa: E731
-    attention = ("multi_head_attention", {"in_proj_weight": to_numpy(attn.in_proj_weight), "in_proj_bias": to_numpy(attn.in_proj_bias),
-                                          "out_proj_weight": to_numpy(attn.out_proj.weight), "out_proj_bias": to_numpy(attn.out_proj.bias),
+    attention = ("multi_head_attention", {**{k: to_numpy(torch_parameter(attn, k)) for k in _ATTENTION_PARAMETERS},
                                           "num_heads": attn.num_heads, "attn_mask": arch.mask()})
     return [("residual", {"layers": [norm(block.norm1), attention]}),
             ("residual", {"layers": [norm(block.norm2), linear(block.linear1), ("gelu", {"approximate": arch.approximate}), linear(block.linear2)]})]
@@ -478,7 +486,7 @@ def check_transformer_links(block: nn.TransformerEncoderLayer, arch: Transformer
     for label, (name, params), module, skip in links:
         h_in, h_out = seen[label]
         keys = network.parameter_names(name, params)
-        actual = {"input": to_numpy(h_in.grad), **{k: to_numpy(module.get_parameter(k.replace("out_proj_", "out_proj.")).grad) for k in keys}}
+        actual = {"input": to_numpy(h_in.grad), **{k: to_numpy(torch_parameter(module, k).grad) for k in keys}}
         skip_tensor = {"x1": seen["norm2"][0], "output": seen["output"]}.get(skip)
         records += check_link(label, name, params, h_in, h_out, actual, info, device, where, skip=skip_tensor,
                               k_times=3 if name == "multi_head_attention" else 1)
@@ -496,7 +504,7 @@ def check_attention_steps(attn: nn.MultiheadAttention, h_in: torch.Tensor, h_out
     > F.linear, run by torch on the attention's own input and sent back the gradient it received:
     each op against its registry reference, the split and merge against the hand reshapes exactly."""
     heads, where = attn.num_heads, arch.describe()
-    weights = [p.detach().clone().requires_grad_() for p in (attn.in_proj_weight, attn.in_proj_bias, attn.out_proj.weight, attn.out_proj.bias)]
+    weights = [torch_parameter(attn, k).detach().clone().requires_grad_() for k in _ATTENTION_PARAMETERS]
     x = h_in.detach().clone().requires_grad_()
     mask = arch.mask()
     sdpa_mask = None if mask is None else torch.tensor(~mask, device=x.device)  # sdpa's convention: True keeps

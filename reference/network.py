@@ -96,7 +96,8 @@ def forward(layers: Sequence[Layer], x: Any) -> tuple[np.ndarray, Tape]:
         inputs.append(h)
         if name == "residual":  # h + f(h)
             out, tape = forward(params["layers"], h)
-            h, _ = h + out, inner.append(tape)
+            inner.append(tape)
+            h = h + out
             continue
         h = _lookup(_LAYERS, name, "layer")[0](h, **params)
         inner.append(None)

@@ -12,6 +12,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import reference
 from checks import devices, dtypes
+from checks.networks import torch_parameter
 from checks.registry import get
 from checks.registry.attention import MASKS
 from checks.spec import Recipe
@@ -129,7 +130,7 @@ def test_multi_head_attention_mask_true_forbids_a_position():
     module = torch.nn.MultiheadAttention(2, 1, batch_first=True, dtype=torch.float64)
     with torch.no_grad():
         for name, value in params.items():
-            module.get_parameter(name.replace("out_proj_", "out_proj.")).copy_(torch.tensor(value))
+            torch_parameter(module, name).copy_(torch.tensor(value))
         y = module(*(torch.tensor(x)[None],) * 3, attn_mask=torch.tensor(mask), need_weights=False)[0][0]
     assert y.numpy() == pytest.approx(expected, abs=1e-15)
 
@@ -168,8 +169,7 @@ def test_multi_head_attention_takes_one_mask_per_head_unbatched_too():
     x, heads = rng.normal(size=(3, 4)), 2
     mask = np.stack([~np.eye(3, dtype=bool), np.zeros((3, 3), dtype=bool)])
     module = torch.nn.MultiheadAttention(4, heads, batch_first=True, dtype=torch.float64)
-    params = {name: getattr(module, name).detach().numpy() for name in ("in_proj_weight", "in_proj_bias")}
-    params |= {"out_proj_weight": module.out_proj.weight.detach().numpy(), "out_proj_bias": module.out_proj.bias.detach().numpy()}
+    params = {name: torch_parameter(module, name).detach().numpy() for name in ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias")}
     with torch.no_grad():
         theirs = module(*(torch.tensor(x),) * 3, attn_mask=torch.tensor(mask), need_weights=False)[0].numpy()
     assert reference.attention.multi_head_attention(x, **params, num_heads=heads, attn_mask=mask) == pytest.approx(theirs, abs=1e-14)

@@ -224,11 +224,8 @@ window.addEventListener("load", () => {
 </script>"""
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if shutil.which(name):
-            return shutil.which(name)
-    pytest.skip("no headless Chromium here (Debian: apt-get install chromium; .ci/run installs it where apt-get can)")
+def _chromium() -> str | None:
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable") if shutil.which(n)), None)
 
 
 _BROWSER: dict = {}  # the passing page's Chromium process, started as soon as the page is written
@@ -237,7 +234,7 @@ _BROWSER: dict = {}  # the passing page's Chromium process, started as soon as t
 def _open_in_chromium(page: Path, folder: Path) -> tuple[subprocess.Popen, Path] | None:
     """Start loading the page in headless Chromium with CHECKER appended (at the bottom, out of the
     screenshot's view), saving a screenshot of the first screen; None without Chromium."""
-    chromium = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable") if shutil.which(n)), None)
+    chromium = _chromium()
     if chromium is None:
         return None
     probe, screenshot = folder / "probe.html", folder / "report.png"
@@ -258,7 +255,7 @@ def _rendered(started: tuple[subprocess.Popen, Path]) -> tuple[dict, Path]:
 
 def test_chromium_renders_the_math_and_the_plots(passing):
     if _BROWSER.get("passing") is None:
-        _chromium()  # skips, saying why
+        pytest.skip("no headless Chromium here (Debian: apt-get install chromium; .ci/run installs it where apt-get can)")
     result, shot = _rendered(_BROWSER["passing"])
     if os.environ.get("BYHAND_SCREENSHOTS"):  # look at it: BYHAND_SCREENSHOTS=DIR keeps the screenshot
         Path(os.environ["BYHAND_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
