@@ -131,25 +131,26 @@ def compare(
     s = np.broadcast_to(np.abs(np.asarray(scale, dtype=np.float64)), e.shape)
     units = unit(e, s, info)
     limit = bound(e, s, info, k, units)
+    known: list[tuple[str, int]] = []
     if not quirks and e.size and np.isfinite(a).all() and np.isfinite(e).all():
-        return _finite(a, e, units, limit, info, k, context, notes)
-    with np.errstate(all="ignore"):
-        agreed = _nonfinite_agreement(a, e, limit, info, terms_overflow)
-        abs_err = np.where(agreed, 0.0, np.abs(a - e))
-        abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)  # NaN against a number is maximally wrong
-        # The numeric test only applies where the reference is finite (its bound is inf otherwise).
-        ok = agreed | ((abs_err <= limit) & np.isfinite(e))
-        known = []
-        for quirk in quirks:
-            excused = ~ok & quirk.excused(a, e, limit, where) if e.size else np.zeros(e.shape, bool)
-            if excused.any():
-                known.append((quirk.id, int(excused.sum())))
-                agreed = agreed | excused
-                ok = ok | excused
-        abs_err = np.where(agreed, 0.0, abs_err)
-        score = np.where(agreed, 0.0, abs_err / limit)  # > 1 fails; the largest is the worst element
-        rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))
-        ulps = np.where(agreed, 0.0, ulp_error(a, e, s, info, units))
+        abs_err, score, rel_err, max_ulp, ok = _finite_errors(a, e, units, limit, info)
+    else:
+        with np.errstate(all="ignore"):
+            agreed = _nonfinite_agreement(a, e, limit, info, terms_overflow)
+            abs_err = np.where(agreed, 0.0, np.abs(a - e))
+            abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)  # NaN against a number is maximally wrong
+            # The numeric test only applies where the reference is finite (its bound is inf otherwise).
+            ok = agreed | ((abs_err <= limit) & np.isfinite(e))
+            for quirk in quirks:
+                excused = ~ok & quirk.excused(a, e, limit, where) if e.size else np.zeros(e.shape, bool)
+                if excused.any():
+                    known.append((quirk.id, int(excused.sum())))
+                    agreed = agreed | excused
+                    ok = ok | excused
+            abs_err = np.where(agreed, 0.0, abs_err)
+            score = np.where(agreed, 0.0, abs_err / limit)  # > 1 fails; the largest is the worst element
+            rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))
+            max_ulp = float(np.where(agreed, 0.0, ulp_error(a, e, s, info, units)).max(initial=0.0))
     if e.size == 0:
         return Comparison(context, 0, 0, 0.0, 0.0, 0.0, k, (), float("nan"), float("nan"), 0.0, True, notes)
     worst = np.unravel_index(int(np.argmax(score)), e.shape)
@@ -158,8 +159,8 @@ def compare(
         n=int(e.size),
         n_bad=int((~ok).sum()),
         max_abs_err=float(abs_err.max()),
-        max_rel_err=float(np.nan_to_num(rel_err, nan=np.inf).max()),
-        max_ulp_err=float(ulps.max()),
+        max_rel_err=_largest(rel_err),
+        max_ulp_err=max_ulp,
         k=k,
         worst_index=tuple(int(i) for i in worst),
         worst_actual=float(a[worst]),
@@ -174,30 +175,20 @@ def compare(
 _LARGEST = float(np.finfo(np.float64).max)
 
 
-def _finite(a: np.ndarray, e: np.ndarray, units: np.ndarray, limit: np.ndarray, info: DtypeInfo, k: float, context: Context,
-            notes: tuple[str, ...]) -> Comparison:
-    """compare()'s common case, every value finite and no quirk: the same record, in a third of the time."""
+def _largest(errors: np.ndarray) -> float:
+    """The largest error, written as nan_to_num(nan=inf) would leave it: a NaN as inf, an inf as the largest float."""
+    worst = float(np.max(errors))
+    return np.inf if np.isnan(worst) else min(worst, _LARGEST)
+
+
+def _finite_errors(a: np.ndarray, e: np.ndarray, units: np.ndarray, limit: np.ndarray, info: DtypeInfo) -> tuple:
+    """compare()'s common case, every value finite and no quirk: no non-finite agreement to look
+    for, so the general path's errors (the largest floored ULP error as ulp_error's would be) in a
+    third of the time."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # an infinite scale, a difference past float64's range
         abs_err = np.abs(a - e)
-        score = abs_err / limit
-        rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))
         ulps = np.maximum(abs_err - info.tiny, 0.0) / units
-    worst = np.unravel_index(int(np.argmax(score)), e.shape)
-    return Comparison(
-        context=context,
-        n=int(e.size),
-        n_bad=int(np.count_nonzero(abs_err > limit)),
-        max_abs_err=float(abs_err.max()),
-        max_rel_err=min(float(rel_err.max()), _LARGEST),  # as the general path's nan_to_num writes an infinite ratio
-        max_ulp_err=min(float(ulps.max()), _LARGEST),
-        k=k,
-        worst_index=tuple(int(i) for i in worst),
-        worst_actual=float(a[worst]),
-        worst_expected=float(e[worst]),
-        worst_bound=float(limit[worst]),
-        passed=bool(np.all(abs_err <= limit)),
-        notes=notes,
-    )
+        return abs_err, abs_err / limit, np.where(abs_err == 0, 0.0, abs_err / np.abs(e)), _largest(ulps), abs_err <= limit
 
 
 def _shape_mismatch(a: np.ndarray, e: np.ndarray, k: float, context: Context) -> Comparison:
