@@ -79,16 +79,16 @@ def _norm_parts(h: np.ndarray, e: np.ndarray, params: dict[str, Any]):
 
 
 def _norm_forward(h, e, params, info):
-    _, _, _, _, dxhat, _ = _norm_parts(h, e, params)
+    parts = _norm_parts(h, e, params)  # kept for the backward
     w = 1.0 if params.get("weight") is None else np.abs(params["weight"])
     out = network._LAYERS["layer_norm"][0](h, **params)
-    return out, _spec("layer_norm").scale(link_case("layer_norm", h, params, info), out) + w * dxhat, None
+    return out, _spec("layer_norm").scale(link_case("layer_norm", h, params, info), out) + w * parts[4], parts
 
 
 def _norm_backward(g, ge, h, e, params, memo, info):
     r"""$\bar x = r(\hat g - \overline{\hat g} - \hat x\,\overline{\hat g \hat x})$, $\hat g = g w$: ĝ's error through the same
     map, x̂'s error against ĝ's value, and r's relative error times x̄."""
-    axes, mean, sigma, xhat, dxhat, dr = _norm_parts(h, e, params)
+    axes, mean, sigma, xhat, dxhat, dr = memo
     w = 1.0 if params.get("weight") is None else np.abs(params["weight"])
     x = np.abs(xhat)
     gv, gerr = np.abs(g) * w, ge * w

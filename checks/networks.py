@@ -295,11 +295,15 @@ class _SelfAttentionLink:
     forward = staticmethod(reference.attention.multi_head_attention)
     backward = staticmethod(reference.attention.multi_head_attention_backward)
 
-    @staticmethod
-    def _forward(case: Case):
+    _last: list = [None, None]  # the last case and its forward analysis: scale and grad_scale are asked of the same case in turn
+
+    @classmethod
+    def _forward(cls, case: Case):
         """The link's input and gradient are torch's own, the reference's too: their error is 0."""
-        h, params = case.inputs["input"], {k: v for k, v in {**case.inputs, **case.params}.items() if k != "input"}
-        return h, params, magnitudes._attention_forward(h, np.zeros(h.shape), params, case.info)
+        if cls._last[0] is not case:
+            h, params = case.inputs["input"], {k: v for k, v in {**case.inputs, **case.params}.items() if k != "input"}
+            cls._last[:] = [case, (h, params, magnitudes._attention_forward(h, np.zeros(h.shape), params, case.info))]
+        return cls._last[1]
 
     @classmethod
     def scale(cls, case: Case, expected: np.ndarray) -> np.ndarray:
