@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import reference
@@ -33,28 +34,16 @@ def test_hand_network_end_to_end_equals_model_loss_and_every_grad(device, arch):
         assert_agrees(record)
 
 
-CNN_EXAMPLES = 200 if settings.get_current_profile_name() == "thorough" else 5  # a CNN costs ~40 ms a draw
+NETWORK_EXAMPLES = 200 if settings.get_current_profile_name() == "thorough" else 5  # a CNN or a transformer block: 25-40 ms a draw
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-@settings(max_examples=CNN_EXAMPLES)
+@settings(max_examples=NETWORK_EXAMPLES)
 @given(arch=networks.conv_nets())
 def test_every_link_of_a_cnn_matches_torch(device, dtype, arch):
     """conv2d > relu > max_pool2d > flatten > linear > cross-entropy, one link at a time, every .grad included."""
     model = networks.build_conv_net(arch, dtypes.get(dtype), device)
     for record in networks.check_links(model, arch, dtype, device):
-        assert_agrees(record)
-
-
-@settings(max_examples=CNN_EXAMPLES)
-@given(arch=networks.conv_nets())
-def test_hand_cnn_end_to_end_equals_model_loss_and_every_grad(device, arch):
-    if device == "mps":
-        pytest.skip("MPS has no float64")
-    model = networks.build_conv_net(arch, dtypes.get("float64"), device)
-    records = networks.check_end_to_end(model, arch, device)
-    assert len(records) == 6  # the loss, x.grad, conv's weight and bias, linear's weight and bias
-    for record in records:
         assert_agrees(record)
 
 
@@ -71,11 +60,10 @@ def test_a_cnn_whose_pooling_spreads_its_gradient_is_caught(monkeypatch):
     assert not all(r.passed for r in records)
 
 
-TRANSFORMER_EXAMPLES = 200 if settings.get_current_profile_name() == "thorough" else 5  # ~25 ms a draw and dtype
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-@settings(max_examples=TRANSFORMER_EXAMPLES)
+@settings(max_examples=NETWORK_EXAMPLES)
 @given(arch=networks.transformer_blocks())
 def test_every_link_of_a_transformer_block_matches_torch(device, dtype, arch):
     """nn.TransformerEncoderLayer(norm_first=True): layer_norm > nn.MultiheadAttention > + x > layer_norm >
@@ -88,14 +76,22 @@ def test_every_link_of_a_transformer_block_matches_torch(device, dtype, arch):
         assert_agrees(record)
 
 
-@settings(max_examples=TRANSFORMER_EXAMPLES)
-@given(arch=networks.transformer_blocks())
-def test_hand_transformer_block_end_to_end_equals_model_loss_and_every_grad(device, arch):
+# Each network: its architectures, how torch builds it, and its end-to-end comparisons: the loss, x.grad
+# and each parameter's (the CNN's conv and linear weight and bias; the transformer's 2 layer norms, the
+# attention's 4 and the MLP's 4).
+END_TO_END = {"cnn": (networks.conv_nets(), networks.build_conv_net, 6), "transformer": (networks.transformer_blocks(), networks.build_transformer, 14)}
+
+
+@pytest.mark.parametrize("name", END_TO_END)
+@settings(max_examples=NETWORK_EXAMPLES)
+@given(data=st.data())
+def test_hand_cnn_and_transformer_end_to_end_equal_model_loss_and_every_grad(device, name, data):
     if device == "mps":
         pytest.skip("MPS has no float64")
-    block = networks.build_transformer(arch, dtypes.get("float64"), device)
-    records = networks.check_end_to_end(block, arch, device)
-    assert len(records) == 14  # the loss, x.grad and 12 parameters: 2 layer norms, the attention's 4, the MLP's 4
+    strategy, build, comparisons = END_TO_END[name]
+    arch = data.draw(strategy, label="arch")
+    records = networks.check_end_to_end(build(arch, dtypes.get("float64"), device), arch, device)
+    assert len(records) == comparisons
     for record in records:
         assert_agrees(record)
 
