@@ -78,8 +78,21 @@ def _compute_parts(case: Case):
         if mask is not None and mask.dtype != bool:
             terms = terms + np.where(np.isfinite(mask), np.abs(mask), 0.0)
         grow = sum_growth(max(q.shape[-1], k.shape[-2], q.shape[-2], v.shape[-1]), case.info.name)
-        # every probability of a row moves with the rounding of the row's largest score too (exp(z - max z))
-        return p, k_rep, v_rep, s, p * (1.0 + np.max(terms, axis=-1, keepdims=True, initial=0.0)), grow
+        # Every probability of a row moves with the rounding of the row's largest score too (exp(z - max z)).
+        # A score of terms of total size T is rounded to within about E·eps/2·T (a dot product of E
+        # terms); a kernel that recomputes P = exp(z - logsumexp) in its backward (the CPU flash
+        # kernel) rounds the scores apart from the forward's, so a probability moves by a factor
+        # up to e^d, d = E·eps·T: by d·P while d is small (the first-order size, T), by expm1(d)·P
+        # beyond. Measured in float32 at T = 5e7 (a score's ULP is 4): flash's P came out e^4 = 55
+        # times too large, where the math kernel agreed to 4e-6 ULP.
+        largest = np.max(terms, axis=-1, keepdims=True, initial=0.0)
+        d = np.minimum(q.shape[-1] * case.info.eps * largest, _NO_DIGITS_LEFT)
+        beyond_first_order = np.where(d > 1e-8, np.expm1(d) / np.where(d > 1e-8, d, 1.0), 1.0)
+        return p, k_rep, v_rep, s, p * (1.0 + largest * beyond_first_order), grow
+
+
+# e^40 = 2e17: a probability known to no digit in any dtype; a cap that keeps the scale finite.
+_NO_DIGITS_LEFT = 40.0
 
 
 def _fold(case: Case, grad: np.ndarray) -> np.ndarray:
