@@ -16,9 +16,9 @@ import numpy
 import pytest
 import sympy
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
-from checks import devices, matrix
+from checks import devices, matrix, profiles
 from checks.runner import unsupported
 
 ROOT = Path(__file__).resolve().parent
@@ -31,13 +31,7 @@ torch.set_num_threads(1)
 # The learners' corpus, the sympy proofs and the accuracy measurements run in a worker process beside
 # the suite (the `beside` marker, below).
 
-# The matrix fixtures hold immutable cells, so sharing one across examples is safe.
-_COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
-settings.register_profile("default", max_examples=15, **_COMMON)
-# Derandomized so a CI run is reproducible; no example database to carry between runs.
-settings.register_profile("ci", max_examples=15, derandomize=True, database=None, **_COMMON)
-settings.register_profile("thorough", max_examples=500, **_COMMON)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default"))
+profiles.load()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,8 +52,6 @@ _FAULT_CONTEXT = []
 def pytest_sessionstart(session: pytest.Session) -> None:
     """--fault NAME: inject the fault into torch for the whole session (every worker too). The
     worker beside the suite starts now, so its imports overlap the collection."""
-    if all(Path(arg).is_dir() for arg in session.config.args):  # a whole-suite run: its beside jobs are sure to come
-        _start_pool(session.config)
     name = session.config.getoption("--fault")
     if name:
         from checks import faults
@@ -70,6 +62,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             raise pytest.UsageError(str(exc)) from None
         context.__enter__()
         _FAULT_CONTEXT.append(context)
+    if all(Path(arg).is_dir() for arg in session.config.args):  # a whole-suite run: its beside jobs are sure to come
+        _start_pool(session.config)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -189,8 +183,14 @@ _BESIDE: dict[tuple, Future] = {}
 _POOL: ProcessPoolExecutor | None = None
 
 
-def _quiet_worker() -> None:
+def _quiet_worker(profile: str, fault: str | None) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
+    profiles.load(profile)  # a hypothesis test run beside the suite runs under the suite's profile
+    if fault:  # --fault: the worker's torch is as broken as the suite's
+        from checks import faults
+
+        _FAULT_CONTEXT.append(faults.get(fault).active())
+        _FAULT_CONTEXT[-1].__enter__()
     if hasattr(os, "nice"):
         os.nice(10)
 
@@ -210,7 +210,7 @@ def _start_pool(config: pytest.Config) -> None:
     global _POOL
     distributing = bool(getattr(config.option, "numprocesses", None))  # xdist's controller runs no test: no worker here
     if _POOL is None and not distributing and not hasattr(config, "workerinput") and not os.environ.get("PYTEST_XDIST_WORKER"):
-        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
+        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker, initargs=(settings.get_current_profile_name(), config.getoption("--fault")))
         _POOL.submit(_warm)
 
 

@@ -2,13 +2,15 @@
 third path (finite differences of torch's own forward) next to the hand formula and autograd."""
 from __future__ import annotations
 
+import traceback
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from checks import dtypes
+from checks import dtypes, registry
 from checks.registry import REGISTRY
 from checks.runner import build_case, to_tensor
 from checks.spec import Case, Recipe
@@ -65,12 +67,31 @@ def _function_and_inputs(spec, recipe):
 DIFFERENTIABLE = [s for s in REGISTRY if s.differentiable]
 
 
-@pytest.mark.parametrize("spec", DIFFERENTIABLE, ids=lambda s: s.name)
 @settings(max_examples=3)
 @given(data=st.data())
-def test_gradcheck_and_gradgradcheck(spec, data):
+def _gradcheck_and_gradgradcheck_hold(name: str, checked: list, data) -> None:
+    spec = registry.get(name)
     shape = data.draw(spec.shapes.filter(lambda s: 0 < np.prod(s) <= 60), label="shape")
     recipe = Recipe(seed=data.draw(st.integers(0, 2**32 - 1), label="seed"), regime="normal", shape=shape, knobs=data.draw(spec.knobs if spec.gradcheck_knobs is None else spec.gradcheck_knobs, label="knobs"))
     fn, inputs = _function_and_inputs(spec, recipe)
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
     assert torch.autograd.gradgradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+    checked.append(tuple(shape))
+
+
+def gradchecked(name: str) -> list[tuple[int, ...]] | str:
+    """The shapes at which ``name`` passed gradcheck and gradgradcheck, or the failure (with
+    hypothesis's shrunk example) as text. Computed in the worker beside the suite (conftest.py),
+    under the suite's hypothesis profile and --fault."""
+    checked: list[tuple[int, ...]] = []
+    try:
+        _gradcheck_and_gradgradcheck_hold(name, checked)
+    except Exception as exc:  # returned, so the test fails with it rather than erroring in its fixture
+        return "".join(traceback.format_exception_only(exc))
+    return checked
+
+
+@pytest.mark.parametrize("op", [pytest.param(s.name, marks=pytest.mark.beside(gradchecked, s.name)) for s in DIFFERENTIABLE])
+def test_gradcheck_and_gradgradcheck(op, beside):
+    assert not isinstance(beside, str), beside
+    assert beside, f"{op}: no draw reached gradcheck (hypothesis rejected every one)"
