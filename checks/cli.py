@@ -27,6 +27,9 @@ from checks import baseline, departures, devices, environment, learner, matrix, 
 from checks.verify import CellResult, verify, verify_cell
 
 JSON_SCHEMA_VERSION = 1
+# byhand verify's default processes: one per core, but each starts by importing torch (about 3 s on
+# a slow machine), so beyond a few the registry's 137 CPU cells gain less than the imports cost.
+MAX_JOBS = 4
 
 
 def _fmt_ulp(result: CellResult, phase_prefix: str) -> str:
@@ -56,13 +59,15 @@ def _table(results: list[CellResult]) -> Table:
     return table
 
 
-def _header(console: Console) -> None:
+def _header(console: Console, jobs: int = 1) -> None:
     """The machine, the quirks whose probes show here, and any setting that changes numerics."""
     import torch
 
     features = ", ".join(environment.cpu_features()) or "none of note"
+    processes = f"{jobs} processes × " if jobs > 1 else ""
+    threads = torch.get_num_threads()
     console.print(f"byhand verify: torch {torch.__version__} on {environment.cpu_model()} ({features}); "
-                  f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads", highlight=False, soft_wrap=True)
+                  f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {processes}{threads} thread{'s' * (threads != 1)}", highlight=False, soft_wrap=True)
     shown = departures.active_here(devices.available())
     console.print("quirks that show here (checks/departures): " + (", ".join(f"{d.id} ({device})" for d, device in shown) if shown else "none"), highlight=False, soft_wrap=True)
     settings = environment.settings_on()
@@ -178,14 +183,21 @@ def _apply_settings(args: argparse.Namespace) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    import torch
+
+    cores = torch.get_num_threads()  # torch's default: the cores it may use
     _apply_settings(args)
     if args.impl:
         return cmd_verify_impl(args)
     args.examples = args.examples or 20
     if args.matrix:
         return cmd_verify_matrix(args)
+    # By default the cores are shared out: as many processes as fit at --threads each (1 unless given).
+    args.jobs = args.jobs or max(1, min(cores // (args.threads or 1), MAX_JOBS))
+    if not args.threads:  # each process its share: small tensors gain nothing from threads that contend
+        torch.set_num_threads(max(1, cores // args.jobs))
     console = _console()
-    _header(console)
+    _header(console, args.jobs)
     try:
         cells = matrix.cells(args.device, args.dtype, args.ops)
     except ValueError as exc:
@@ -198,7 +210,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         def advance(result: CellResult) -> None:
             progress.update(task, advance=1, description=f"verifying {result.cell.id}")
 
-        results = verify(cells, examples=args.examples, on_cell=advance)
+        results = verify(cells, examples=args.examples, on_cell=advance, jobs=args.jobs)
     elapsed = time.perf_counter() - started
     console.print(_table(results))
     _report_failures(console, results)
@@ -446,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--strict", action="store_true", help="with --impl: ⚠ (fragile at an edge) fails too")
     v.add_argument("--verbose", action="store_true", help="with --impl: list the cases tried")
     v.add_argument("--threads", type=int, default=None, help="torch's intra-op thread count for this run")
+    v.add_argument("--jobs", type=int, default=None, help="processes verifying cells side by side (default: as many as the cores "
+                   "hold at --threads each, at most 4; each runs torch on its share of the cores unless --threads is given)")
     v.add_argument("--no-mkldnn", action="store_true", help="run with torch.backends.mkldnn.enabled = False (native GEMMs)")
     v.add_argument("--matrix", action="store_true", help="run verify under every CPU configuration this machine can emulate "
                    "(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, mkldnn off, 1/2/4 threads), each in a fresh process")
@@ -489,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--examples must be at least 1")
     if getattr(args, "threads", None) is not None and args.threads < 1:
         build_parser().error("--threads must be at least 1")
+    if getattr(args, "jobs", None) is not None and args.jobs < 1:
+        build_parser().error("--jobs must be at least 1")
     if getattr(args, "sweep_points", 2) < 2:
         build_parser().error("--sweep-points must be at least 2")
     return args.run(args)

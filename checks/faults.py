@@ -55,6 +55,11 @@ class _Kernel(TorchDispatchMode):
         return out
 
 
+# The faults injected in this process now, innermost last: a worker process that checks on this
+# process' behalf (byhand verify --jobs) injects them too.
+ACTIVE: list[str] = []
+
+
 @dataclass(frozen=True)
 class Fault:
     name: str
@@ -70,7 +75,11 @@ class Fault:
 
         departures.active_here(devices.available())
         with self.make():
-            yield
+            ACTIVE.append(self.name)
+            try:
+                yield
+            finally:
+                ACTIVE.remove(self.name)
 
     def first(self, cells: list) -> list:
         """``cells`` with the ones whose functional the fault rewrites first (the same order otherwise)."""

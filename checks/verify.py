@@ -5,6 +5,7 @@ examples, and the first failure. ``byhand verify`` prints these; reports and bas
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -88,10 +89,85 @@ def verify_cell(cell: Cell, *, examples: int, derandomize: bool = True) -> CellR
     return result
 
 
-def verify(cells: list[Cell], *, examples: int, on_cell: Callable[[CellResult], None] | None = None) -> list[CellResult]:
-    results = []
-    for cell in cells:
-        results.append(verify_cell(cell, examples=examples))
-        if on_cell:
-            on_cell(results[-1])
+def verify(cells: list[Cell], *, examples: int, on_cell: Callable[[CellResult], None] | None = None, jobs: int = 1) -> list[CellResult]:
+    """Verify each cell, in order. ``jobs`` > 1: this process and ``jobs`` - 1 worker processes take
+    cells from one queue side by side. A worker runs torch as this process does (its thread count,
+    oneDNN switch and injected faults) and is started with spawn, so no thread pool crosses a fork."""
+    if jobs <= 1 or len(cells) < 2:
+        results = []
+        for cell in cells:
+            results.append(verify_cell(cell, examples=examples))
+            if on_cell:
+                on_cell(results[-1])
+        return results
+    return _side_by_side(cells, examples, on_cell, jobs)
+
+
+def _side_by_side(cells: list[Cell], examples: int, on_cell: Callable[[CellResult], None] | None, jobs: int) -> list[CellResult]:
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    import torch
+
+    from checks import faults
+
+    results: list[CellResult | None] = [None] * len(cells)
+    waiting = list(range(len(cells)))[::-1]
+    lock = threading.Lock()
+
+    def take() -> int | None:
+        with lock:
+            return waiting.pop() if waiting else None
+
+    def done(index: int, result: CellResult) -> None:
+        with lock:
+            results[index] = result
+            if on_cell:
+                on_cell(result)
+
+    def feed(pool: ProcessPoolExecutor) -> None:  # one thread per worker: it hands the worker one cell at a time
+        while (index := take()) is not None:
+            cell = cells[index]
+            try:
+                remote = pool.submit(_verify_named, cell.spec.name, cell.device, cell.dtype, examples).result()
+            except (BrokenProcessPool, OSError):  # a machine that cannot start a worker: this process verifies the rest
+                with lock:
+                    waiting.append(index)
+                return
+            done(index, dataclasses.replace(remote, cell=cell))
+
+    state = (torch.get_num_threads(), torch.backends.mkldnn.enabled, tuple(faults.ACTIVE))
+    with ProcessPoolExecutor(jobs - 1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker, initargs=state) as pool:
+        feeders = [threading.Thread(target=feed, args=(pool,), daemon=True) for _ in range(jobs - 1)]
+        for thread in feeders:
+            thread.start()
+        for _ in range(2):  # and once more for any cell a failed worker handed back
+            while (index := take()) is not None:
+                done(index, verify_cell(cells[index], examples=examples))
+            for thread in feeders:
+                thread.join()
     return results
+
+
+_ENTERED: list = []  # a worker's injected faults: kept entered for the worker's life
+
+
+def _worker(threads: int, mkldnn: bool, fault_names: tuple[str, ...]) -> None:
+    import torch
+
+    from checks import faults
+
+    torch.set_num_threads(threads)
+    torch.backends.mkldnn.enabled = mkldnn
+    for name in fault_names:
+        _ENTERED.append(faults.get(name).active())
+        _ENTERED[-1].__enter__()
+
+
+def _verify_named(op: str, device: str, dtype: str, examples: int) -> CellResult:
+    from checks import registry
+
+    result = verify_cell(Cell(registry.get(op), device, dtype), examples=examples)
+    return dataclasses.replace(result, cell=None)  # an op's spec holds lambdas: the caller puts the cell back

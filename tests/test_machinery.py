@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import reference
-from checks import dtypes
+from checks import dtypes, faults, verify
 from checks.compare import Context, assert_agrees, compare
 from checks.matrix import Cell
 from checks.registry import REGISTRY, get
@@ -149,6 +149,23 @@ def test_verify_sees_a_wrong_kernel_and_shrinks_it():
     wrong = dataclasses.replace(get("softmax"), functional=lambda input, dim, dtype=None: F.softmax(input, dim) * (1 + 1e-6))
     result = verify_cell(Cell(wrong, "cpu", "float64"), examples=20)
     assert not result.passed and result.failure is not None and "DISAGREES" in result.failure.message()
+
+
+def test_a_verify_worker_runs_torch_as_its_parent_does():
+    """byhand verify --jobs: each worker takes its parent's thread count, oneDNN switch and injected
+    faults, and hands back the cell's result without the (unpicklable) spec. Run here in-process."""
+    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    try:
+        verify._worker(2, not mkldnn, ("softmax-1e-10-float64",))
+        assert (torch.get_num_threads(), torch.backends.mkldnn.enabled, faults.ACTIVE) == (2, not mkldnn, ["softmax-1e-10-float64"])
+        result = verify._verify_named("softmax", "cpu", "float64", 5)
+        assert result.cell is None and result.failure is not None and result.failure.context.op == "softmax"
+    finally:
+        while verify._ENTERED:
+            verify._ENTERED.pop().__exit__(None, None, None)
+        torch.set_num_threads(threads)
+        torch.backends.mkldnn.enabled = mkldnn
+    assert faults.ACTIVE == []
 
 
 def test_a_wrong_hand_gradient_is_caught():
