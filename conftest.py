@@ -174,11 +174,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 # --- computations done beside the suite: one worker process on the idle core ------------------------
-# A test marked beside(function, *args) asserts on function(*args), a pure and slow computation (a
-# sympy proof, an accuracy measurement against the 50-digit oracle). Without xdist every such call
-# is submitted when collection ends to one niced worker process, which works while the single-threaded
-# suite runs; the tests run last and read the results through the `beside` fixture. Under xdist (or
-# when a test is run alone after the pool is gone) the call runs in the test's own process.
+# A test marked beside(function, *args) asserts on function(*args), a slow computation (a sympy proof,
+# an accuracy measurement against the 50-digit oracle, gradcheck). Without xdist every such call is
+# submitted when collection ends to one niced worker process, which works while the single-threaded
+# suite runs; the tests run last and read the results through the `beside` fixture. The worker takes
+# the calls in the reverse of the tests' order, and a test whose call the worker has not started
+# takes it back and computes it here: the two processes meet in the middle, neither idle. Under xdist
+# (or when a test is run alone after the pool is gone) the call runs in the test's own process.
 _BESIDE: dict[tuple, Future] = {}
 _POOL: ProcessPoolExecutor | None = None
 
@@ -219,7 +221,7 @@ def _submit_beside(items: list[pytest.Item]) -> None:
     if not jobs:
         return
     _start_pool(items[0].config)
-    for job in jobs:
+    for job in reversed(jobs):
         _BESIDE[job] = _POOL.submit(*job)
 
 
@@ -228,13 +230,22 @@ def beside(request: pytest.FixtureRequest):
     """The result of this test's beside(function, *args) computation."""
     job = _job(request.node)
     future = _BESIDE.get(job)
-    if future is not None:
-        try:
-            return future.result(timeout=900)
-        except BrokenProcessPool:  # a machine that cannot start the worker: compute it here instead
-            pass
-    return job[0](*job[1:])
+    if future is None or future.cancel():  # not started in the worker: computed here (and kept for a second test)
+        future = _BESIDE[job] = _computed_here(job)
+    try:
+        return future.result(timeout=900)
+    except BrokenProcessPool:  # a machine that cannot start the worker
+        _BESIDE[job] = _computed_here(job)
+        return _BESIDE[job].result()
 
+
+def _computed_here(job: tuple) -> Future:
+    future: Future = Future()
+    try:
+        future.set_result(job[0](*job[1:]))
+    except Exception as exc:  # raised again by each test that reads it
+        future.set_exception(exc)
+    return future
 
 
 @pytest.fixture

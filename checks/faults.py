@@ -74,12 +74,13 @@ class Fault:
         from checks import departures, devices
 
         departures.active_here(devices.available())
+        active = ACTIVE  # held here: a worker's fault is closed only as the interpreter exits, its globals gone
         with self.make():
-            ACTIVE.append(self.name)
+            active.append(self.name)
             try:
                 yield
             finally:
-                ACTIVE.remove(self.name)
+                active.remove(self.name)
 
     def first(self, cells: list) -> list:
         """``cells`` with the ones whose functional the fault rewrites first (the same order otherwise)."""
