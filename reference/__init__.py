@@ -22,3 +22,5 @@ __all__.sort()
 del _family, _module, _name
 
 from reference import network, optim  # noqa: E402  networks and optimizers by hand (submodules)
+# A layer of the transformer block, not an F op (so not in __all__), with its derivation as the ops have.
+from reference.attention import multi_head_attention, multi_head_attention_backward  # noqa: E402,F401

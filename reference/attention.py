@@ -223,6 +223,7 @@ class _SelfAttention:
         return ~m if m.dtype == bool else as_float(m, "attn_mask")
 
 
+@facts.declare(curve=None)
 @quiet
 def multi_head_attention(input: Any, in_proj_weight: Any, in_proj_bias: Any, out_proj_weight: Any, out_proj_bias: Any, num_heads: int,
                          attn_mask: Any = None) -> np.ndarray:
@@ -280,7 +281,7 @@ def _scaled_dot_product_attention() -> S.Derivation:
     Q, K, V, G = _matrix("q", length, e), _matrix("k", source, e), _matrix("v", source, ev), _matrix("g", length, ev)
     s = sp.Symbol("s", positive=True)  # the scale, any: 1/√E by default
     Z = (Q * K.T) * s
-    P = sp.Matrix(length, source, lambda i, j: sp.exp(Z[i, j]) / sum(sp.exp(Z[i, t]) for t in range(source)))
+    P = _softmax_rows(Z)
     O = P * V
     loss = sum(G[i, j] * O[i, j] for i in range(length) for j in range(ev))
     Pbar = G * V.T
@@ -297,3 +298,46 @@ def _scaled_dot_product_attention() -> S.Derivation:
     return S.Derivation("scaled_dot_product_attention", loss, tuple(wrt), hand, steps, size=length,
                         note=f"{length} query, {source} keys of {e} features, values of {ev}; any scale s",
                         example=_attention_example(length, source, e, ev))
+
+
+@facts.derivation(multi_head_attention)
+def _multi_head_attention() -> S.Derivation:
+    """L = sum G ⊙ y for 2 tokens of 2 features in 2 heads (one feature each, the smallest size with
+    a softmax and a split), with every weight and bias a symbol: the hand gradients are the steps of
+    multi_head_attention_backward written out. sympy cannot simplify the 28 differences in
+    reasonable time, so they are evaluated at 50 digits (simplify=False)."""
+    length, e, heads = 2, 2, 2
+    d = e // heads
+    X, W_in, W_out, G = _matrix("x", length, e), _matrix("w", 3 * e, e), _matrix("u", e, e), _matrix("g", length, e)
+    b_in, b_out = _matrix("b", 1, 3 * e), _matrix("c", 1, e)
+    ones = sp.ones(length, 1)
+    QKV = X * W_in.T + ones * b_in
+    s = 1 / sp.sqrt(d)  # nn.MultiheadAttention's scale: 1/sqrt(E/H)
+    blocks = [[QKV[:, part * e + h * d: part * e + (h + 1) * d] for h in range(heads)] for part in range(3)]  # [Q, K, V][h]
+    P = [_softmax_rows(blocks[0][h] * blocks[1][h].T * s) for h in range(heads)]
+    O = sp.Matrix.hstack(*(P[h] * blocks[2][h] for h in range(heads)))
+    loss = sum(G[i, j] * (O * W_out.T + ones * b_out)[i, j] for i in range(length) for j in range(e))
+    O_bar = G * W_out
+    bars: list[list[sp.Matrix]] = [[], [], []]
+    for h in range(heads):
+        Q, K, V, Gh = blocks[0][h], blocks[1][h], blocks[2][h], O_bar[:, h * d:(h + 1) * d]
+        P_bar = Gh * V.T
+        Z_bar = sp.Matrix(length, length, lambda i, j: P[h][i, j] * (P_bar[i, j] - sum(P[h][i, t] * P_bar[i, t] for t in range(length))))
+        for part, bar in enumerate((s * Z_bar * K, s * Z_bar.T * Q, P[h].T * Gh)):
+            bars[part].append(bar)
+    QKV_bar = sp.Matrix.hstack(*(bar for part in bars for bar in part))
+    hand = (*(QKV_bar * W_in), *(QKV_bar.T * X), *(ones.T * QKV_bar), *(G.T * O), *(ones.T * G))
+    Om, Um, Bm = (sp.MatrixSymbol(n, 2, 2) for n in ("O", "W_out", "b_out"))
+    bar = lambda name: sp.Symbol(rf"\bar{{{name}}}")  # noqa: E731
+    steps = (S.Step("definition", sp.Eq(sp.MatrixSymbol("y", 2, 2), sp.MatMul(Om, Um.T) + Bm)),
+             S.Step("heads: softmax attention of each block of QKV = x W_in^T + b_in", sp.Eq(sp.Symbol("O_h"), sp.Symbol(r"\mathrm{sdpa}(Q_h, K_h, V_h)"))),
+             S.Step("out-projection", sp.Eq(sp.Tuple(bar("O"), bar("W_{out}"), bar("b_{out}")), sp.Tuple(sp.Symbol("G W_{out}"), sp.Symbol("G^{\\top} O"), sp.Symbol(r"\mathrm{colsum}(G)")))),
+             S.Step("each head's sdpa gradients, its heads merged, then packed", sp.Eq(bar("QKV"), sp.Symbol(r"[\bar{Q} \; \bar{K} \; \bar{V}]"))),
+             S.Step("in-projection: the three paths to x summed", sp.Eq(sp.Tuple(bar("x"), bar("W_{in}"), bar("b_{in}")),
+                                                                          sp.Tuple(sp.Symbol(r"\bar{QKV} W_{in}"), sp.Symbol(r"\bar{QKV}^{\top} x"), sp.Symbol(r"\mathrm{colsum}(\bar{QKV})")))))
+    return S.Derivation("multi_head_attention", loss, (*X, *W_in, *b_in, *W_out, *b_out), hand, steps, size=length, simplify=False,
+                        note=f"{length} tokens of {e} features in {heads} heads; every weight and bias a symbol")
+
+
+def _softmax_rows(Z: sp.Matrix) -> sp.Matrix:
+    return sp.Matrix(Z.rows, Z.cols, lambda i, j: sp.exp(Z[i, j]) / sum(sp.exp(Z[i, t]) for t in range(Z.cols)))

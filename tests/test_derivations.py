@@ -62,6 +62,42 @@ def test_a_wrong_hand_formula_is_not_proven(op, wrong):
     assert not dataclasses.replace(right, hand=wrong(right)).prove().proven
 
 
+# --- a network layer's own derivation: nn.MultiheadAttention's self-attention -------------------
+
+
+def _layer_checked(name: str) -> tuple:
+    """In the worker beside the suite: the layer's proof; whether a realistic slip (the out-projection's
+    weight gradient transposed, O^T G for G^T O) is proven too; and its gradient at a random point by
+    sympy (lambdify) and by the numpy backward, flattened in the derivation's order."""
+    import reference
+
+    derivation = symbolic.derive(name)
+    proof = derivation.prove()
+    slipped = list(derivation.hand)
+    start = len(slipped) - 6  # W_out's four partials, then b_out's two
+    slipped[start + 1], slipped[start + 2] = slipped[start + 2], slipped[start + 1]
+    slip_proven = derivation._all_vanish([d - h for d, h in zip(derivation.derived, slipped)], 12, 0)
+    rng = np.random.default_rng(0)
+    x, w_in, b_in, w_out, b_out, g = (rng.normal(size=shape) for shape in ((2, 2), (6, 2), (6,), (2, 2), (2,), (2, 2)))
+    values = {str(v): value for v, value in zip(derivation.wrt, np.concatenate([a.ravel() for a in (x, w_in, b_in, w_out, b_out)]))}
+    values |= {f"g_{r + 1}{c + 1}": g[r, c] for r in range(2) for c in range(2)}
+    by_sympy = np.array(derivation.gradient_at(values), dtype=float)
+    by_numpy = np.concatenate([a.ravel() for a in reference.multi_head_attention_backward(g, x, w_in, b_in, w_out, b_out, 2)])
+    return proof, slip_proven, by_sympy, by_numpy
+
+
+@pytest.mark.parametrize("layer", [pytest.param("multi_head_attention", marks=pytest.mark.beside(_layer_checked, "multi_head_attention"))])
+def test_a_layers_hand_gradient_is_proven_and_is_its_numpy_backward(layer, beside):
+    """The transformer block's attention layer, every weight and bias a symbol (2 tokens, 2 heads):
+    sympy.diff equals the hand steps at 50 digits, a transposed weight gradient does not, and the
+    numpy backward gives sympy's numbers."""
+    proof, slip_proven, by_sympy, by_numpy = beside
+    assert proof.proven and not slip_proven, (proof, slip_proven)
+    assert symbolic.derive(layer).steps[0].title == "definition"
+    context = Context(layer, "grad[every argument]", "sympy (lambdify)", "cpu", "float64", by_numpy.shape)
+    assert_agrees(compare(by_sympy, by_numpy, scale=np.abs(by_numpy).max(), info=F64, k=8, context=context))
+
+
 # --- the third path: lambdify(sympy.diff) = numpy _backward = torch autograd -------------------
 
 
