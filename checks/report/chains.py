@@ -68,7 +68,8 @@ TRANSFORMER = Chain(
     "transformer", "A transformer block",
     "nn.TransformerEncoderLayer with norm_first=True, GELU and no dropout: x1 = x + MHA(LN1(x)), y = x1 + MLP(LN2(x1)). "
     "Its attention is nn.MultiheadAttention with a packed in-projection, checked as one link and step by step through "
-    "F.linear and F.scaled_dot_product_attention.",
+    "F.linear and F.scaled_dot_product_attention. Its gradient has a sympy proof of its own, every weight and bias a "
+    "symbol: run byhand derive multi_head_attention (the suite proves it in tests/test_derivations.py).",
     ("layer_norm", "linear", "scaled_dot_product_attention", "gelu", "mse_loss"),
     (
         Link("layer_norm 1", r"$u = \gamma_1 \odot \hat x + \beta_1,\ \hat x = (x - \mu)/\sqrt{\sigma^2 + \epsilon}$ per token", _NORM, ("norm1",)),
