@@ -178,16 +178,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 # an accuracy measurement against the 50-digit oracle, gradcheck). Without xdist every such call is
 # submitted when collection ends to one niced worker process, which works while the single-threaded
 # suite runs; the tests run last and read the results through the `beside` fixture. The worker takes
-# the calls in the reverse of the tests' order, and a test whose call the worker has not started
-# takes it back and computes it here: the two processes meet in the middle, neither idle. Under xdist
+# the calls in the reverse of the tests' order, and a test whose call is still queued (not yet handed
+# to the worker's pipe, which holds one call ahead) takes it back and computes it here: the two
+# processes meet in the middle. Under xdist
 # (or when a test is run alone after the pool is gone) the call runs in the test's own process.
 _BESIDE: dict[tuple, Future] = {}
 _POOL: ProcessPoolExecutor | None = None
 
 
-def _quiet_worker(profile: str, fault: str | None) -> None:
+def _quiet_worker(profile: str, fault: str | None, seed: int | None) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     profiles.load(profile)  # a hypothesis test run beside the suite runs under the suite's profile
+    hypothesis.core.global_force_seed = seed  # and its --hypothesis-seed (where hypothesis' plugin keeps it)
     if fault:  # --fault: the worker's torch is as broken as the suite's
         from checks import faults
 
@@ -212,7 +214,7 @@ def _start_pool(config: pytest.Config) -> None:
     global _POOL
     distributing = bool(getattr(config.option, "numprocesses", None))  # xdist's controller runs no test: no worker here
     if _POOL is None and not distributing and not hasattr(config, "workerinput") and not os.environ.get("PYTEST_XDIST_WORKER"):
-        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker, initargs=(settings.get_current_profile_name(), config.getoption("--fault")))
+        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker, initargs=(settings.get_current_profile_name(), config.getoption("--fault"), hypothesis.core.global_force_seed))
         _POOL.submit(_warm)
 
 

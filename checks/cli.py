@@ -192,17 +192,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     args.examples = args.examples or 20
     if args.matrix:
         return cmd_verify_matrix(args)
-    # By default the cores are shared out: as many processes as fit at --threads each (1 unless given).
-    args.jobs = args.jobs or max(1, min(cores // (args.threads or 1), MAX_JOBS))
-    if not args.threads:  # each process its share: small tensors gain nothing from threads that contend
-        torch.set_num_threads(max(1, cores // args.jobs))
     console = _console()
-    _header(console, args.jobs)
     try:
         cells = matrix.cells(args.device, args.dtype, args.ops)
     except ValueError as exc:
         _error(console, "verify", exc)
         return 2
+    # By default the cores are shared out: as many processes as fit at --threads each (1 unless given),
+    # no more than there are cells.
+    args.jobs = min(args.jobs or max(1, min(cores // (args.threads or 1), MAX_JOBS)), max(1, len(cells)))
+    if not args.threads:  # each process its share: small tensors gain nothing from threads that contend
+        torch.set_num_threads(max(1, cores // args.jobs))
+    _header(console, args.jobs)
     started = time.perf_counter()
     with _progress(console, args.quiet) as progress:
         task = progress.add_task("verifying", total=len(cells))

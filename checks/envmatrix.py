@@ -69,7 +69,9 @@ def run(config: Config, verify_args: list[str]) -> Outcome:
         return Outcome(config, skipped=reason)
     with tempfile.TemporaryDirectory(prefix="byhand-matrix-") as tmp:
         out = Path(tmp) / "verify.json"
-        command = [sys.executable, "-m", "checks.cli", "verify", "--quiet", "--json", str(out), *config.args, *verify_args]
+        # One process: each configuration runs torch at its own thread count (torch's default unless
+        # it names one), not at the share of the cores that verify's default --jobs would give it.
+        command = [sys.executable, "-m", "checks.cli", "verify", "--quiet", "--jobs", "1", "--json", str(out), *config.args, *verify_args]
         done = subprocess.run(command, env={**os.environ, **config.env}, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
         data = json.loads(out.read_text()) if out.exists() else {}
     return Outcome(config, returncode=done.returncode, data=data, output=done.stdout + done.stderr)

@@ -91,8 +91,10 @@ def verify_cell(cell: Cell, *, examples: int, derandomize: bool = True) -> CellR
 
 def verify(cells: list[Cell], *, examples: int, on_cell: Callable[[CellResult], None] | None = None, jobs: int = 1) -> list[CellResult]:
     """Verify each cell, in order. ``jobs`` > 1: this process and ``jobs`` - 1 worker processes take
-    cells from one queue side by side. A worker runs torch as this process does (its thread count,
-    oneDNN switch and injected faults) and is started with spawn, so no thread pool crosses a fork."""
+    cells from one queue side by side. A worker takes this process' thread count, oneDNN switch and
+    injected faults (other torch settings, such as the float32 matmul precision, keep their
+    defaults there), and is started with spawn, so no thread pool crosses a fork. Only registry ops
+    go to a worker, which rebuilds them by name; a spec of the caller's own stays here."""
     if jobs <= 1 or len(cells) < 2:
         results = []
         for cell in cells:
@@ -107,14 +109,14 @@ def _side_by_side(cells: list[Cell], examples: int, on_cell: Callable[[CellResul
     import multiprocessing
     import threading
     from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
     import torch
 
     from checks import faults
 
     results: list[CellResult | None] = [None] * len(cells)
-    waiting = list(range(len(cells)))[::-1]
+    mine = [i for i, cell in enumerate(cells) if not _in_registry(cell)]  # a spec of the caller's own stays here
+    waiting = [i for i in range(len(cells)) if i not in set(mine)][::-1]
     lock = threading.Lock()
 
     def take() -> int | None:
@@ -132,7 +134,7 @@ def _side_by_side(cells: list[Cell], examples: int, on_cell: Callable[[CellResul
             cell = cells[index]
             try:
                 remote = pool.submit(_verify_named, cell.spec.name, cell.device, cell.dtype, examples).result()
-            except (BrokenProcessPool, OSError):  # a machine that cannot start a worker: this process verifies the rest
+            except Exception:  # noqa: BLE001  a worker that cannot start or answer: this process verifies the rest
                 with lock:
                     waiting.append(index)
                 return
@@ -143,12 +145,23 @@ def _side_by_side(cells: list[Cell], examples: int, on_cell: Callable[[CellResul
         feeders = [threading.Thread(target=feed, args=(pool,), daemon=True) for _ in range(jobs - 1)]
         for thread in feeders:
             thread.start()
+        for index in mine:
+            done(index, verify_cell(cells[index], examples=examples))
         for _ in range(2):  # and once more for any cell a failed worker handed back
             while (index := take()) is not None:
                 done(index, verify_cell(cells[index], examples=examples))
             for thread in feeders:
                 thread.join()
     return results
+
+
+def _in_registry(cell: Cell) -> bool:
+    from checks import registry
+
+    try:
+        return registry.get(cell.spec.name) is cell.spec
+    except (KeyError, ValueError):
+        return False
 
 
 _ENTERED: list = []  # a worker's injected faults: kept entered for the worker's life

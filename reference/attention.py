@@ -302,10 +302,14 @@ def _scaled_dot_product_attention() -> S.Derivation:
 
 @facts.derivation(multi_head_attention)
 def _multi_head_attention() -> S.Derivation:
-    """L = sum G ⊙ y for 2 tokens of 2 features in 2 heads (one feature each, the smallest size with
-    a softmax and a split), with every weight and bias a symbol: the hand gradients are the steps of
-    multi_head_attention_backward written out. sympy cannot simplify the 28 differences in
-    reasonable time, so they are evaluated at 50 digits (simplify=False)."""
+    """L = sum G ⊙ y for 2 tokens of 2 features in 2 heads, with every weight and bias a symbol: the
+    hand gradients are the steps of multi_head_attention_backward written out. sympy cannot simplify
+    the 28 differences in reasonable time, so they are evaluated at 50 digits (simplify=False).
+
+    One feature per head keeps it to 2 s (4 features take 34 s), at a price: the scale 1/√(E/H) is 1
+    and contiguous heads cannot be told from interleaved ones here. Those two are pinned elsewhere:
+    sdpa's own proof holds for any scale, and tests/test_attention.py and tests/test_networks.py
+    check the heads' layout against nn.MultiheadAttention."""
     length, e, heads = 2, 2, 2
     d = e // heads
     X, W_in, W_out, G = _matrix("x", length, e), _matrix("w", 3 * e, e), _matrix("u", e, e), _matrix("g", length, e)

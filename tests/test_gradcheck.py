@@ -87,7 +87,7 @@ def gradchecked(name: str) -> list[tuple[int, ...]] | str:
     try:
         _gradcheck_and_gradgradcheck_hold(name, checked)
     except Exception as exc:  # returned, so the test fails with it rather than erroring in its fixture
-        return "".join(traceback.format_exception_only(exc))
+        return "".join(traceback.format_exception(exc))  # every sub-exception of hypothesis' group, with its example
     return checked
 
 

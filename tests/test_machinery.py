@@ -154,20 +154,23 @@ def test_verify_sees_a_wrong_kernel_and_shrinks_it():
 def test_a_verify_worker_runs_torch_as_its_parent_does():
     """byhand verify --jobs: each worker takes its parent's thread count, oneDNN switch and injected
     faults, and hands back the cell's result without the (unpicklable) spec. Run here in-process."""
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    threads, mkldnn, before = torch.get_num_threads(), torch.backends.mkldnn.enabled, list(faults.ACTIVE)  # pytest --fault: one already
     try:
         verify._worker(2, not mkldnn, ("ce-weight-ignored",))
-        assert (torch.get_num_threads(), torch.backends.mkldnn.enabled, faults.ACTIVE) == (2, not mkldnn, ["ce-weight-ignored"])
+        assert (torch.get_num_threads(), torch.backends.mkldnn.enabled, faults.ACTIVE) == (2, not mkldnn, [*before, "ce-weight-ignored"])
         logits, target = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), torch.tensor([0, 1])
         assert F.cross_entropy(logits, target, weight=torch.tensor([1.0, 2.0, 3.0])) == F.cross_entropy(logits, target), "the fault is in"
         result = verify._verify_named("relu", "cpu", "float32", 2)
         assert result.cell is None and result.passed and result.examples == 2
+        # a worker rebuilds a cell's spec by name: a spec of the caller's own under a registry name stays home
+        assert verify._in_registry(Cell(get("relu"), "cpu", "float32"))
+        assert not verify._in_registry(Cell(dataclasses.replace(get("relu")), "cpu", "float32"))
     finally:
         while verify._ENTERED:
             verify._ENTERED.pop().__exit__(None, None, None)
         torch.set_num_threads(threads)
         torch.backends.mkldnn.enabled = mkldnn
-    assert faults.ACTIVE == []
+    assert faults.ACTIVE == before
 
 
 def test_a_wrong_hand_gradient_is_caught():
