@@ -206,12 +206,13 @@ def _precision(info: DtypeInfo, out: torch.Tensor) -> DtypeInfo:
     return computed if computed.eps > info.eps else info
 
 
-def accepted(fn: Callable[..., Any]) -> set[str] | None:
+@functools.lru_cache(maxsize=1024)  # asked on every call of every example: inspect.signature is slow
+def accepted(fn: Callable[..., Any]) -> frozenset[str] | None:
     """The keyword arguments ``fn`` takes, or None when it takes any (**kwargs)."""
     params = inspect.signature(fn).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    return {p.name for p in params}
+    return frozenset(p.name for p in params)
 
 
 def call_accepted(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
