@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -22,13 +23,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(command: list[str], env: dict[str, str]) -> tuple[float, str]:
+def run(command: list[str], env: dict[str, str]) -> tuple[str, str]:
+    """Run ``command``; its wall time and CPU time (user + system, its worker processes included)
+    as text, and its stdout. The CPU time moves less than the wall time on a host whose speed
+    swings from run to run, and shows how close a run is to the floor of CPU time / cores."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return elapsed, result.stdout
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return f"{elapsed:.1f} s wall ({cpu:.0f} s CPU)", result.stdout
 
 
 def main() -> None:
@@ -40,20 +47,20 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores")
     if not args.skip_pytest:
         elapsed, out = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--hypothesis-profile={args.profile}", "--hypothesis-show-statistics"], env)
-        examples = sum(int(n) for n in re.findall(r"- (\d+) passing", out))
+        examples = sum(int(n) for n in re.findall(r"- (\d+) passing", out))  # the main process' tests (not the worker's gradcheck)
         summary = out.strip().splitlines()[-1]
-        print(f"pytest ({args.profile} profile): {elapsed:.1f} s wall; {summary}; {examples} hypothesis examples")
+        print(f"pytest ({args.profile} profile): {elapsed}; {summary}; {examples} hypothesis examples")
     with tempfile.TemporaryDirectory() as tmp:
         out_json = Path(tmp) / "verify.json"
         elapsed, _ = run([sys.executable, "-m", "checks.cli", "verify", "--quiet", "--json", str(out_json)], env)
         payload = json.loads(out_json.read_text())
         examples = sum(c["examples"] for c in payload["cells"])
-        print(f"byhand verify: {elapsed:.1f} s wall; {len(payload['cells'])} cells, {examples} examples, passed={payload['passed']}")
+        print(f"byhand verify: {elapsed}; {len(payload['cells'])} cells, {examples} examples, passed={payload['passed']}")
         report_dir = Path(tmp) / "report"
         elapsed, _ = run([sys.executable, "-m", "checks.cli", "report", "--quiet", "--out", str(report_dir)], env)
         summary = json.loads((report_dir / "report.json").read_text())["summary"]
         size = (report_dir / "index.html").stat().st_size / 2**20
-        print(f"byhand report: {elapsed:.1f} s wall; {summary['ops']} ops, {summary['cells']} cells, {summary['examples']} examples, "
+        print(f"byhand report: {elapsed}; {summary['ops']} ops, {summary['cells']} cells, {summary['examples']} examples, "
               f"passed={summary['passed']}; index.html {size:.1f} MiB")
 
 
