@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent
 # and `byhand verify --matrix` checks 1, 2 and 4 threads.
 MACHINE_THREADS = torch.get_num_threads()
 torch.set_num_threads(1)
-# The learners' corpus, the sympy proofs and the accuracy measurements run in a worker process beside
-# the suite (the `beside` marker, below).
+# The learners' corpus, the sympy proofs, gradcheck and the accuracy measurements run in a worker
+# process beside the suite (the `beside` marker, below).
 
 profiles.load()
 
@@ -180,8 +180,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 # suite runs; the tests run last and read the results through the `beside` fixture. The worker takes
 # the calls in the reverse of the tests' order, and a test whose call is still queued (not yet handed
 # to the worker's pipe, which holds one call ahead) takes it back and computes it here: the two
-# processes meet in the middle. Under xdist
-# (or when a test is run alone after the pool is gone) the call runs in the test's own process.
+# processes meet in the middle. Under xdist (or when a test is run alone after the pool is gone) the
+# call runs in the test's own process.
 _BESIDE: dict[tuple, Future] = {}
 _POOL: ProcessPoolExecutor | None = None
 
