@@ -280,20 +280,16 @@ def _scaled_dot_product_attention() -> S.Derivation:
     length, source, e, ev = 1, 3, 2, 1
     Q, K, V, G = _matrix("q", length, e), _matrix("k", source, e), _matrix("v", source, ev), _matrix("g", length, ev)
     s = sp.Symbol("s", positive=True)  # the scale, any: 1/√E by default
-    Z = (Q * K.T) * s
-    P = _softmax_rows(Z)
+    P = _softmax_rows(Q * K.T * s)
     O = P * V
     loss = sum(G[i, j] * O[i, j] for i in range(length) for j in range(ev))
-    Pbar = G * V.T
-    Zbar = sp.Matrix(length, source, lambda i, j: P[i, j] * (Pbar[i, j] - sum(P[i, t] * Pbar[i, t] for t in range(source))))
-    hand = (*(s * Zbar * K), *(s * Zbar.T * Q), *(P.T * G))
+    hand = tuple(x for bar_ in _attention_bars(P, Q, K, V, G, s) for x in bar_)
     Qm, Km, Vm, Pm, Om, Gm = (sp.MatrixSymbol(n, 2, 2) for n in ("Q", "K", "V", "P", "O", "G"))
-    bar = lambda name: sp.Symbol(rf"\bar{{{name}}}")  # noqa: E731
     steps = (S.Step("definition", sp.Eq(Om, sp.MatMul(Pm, Vm))),
              S.Step("softmax of the scaled scores", sp.Eq(Pm, sp.Function("softmax")(sp.Symbol("s") * sp.MatMul(Qm, Km.T)))),
-             S.Step("value", sp.Eq(bar("V"), sp.MatMul(Pm.T, Gm))),
-             S.Step("softmax Jacobian, row by row", sp.Eq(bar("Z"), sp.Symbol(r"P \odot (G V^{\top} - \mathrm{rowsum}(P \odot G V^{\top}))"))),
-             S.Step("query and key", sp.Eq(sp.Tuple(bar("Q"), bar("K")), sp.Tuple(sp.Symbol(r"s \bar{Z} K"), sp.Symbol(r"s \bar{Z}^{\top} Q")))))
+             S.Step("value", sp.Eq(_bar("V"), sp.MatMul(Pm.T, Gm))),
+             S.Step("softmax Jacobian, row by row", sp.Eq(_bar("Z"), sp.Symbol(r"P \odot (G V^{\top} - \mathrm{rowsum}(P \odot G V^{\top}))"))),
+             S.Step("query and key", sp.Eq(sp.Tuple(_bar("Q"), _bar("K")), sp.Tuple(sp.Symbol(r"s \bar{Z} K"), sp.Symbol(r"s \bar{Z}^{\top} Q")))))
     wrt = (*Q, *K, *V)
     return S.Derivation("scaled_dot_product_attention", loss, tuple(wrt), hand, steps, size=length,
                         note=f"{length} query, {source} keys of {e} features, values of {ev}; any scale s",
@@ -322,22 +318,15 @@ def _multi_head_attention() -> S.Derivation:
     O = sp.Matrix.hstack(*(P[h] * blocks[2][h] for h in range(heads)))
     loss = sum(G[i, j] * (O * W_out.T + ones * b_out)[i, j] for i in range(length) for j in range(e))
     O_bar = G * W_out
-    bars: list[list[sp.Matrix]] = [[], [], []]
-    for h in range(heads):
-        Q, K, V, Gh = blocks[0][h], blocks[1][h], blocks[2][h], O_bar[:, h * d:(h + 1) * d]
-        P_bar = Gh * V.T
-        Z_bar = sp.Matrix(length, length, lambda i, j: P[h][i, j] * (P_bar[i, j] - sum(P[h][i, t] * P_bar[i, t] for t in range(length))))
-        for part, bar in enumerate((s * Z_bar * K, s * Z_bar.T * Q, P[h].T * Gh)):
-            bars[part].append(bar)
-    QKV_bar = sp.Matrix.hstack(*(bar for part in bars for bar in part))
+    per_head = [_attention_bars(P[h], blocks[0][h], blocks[1][h], blocks[2][h], O_bar[:, h * d:(h + 1) * d], s) for h in range(heads)]
+    QKV_bar = sp.Matrix.hstack(*(per_head[h][part] for part in range(3) for h in range(heads)))  # [Q̄_1 Q̄_2 K̄_1 K̄_2 V̄_1 V̄_2]
     hand = (*(QKV_bar * W_in), *(QKV_bar.T * X), *(ones.T * QKV_bar), *(G.T * O), *(ones.T * G))
     Om, Um, Bm = (sp.MatrixSymbol(n, 2, 2) for n in ("O", "W_out", "b_out"))
-    bar = lambda name: sp.Symbol(rf"\bar{{{name}}}")  # noqa: E731
     steps = (S.Step("definition", sp.Eq(sp.MatrixSymbol("y", 2, 2), sp.MatMul(Om, Um.T) + Bm)),
              S.Step("heads: softmax attention of each block of QKV = x W_in^T + b_in", sp.Eq(sp.Symbol("O_h"), sp.Symbol(r"\mathrm{sdpa}(Q_h, K_h, V_h)"))),
-             S.Step("out-projection", sp.Eq(sp.Tuple(bar("O"), bar("W_{out}"), bar("b_{out}")), sp.Tuple(sp.Symbol("G W_{out}"), sp.Symbol("G^{\\top} O"), sp.Symbol(r"\mathrm{colsum}(G)")))),
-             S.Step("each head's sdpa gradients, its heads merged, then packed", sp.Eq(bar("QKV"), sp.Symbol(r"[\bar{Q} \; \bar{K} \; \bar{V}]"))),
-             S.Step("in-projection: the three paths to x summed", sp.Eq(sp.Tuple(bar("x"), bar("W_{in}"), bar("b_{in}")),
+             S.Step("out-projection", sp.Eq(sp.Tuple(_bar("O"), _bar("W_{out}"), _bar("b_{out}")), sp.Tuple(sp.Symbol("G W_{out}"), sp.Symbol("G^{\\top} O"), sp.Symbol(r"\mathrm{colsum}(G)")))),
+             S.Step("each head's sdpa gradients, its heads merged, then packed", sp.Eq(_bar("QKV"), sp.Symbol(r"[\bar{Q} \; \bar{K} \; \bar{V}]"))),
+             S.Step("in-projection: the three paths to x summed", sp.Eq(sp.Tuple(_bar("x"), _bar("W_{in}"), _bar("b_{in}")),
                                                                           sp.Tuple(sp.Symbol(r"\bar{QKV} W_{in}"), sp.Symbol(r"\bar{QKV}^{\top} x"), sp.Symbol(r"\mathrm{colsum}(\bar{QKV})")))))
     return S.Derivation("multi_head_attention", loss, (*X, *W_in, *b_in, *W_out, *b_out), hand, steps, size=length, simplify=False,
                         note=f"{length} tokens of {e} features in {heads} heads; every weight and bias a symbol")
@@ -345,3 +334,15 @@ def _multi_head_attention() -> S.Derivation:
 
 def _softmax_rows(Z: sp.Matrix) -> sp.Matrix:
     return sp.Matrix(Z.rows, Z.cols, lambda i, j: sp.exp(Z[i, j]) / sum(sp.exp(Z[i, t]) for t in range(Z.cols)))
+
+
+def _attention_bars(P: sp.Matrix, Q: sp.Matrix, K: sp.Matrix, V: sp.Matrix, G: sp.Matrix, s: sp.Expr) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
+    """sdpa's hand gradients (Q̄, K̄, V̄) for O = P V, P = softmax(s Q Kᵀ), Ō = G: through the softmax
+    Jacobian row by row, Z̄ = P ⊙ (P̄ − rowsum(P ⊙ P̄)) with P̄ = G Vᵀ."""
+    P_bar = G * V.T
+    Z_bar = sp.Matrix(P.rows, P.cols, lambda i, j: P[i, j] * (P_bar[i, j] - sum(P[i, t] * P_bar[i, t] for t in range(P.cols))))
+    return s * Z_bar * K, s * Z_bar.T * Q, P.T * G
+
+
+def _bar(name: str) -> sp.Symbol:
+    return sp.Symbol(rf"\bar{{{name}}}")

@@ -23,7 +23,7 @@ import random
 import time
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import sympy as sp
@@ -102,28 +102,27 @@ class Derivation:
 
     def _all_vanish(self, differences: list[sp.Expr], points: int, seed: int) -> bool:
         """:meth:`_vanishes` for many large expressions at once: lambdified for mpmath, sharing
-        their common subexpressions, and evaluated at the same kind of random points."""
+        their common subexpressions, and evaluated at the same random points."""
         import mpmath
 
-        rng = random.Random(seed)
         free = sorted(set().union(*(diff.free_symbols for diff in differences)), key=str)
         evaluate = sp.lambdify(free, differences, "mpmath", cse=True)
         with mpmath.workdps(DIGITS):
-            for _ in range(points):
-                low_high = [self.domain.get(s, (-3.0, 3.0)) for s in free]
-                values = [mpmath.mpf(round(rng.uniform(*bounds) * 1000)) / 1000 for bounds in low_high]
-                if any(abs(v) > mpmath.mpf(10) ** (8 - DIGITS) for v in evaluate(*values)):
-                    return False
-        return True
+            return not any(abs(v) > mpmath.mpf(10) ** (8 - DIGITS)
+                           for point in self._points(free, points, seed) for v in evaluate(*(mpmath.mpf(n) / 1000 for n in point)))
 
     def _vanishes(self, expr: sp.Expr, points: int, seed: int) -> bool:
-        rng = random.Random(seed)
         free = sorted(expr.free_symbols, key=str)
+        return not any(abs(sp.N(expr.subs({s: sp.Rational(n, 1000) for s, n in zip(free, point)}), DIGITS)) > sp.Float(10) ** (8 - DIGITS)
+                       for point in self._points(free, points, seed))
+
+    def _points(self, free: list[sp.Symbol], points: int, seed: int) -> Iterator[list[int]]:
+        """``points`` random points, each symbol's value in thousandths, drawn from its domain
+        (default [-3, 3]): exact rationals, so a difference's size at 50 digits is its own."""
+        rng = random.Random(seed)
+        bounds = [self.domain.get(s, (-3.0, 3.0)) for s in free]
         for _ in range(points):
-            values = {s: sp.Rational(round(rng.uniform(*self.domain.get(s, (-3.0, 3.0))) * 1000), 1000) for s in free}
-            if abs(sp.N(expr.subs(values), DIGITS)) > sp.Float(10) ** (8 - DIGITS):
-                return False
-        return True
+            yield [round(rng.uniform(*b) * 1000) for b in bounds]
 
     def gradient_at(self, values: dict[str, object], modules: str = "numpy") -> list:
         """The sympy-derived gradient evaluated through ``sympy.lambdify`` (a third path to the
