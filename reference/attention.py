@@ -286,8 +286,9 @@ def _scaled_dot_product_attention() -> S.Derivation:
     hand = tuple(x for bar_ in _attention_bars(P, Q, K, V, G, s) for x in bar_)
     Qm, Km, Vm, Pm, Om, Gm = (sp.MatrixSymbol(n, 2, 2) for n in ("Q", "K", "V", "P", "O", "G"))
     steps = (S.Step("definition", sp.Eq(Om, sp.MatMul(Pm, Vm))),
-             S.Step("softmax of the scaled scores", sp.Eq(Pm, sp.Function("softmax")(sp.Symbol("s") * sp.MatMul(Qm, Km.T)))),
-             S.Step("value", sp.Eq(_bar("V"), sp.MatMul(Pm.T, Gm))),
+             # evaluate=False: sympy settles an equation between a matrix and a scalar-shaped symbol as False
+             S.Step("softmax of the scaled scores", sp.Eq(Pm, sp.Function("softmax")(sp.Symbol("s") * sp.MatMul(Qm, Km.T)), evaluate=False)),
+             S.Step("value", sp.Eq(_bar("V"), sp.MatMul(Pm.T, Gm), evaluate=False)),
              S.Step("softmax Jacobian, row by row", sp.Eq(_bar("Z"), sp.Symbol(r"P \odot (G V^{\top} - \mathrm{rowsum}(P \odot G V^{\top}))"))),
              S.Step("query and key", sp.Eq(sp.Tuple(_bar("Q"), _bar("K")), sp.Tuple(sp.Symbol(r"s \bar{Z} K"), sp.Symbol(r"s \bar{Z}^{\top} Q")))))
     wrt = (*Q, *K, *V)
