@@ -193,8 +193,7 @@ def _quiet_worker(profile: str, fault: str | None, seed: int | None) -> None:
     if fault:  # --fault: the worker's torch is as broken as the suite's
         from checks import faults
 
-        _FAULT_CONTEXT.append(faults.get(fault).active())
-        _FAULT_CONTEXT[-1].__enter__()
+        faults.keep_active(fault)
     if hasattr(os, "nice"):
         os.nice(10)
 

@@ -60,6 +60,16 @@ class _Kernel(TorchDispatchMode):
 ACTIVE: list[str] = []
 
 
+_FOR_GOOD: list = []  # the contexts keep_active entered: held for the process' life
+
+
+def keep_active(name: str) -> None:
+    """Inject fault ``name`` for the rest of this process' life: a worker that checks on behalf of
+    a process with the fault injected (the suite's beside worker, byhand verify --jobs)."""
+    _FOR_GOOD.append(get(name).active())
+    _FOR_GOOD[-1].__enter__()
+
+
 @dataclass(frozen=True)
 class Fault:
     name: str

@@ -164,9 +164,6 @@ def _in_registry(cell: Cell) -> bool:
         return False
 
 
-_ENTERED: list = []  # a worker's injected faults: kept entered for the worker's life
-
-
 def _worker(threads: int, mkldnn: bool, fault_names: tuple[str, ...]) -> None:
     import torch
 
@@ -175,8 +172,7 @@ def _worker(threads: int, mkldnn: bool, fault_names: tuple[str, ...]) -> None:
     torch.set_num_threads(threads)
     torch.backends.mkldnn.enabled = mkldnn
     for name in fault_names:
-        _ENTERED.append(faults.get(name).active())
-        _ENTERED[-1].__enter__()
+        faults.keep_active(name)
 
 
 def _verify_named(op: str, device: str, dtype: str, examples: int) -> CellResult:

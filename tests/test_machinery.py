@@ -166,8 +166,8 @@ def test_a_verify_worker_runs_torch_as_its_parent_does():
         assert verify._in_registry(Cell(get("relu"), "cpu", "float32"))
         assert not verify._in_registry(Cell(dataclasses.replace(get("relu")), "cpu", "float32"))
     finally:
-        while verify._ENTERED:
-            verify._ENTERED.pop().__exit__(None, None, None)
+        while faults._FOR_GOOD:
+            faults._FOR_GOOD.pop().__exit__(None, None, None)
         torch.set_num_threads(threads)
         torch.backends.mkldnn.enabled = mkldnn
     assert faults.ACTIVE == before
