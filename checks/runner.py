@@ -19,7 +19,7 @@ from checks import departures, devices, dtypes
 from checks.compare import Comparison, Context, compare
 from checks.dtypes import DtypeInfo
 from checks.registry import get
-from checks.spec import Case, OpSpec, Recipe
+from checks.spec import Case, OpSpec, Recipe, per_object
 from checks.tolerance import k_for
 
 LAYOUTS = ("contiguous", "strided")
@@ -250,19 +250,18 @@ def unsupported(name: str, device: str, dtype: str) -> str | None:
     return None
 
 
-_SIMPLEST: dict[int, dict[str, Any]] = {}
-
-
 def simplest_knobs(spec: OpSpec) -> dict[str, Any]:
     """The simplest knobs hypothesis can draw for ``spec``: its first generated example is the
     all-zero choice sequence, which is already the shrink target, so no shrinking is needed.
     Found once per knobs strategy (verify asks for every cell of an op)."""
+    return dict(_simplest(spec.knobs))
+
+
+@per_object
+def _simplest(knobs: Any) -> dict[str, Any]:
     from hypothesis import Phase, find, settings
 
-    key = id(spec.knobs)
-    if key not in _SIMPLEST:
-        _SIMPLEST[key] = find(spec.knobs, lambda _: True, settings=settings(database=None, phases=[Phase.generate], max_examples=1))
-    return dict(_SIMPLEST[key])
+    return find(knobs, lambda _: True, settings=settings(database=None, phases=[Phase.generate], max_examples=1))
 
 
 def reproduce(name: str, recipe: Recipe, device: str = "cpu", dtype: str = "float64", layout: str = "contiguous") -> list[Comparison]:

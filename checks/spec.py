@@ -51,6 +51,36 @@ class Case:
         return {k: v for k, v in {**self.inputs, **self.params}.items() if isinstance(v, np.ndarray)}
 
 
+def per_case(compute: Callable[[Case], Any]) -> Callable[[Case], Any]:
+    """``compute(case)`` kept for the last case asked: a registry entry's scale and grad_scale are
+    asked of the same case in turn, and may share an analysis that costs more than the op."""
+    last: list = [None, None]
+
+    def kept(case: Case) -> Any:
+        if last[0] is not case:
+            last[:] = [case, compute(case)]
+        return last[1]
+
+    return kept
+
+
+def per_object(compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``compute(x)`` kept for each object x, by identity: registry specs and their strategies hold
+    dicts and lambdas, so they cannot be hashed; x is held too, so its id is not reused. Bounded:
+    specs made on the fly (a learner's, a test's ``dataclasses.replace``) clear it now and then."""
+    kept: dict[int, tuple[Any, Any]] = {}
+
+    def lookup(x: Any) -> Any:
+        found = kept.get(id(x))
+        if found is None or found[0] is not x:
+            if len(kept) >= 4096:
+                kept.clear()
+            found = kept[id(x)] = (x, compute(x))
+        return found[1]
+
+    return lookup
+
+
 Make = Callable[[np.random.Generator, Recipe, DtypeInfo], Case]
 Scale = Callable[[Case, np.ndarray], Any]
 GradScale = Callable[[Case, np.ndarray], dict[str, Any]]

@@ -6,7 +6,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
-from checks.spec import OpSpec, Recipe
+from checks.spec import OpSpec, Recipe, per_object
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -32,17 +32,9 @@ def knobs(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]
     return st.fixed_dictionaries(fields)
 
 
+@per_object
 def recipes(spec: OpSpec) -> st.SearchStrategy[Recipe]:
     """The recipe of one case of ``spec``: shrinks toward seed 0, the first regime, small shapes.
     One strategy per spec object: a test that draws it in every example would otherwise have
     hypothesis inspect Recipe's signature and its strategies' properties anew each time."""
-    kept = _RECIPES.get(id(spec))
-    if kept is None or kept[0] is not spec:
-        if len(_RECIPES) >= 4096:  # specs made on the fly (a learner's, a test's replace()): keep it bounded
-            _RECIPES.clear()
-        kept = _RECIPES[id(spec)] = (spec, st.builds(Recipe, seed=st.integers(0, 2**32 - 1), regime=st.sampled_from(spec.regimes),
-                                                     shape=spec.shapes, knobs=spec.knobs))
-    return kept[1]
-
-
-_RECIPES: dict[int, tuple[OpSpec, st.SearchStrategy[Recipe]]] = {}
+    return st.builds(Recipe, seed=st.integers(0, 2**32 - 1), regime=st.sampled_from(spec.regimes), shape=spec.shapes, knobs=spec.knobs)

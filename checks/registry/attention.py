@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from checks.spec import Case, OpSpec
+from checks.spec import Case, OpSpec, per_case
 from checks.tolerance import sum_growth
 from checks.values import reals
 from reference.attention import attention_weights
@@ -60,16 +60,8 @@ def _functional(query, key, value, backend="default", **kwargs):
         return F.scaled_dot_product_attention(query, key, value, **kwargs)
 
 
-_LAST: list = [None, None]  # the last case and its parts: scale and grad_scale are asked of the same case in turn
-
-
+@per_case  # scale and grad_scale both need them
 def _parts(case: Case):
-    if _LAST[0] is not case:
-        _LAST[:] = [case, _compute_parts(case)]
-    return _LAST[1]
-
-
-def _compute_parts(case: Case):
     q, k, v = (case.inputs[name] for name in ("query", "key", "value"))
     with np.errstate(all="ignore"):
         p, k_rep, v_rep, s = attention_weights(q, k, v, **case.params)
