@@ -312,11 +312,12 @@ def cmd_derive(args: argparse.Namespace) -> int:
     if not derivation.differentiable:
         print(f"\n{derivation.note}")
         return 0
-    if not derivation.simplify:  # a layer: pages of exponentials per partial derivative, which simplify cannot shorten
+    if derivation.simplify:
+        for variable, derived, hand in zip(derivation.wrt, derivation.derived, derivation.hand):
+            print(f"\nd/d{variable} by sympy.diff:\n{show(sympy.simplify(derived))}\nhand formula (as {derivation.op}_backward computes it):\n{show(hand)}")
+    else:  # a layer: pages of exponentials per partial derivative, which simplify cannot shorten
         print(f"\n{len(derivation.wrt)} partial derivatives, with respect to {', '.join(map(str, derivation.wrt))}: each hand formula is "
               f"{derivation.op}_backward's steps above written out, and too long to print")
-    for variable, derived, hand in zip(derivation.wrt, derivation.derived, derivation.hand) if derivation.simplify else ():
-        print(f"\nd/d{variable} by sympy.diff:\n{show(sympy.simplify(derived))}\nhand formula (as {derivation.op}_backward computes it):\n{show(hand)}")
     proof = derivation.prove()
     print(f"\nproof: {'PROVEN' if proof.proven else 'NOT PROVEN'} by {proof.method} ({proof.seconds:.2f} s)")
     if derivation.note:

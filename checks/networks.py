@@ -283,7 +283,7 @@ class _Reshape:
         return {"input": 0.0}
 
 
-_ATTENTION_PARAMETERS = ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias")  # reference.attention's order
+ATTENTION_PARAMETERS = ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias")  # reference.attention's order
 
 
 class _SelfAttentionLink:
@@ -291,7 +291,7 @@ class _SelfAttentionLink:
     the error their own roundings reach the output with (checks/magnitudes.py), at k times 3."""
 
     name = "multi_head_attention"
-    grad_inputs = ("input", *_ATTENTION_PARAMETERS)
+    grad_inputs = ("input", *ATTENTION_PARAMETERS)
     forward = staticmethod(reference.attention.multi_head_attention)
     backward = staticmethod(reference.attention.multi_head_attention_backward)
 
@@ -434,7 +434,7 @@ def transformer_layers(block: nn.TransformerEncoderLayer, arch: TransformerBlock
     attn = block.self_attn
     norm = lambda m: ("layer_norm", {"normalized_shape": tuple(m.normalized_shape), "weight": to_numpy(m.weight), "bias": to_numpy(m.bias), "eps": m.eps})  # noqa: E731
     linear = lambda m: ("linear", {"weight": to_numpy(m.weight), "bias": to_numpy(m.bias)})  # noqa: E731
-    attention = ("multi_head_attention", {**{k: to_numpy(torch_parameter(attn, k)) for k in _ATTENTION_PARAMETERS},
+    attention = ("multi_head_attention", {**{k: to_numpy(torch_parameter(attn, k)) for k in ATTENTION_PARAMETERS},
                                           "num_heads": attn.num_heads, "attn_mask": arch.mask()})
     return [("residual", {"layers": [norm(block.norm1), attention]}),
             ("residual", {"layers": [norm(block.norm2), linear(block.linear1), ("gelu", {"approximate": arch.approximate}), linear(block.linear2)]})]
@@ -505,7 +505,7 @@ def check_attention_steps(attn: nn.MultiheadAttention, h_in: torch.Tensor, h_out
     > F.linear, run by torch on the attention's own input and sent back the gradient it received:
     each op against its registry reference, the split and merge against the hand reshapes exactly."""
     heads, where = attn.num_heads, arch.describe()
-    weights = [torch_parameter(attn, k).detach().clone().requires_grad_() for k in _ATTENTION_PARAMETERS]
+    weights = [torch_parameter(attn, k).detach().clone().requires_grad_() for k in ATTENTION_PARAMETERS]
     x = h_in.detach().clone().requires_grad_()
     mask = arch.mask()
     sdpa_mask = None if mask is None else torch.tensor(~mask, device=x.device)  # sdpa's convention: True keeps

@@ -15,7 +15,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 import reference
 from checks import devices, dtypes
 from checks.compare import assert_agrees
-from checks.networks import torch_parameter
+from checks.networks import ATTENTION_PARAMETERS, torch_parameter
 from checks.registry import get
 from checks.registry.attention import MASKS
 from checks.spec import Recipe
@@ -85,7 +85,6 @@ def test_the_cpu_flash_kernel_takes_the_registrys_draws():
             assert _ran(case, "float32") == SDPBackend.FLASH_ATTENTION, recipe
 
 
-
 # Found by the default profile about once in 20 runs: scores of size 5e7 in float32 (a score's ULP
 # is 4), two of them close. The flash kernel's backward recomputes P = exp(z - logsumexp) from
 # scores rounded apart from its forward's, so its value gradient came out e^4 = 55 times the math
@@ -102,6 +101,7 @@ def test_scores_rounded_by_units_are_judged_beyond_first_order(backend):
     assert largest * dtypes.get("float32").eps > 1, "the draw still has scores beyond first order"
     for record in Runner(SPEC, "cpu", "float32").run(recipe, gradient=True):
         assert_agrees(record)
+
 
 @pytest.mark.parametrize("dtype", dtypes.DTYPE_NAMES)
 def test_a_wholly_masked_query_attends_to_nothing_and_passes_no_gradient(dtype):
@@ -190,7 +190,7 @@ def test_multi_head_attention_takes_one_mask_per_head_unbatched_too():
     x, heads = rng.normal(size=(3, 4)), 2
     mask = np.stack([~np.eye(3, dtype=bool), np.zeros((3, 3), dtype=bool)])
     module = torch.nn.MultiheadAttention(4, heads, batch_first=True, dtype=torch.float64)
-    params = {name: torch_parameter(module, name).detach().numpy() for name in ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias")}
+    params = {name: torch_parameter(module, name).detach().numpy() for name in ATTENTION_PARAMETERS}
     with torch.no_grad():
         theirs = module(*(torch.tensor(x),) * 3, attn_mask=torch.tensor(mask), need_weights=False)[0].numpy()
     assert reference.attention.multi_head_attention(x, **params, num_heads=heads, attn_mask=mask) == pytest.approx(theirs, abs=1e-14)
