@@ -115,8 +115,9 @@ def _side_by_side(cells: list[Cell], examples: int, on_cell: Callable[[CellResul
     from checks import faults
 
     results: list[CellResult | None] = [None] * len(cells)
-    mine = [i for i, cell in enumerate(cells) if not _in_registry(cell)]  # a spec of the caller's own stays here
-    waiting = [i for i in range(len(cells)) if i not in set(mine)][::-1]
+    registered = [_in_registry(cell) for cell in cells]
+    mine = [i for i, known in enumerate(registered) if not known]  # a spec of the caller's own stays here
+    waiting = [i for i, known in enumerate(registered) if known][::-1]
     lock = threading.Lock()
 
     def take() -> int | None:
