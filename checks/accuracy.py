@@ -62,36 +62,44 @@ def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu"
     result = Accuracy(spec.name, dtype)
     runner = Runner(spec, device, dtype)
 
+    # hypothesis reads and hashes a test function's source twice a run (its seed, its database
+    # key): 4 ms for a body this long, 136 times a suite, so the body is a function of its own.
     @settings(max_examples=examples, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(recipes(spec))
     def sample(recipe: Recipe) -> None:
-        ev = runner.evaluate(recipe, module=False, case=finite(build_case(spec, recipe, dtypes.get(dtype))))
-        case, info = ev.case, ev.precision  # softmax(dtype="float32") on float64 is measured in float32's ULPs
-        with np.errstate(all="ignore"):
-            truth = oracle.forward(spec.name, *case.inputs.values(), **case.params)  # the oracle works on copies
-            ours_case = case.fresh()  # a reference may update an argument in place (embedding's max_norm)
-            ours = spec.forward(*ours_case.inputs.values(), **ours_case.params)
-            scale = spec.scale(case, truth)
-            # A reduction whose own terms overflow the dtype may be inf by IEEE rounding (the
-            # policy accepts it, see checks.compare): not an accuracy question, so not measured.
-            if not (np.isinf(ev.forward).any() and terms_overflow(spec, case, info)):
-                theirs = _outside_quirks(ev.forward, dtypes.round_to(truth, info), departures.Where(case, "forward", None, np.abs(scale), spec.name), runner)
-                _record(result, "forward", theirs, ours, dtypes.round_to(truth, info), truth, scale, info)
-            true_grads = oracle.backward(spec.name, ev.grad_output, *case.inputs.values(), **case.params)
-            mine = case.fresh()
-            hand = spec.backward(ev.grad_output, *mine.inputs.values(), **mine.params)
-            scales = spec.grad_scale(case, ev.grad_output)
-        pairs = zip(spec.grad_inputs, *(x if isinstance(x, tuple) else (x,) for x in (true_grads, hand)))
-        for name, t, h in pairs:
-            if name in ev.grads:
-                where = departures.Where(case, f"grad[{name}]", ev.grad_output, np.abs(scales[name]), spec.name)
-                theirs = _outside_quirks(ev.grads[name], dtypes.round_to(t, info), where, runner)
-                _record(result, "gradient", theirs, h, dtypes.round_to(t, info), t, scales[name], info)
-        result.cases += 1
-        result.outputs += int(np.size(truth))
+        _sample(result, runner, recipe)
 
     sample()
     return result
+
+
+def _sample(result: Accuracy, runner: Runner, recipe: Recipe) -> None:
+    """One example of :func:`measure`: torch's and the reference's errors against the oracle."""
+    spec, dtype = runner.spec, runner.dtype
+    ev = runner.evaluate(recipe, module=False, case=finite(build_case(spec, recipe, dtypes.get(dtype))))
+    case, info = ev.case, ev.precision  # softmax(dtype="float32") on float64 is measured in float32's ULPs
+    with np.errstate(all="ignore"):
+        truth = oracle.forward(spec.name, *case.inputs.values(), **case.params)  # the oracle works on copies
+        ours_case = case.fresh()  # a reference may update an argument in place (embedding's max_norm)
+        ours = spec.forward(*ours_case.inputs.values(), **ours_case.params)
+        scale = spec.scale(case, truth)
+        # A reduction whose own terms overflow the dtype may be inf by IEEE rounding (the
+        # policy accepts it, see checks.compare): not an accuracy question, so not measured.
+        if not (np.isinf(ev.forward).any() and terms_overflow(spec, case, info)):
+            theirs = _outside_quirks(ev.forward, dtypes.round_to(truth, info), departures.Where(case, "forward", None, np.abs(scale), spec.name), runner)
+            _record(result, "forward", theirs, ours, dtypes.round_to(truth, info), truth, scale, info)
+        true_grads = oracle.backward(spec.name, ev.grad_output, *case.inputs.values(), **case.params)
+        mine = case.fresh()
+        hand = spec.backward(ev.grad_output, *mine.inputs.values(), **mine.params)
+        scales = spec.grad_scale(case, ev.grad_output)
+    pairs = zip(spec.grad_inputs, *(x if isinstance(x, tuple) else (x,) for x in (true_grads, hand)))
+    for name, t, h in pairs:
+        if name in ev.grads:
+            where = departures.Where(case, f"grad[{name}]", ev.grad_output, np.abs(scales[name]), spec.name)
+            theirs = _outside_quirks(ev.grads[name], dtypes.round_to(t, info), where, runner)
+            _record(result, "gradient", theirs, h, dtypes.round_to(t, info), t, scales[name], info)
+    result.cases += 1
+    result.outputs += int(np.size(truth))
 
 
 def measure_named(op: str, dtype: str, examples: int = 30) -> Accuracy:

@@ -145,6 +145,35 @@ def _explain_record(record: Any, ev: Any, recorder: _Recorder, spec: OpSpec) -> 
     return lines + ([f"  {hint}"] if hint else [])
 
 
+@dataclass
+class _Attempt:
+    """One example of a stage's search: the learner's function on a case, judged and explained."""
+    spec: OpSpec
+    adapted: Adapted
+    stage: Stage
+    runner: Runner
+    recorder: _Recorder
+    backward: bool
+    tried: list[str] | None
+    result: StageResult = dataclasses.field(default_factory=StageResult)
+    failures: list[str] = dataclasses.field(default_factory=list)
+
+    def __call__(self, recipe: Recipe) -> None:
+        spec, adapted, backward, recorder, runner = self.spec, self.adapted, self.backward, self.recorder, self.runner
+        taken = None if adapted.takes is None else adapted.takes - backward
+        case = patched(spec, build_case(spec, recipe, runner.info), adapted.declared, adapted.last_axis, taken)
+        recorder.case = case
+        self.result.examples += 1
+        ev = runner.evaluate(recipe, case=case, gradient=backward, module=False)
+        explanation = _judge(runner, ev, recipe, recorder, spec)
+        if self.tried is not None:
+            self.tried.append(f"{self.stage.value} {recipe.regime} shape {tuple(np.shape(next(iter(case.inputs.values()))))}: {'ok' if explanation is None else 'MISMATCH'}")
+        if explanation is not None:
+            shown = _shown(case, adapted.declared, ev.grad_output if backward else None, runner.dtype)
+            self.failures.append("\n".join(shown + explanation + _lesson(spec, self.stage, case, recipe, recorder.raised)))
+            raise AssertionError
+
+
 def check_stage(spec: OpSpec, function: str, adapted: Adapted, stage: Stage, examples: int, tried: list[str] | None) -> StageResult:
     """Search one stage for a disagreement; the simplest one found, explained, or None."""
     staged = _stage_spec(spec, stage)
@@ -156,31 +185,21 @@ def check_stage(spec: OpSpec, function: str, adapted: Adapted, stage: Stage, exa
     # float32 against the learner's float64 on the same float32 inputs, float32's tolerance (so
     # exp(x) - 1 passes). The edge stages ask for torch's float64 accuracy and robustness.
     dtype = "float32" if stage is Stage.COURSE else "float64"
-    runner = Runner(spec, "cpu", dtype, hand=view)
-    info = info_for(dtype)
-    result, failures = StageResult(), []
+    attempt = _Attempt(spec, adapted, stage, Runner(spec, "cpu", dtype, hand=view), recorder, backward, tried)
 
+    # A one-line body: hypothesis reads and hashes the test function's source twice a run (its seed
+    # and database key), 3 ms for _Attempt.__call__'s body, once per stage.
     @settings(max_examples=examples, derandomize=True, database=None, deadline=None, report_multiple_bugs=False,
               suppress_health_check=list(HealthCheck), phases=(Phase.generate, Phase.shrink))  # no 'explain': 2 s a failure
     @given(recipes(staged))
     def search(recipe: Recipe) -> None:
-        taken = None if adapted.takes is None else adapted.takes - backward
-        case = patched(spec, build_case(spec, recipe, info), adapted.declared, adapted.last_axis, taken)
-        recorder.case = case
-        result.examples += 1
-        ev = runner.evaluate(recipe, case=case, gradient=backward, module=False)
-        explanation = _judge(runner, ev, recipe, recorder, spec)
-        if tried is not None:
-            tried.append(f"{stage.value} {recipe.regime} shape {tuple(np.shape(next(iter(case.inputs.values()))))}: {'ok' if explanation is None else 'MISMATCH'}")
-        if explanation is not None:
-            shown = _shown(case, adapted.declared, ev.grad_output if backward else None, dtype)
-            failures.append("\n".join(shown + explanation + _lesson(spec, stage, case, recipe, recorder.raised)))
-            raise AssertionError
+        attempt(recipe)
 
+    result = attempt.result
     try:
         search()
     except AssertionError:
-        result.failure = failures[-1]
+        result.failure = attempt.failures[-1]
     except Exception as exc:  # noqa: BLE001 - hypothesis' own verdicts on the learner's function, in words
         flaky = "Flaky" in type(exc).__name__ or any("Flaky" in type(e).__name__ for e in getattr(exc, "exceptions", ()))
         result.failure = ("  Your function gave different answers for the same input: does it keep state between calls or draw random numbers?"
