@@ -37,7 +37,8 @@ class Worst:
         s = np.broadcast_to(np.nan_to_num(np.abs(scale), nan=0.0, posinf=0.0), truth.shape)[finite]
         err = np.abs(v - t)
         err = np.where(np.isnan(err), np.inf, err)
-        self.pure = max(self.pure, float(np.max(err / dtypes.ulp(t, info))))
+        with np.errstate(over="ignore"):  # an error in ULPs of a truth near 0 may be past float64's range: inf, rightly
+            self.pure = max(self.pure, float(np.max(err / dtypes.ulp(t, info))))
         # Floored as the policy measures it: beyond the smallest-normal allowance (flushes to 0).
         beyond = np.maximum(err - info.tiny, 0.0)
         self.floored = max(self.floored, float(np.max(beyond / dtypes.ulp(np.fmax(np.abs(t), s), info))))
