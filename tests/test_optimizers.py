@@ -76,17 +76,19 @@ def _torch_state(opt, param):
 DIRECTION_UNITS = 2  # torch's rounding of d = g + wd p: alpha, wd p and the sum, each within half a unit
 
 
-def _nearest_over_direction_rounding(actual, rule, param, grad, state, hyper, info):
+def _nearest_over_direction_rounding(actual, hand, rule, param, grad, state, hyper, info):
     """The hand rule's new parameter nearest torch's, over the direction d = +-g + wd p moved by its
     rounding. torch rounds d in the dtype (up to DIRECTION_UNITS units at |g| + wd |p|); where d
-    cancels (g close to -wd p) and the rule divides d by its own size (Adam, RMSprop and Adagrad
+    cancels (g close to -wd p; with maximize, to wd p) and the rule divides d by its own size (Adam, RMSprop and Adagrad
     step by about lr d / |d|), that rounding alone decides the step, up to lr (in bfloat16, drawn:
     g = 0.00406, wd p = 0.00404 made d = 0 in torch, and the step lr = 0.1 by hand). Elsewhere the
     range is a fraction of a unit of the parameter. AdamW's decay is not in d, so its d = g is exact."""
     coupled = 0.0 if rule == "adamw" else hyper.get("weight_decay", 0.0)
-    delta = DIRECTION_UNITS * dtypes.ulp(np.abs(grad) + coupled * np.abs(param), info) if coupled else 0.0
+    if not coupled:  # d = +-g, exact
+        return hand
+    delta = DIRECTION_UNITS * dtypes.ulp(np.abs(grad) + coupled * np.abs(param), info)
     # The step is monotonic in d over so short a range, up to a flat extremum: its ends and middle bound it.
-    candidates = [RULES[rule](param, grad + shift, state, **hyper)[0] for shift in (-delta, 0.0, delta)]
+    candidates = [hand, *(RULES[rule](param, grad + shift, state, **hyper)[0] for shift in (-delta, delta))]
     return np.clip(actual, np.minimum.reduce(candidates), np.maximum.reduce(candidates))
 
 
@@ -139,7 +141,7 @@ def test_update_rule_matches_torch_optim_at_every_step(device, rule, dtype, data
         hand_p, hand_state = RULES[rule](before_p, grad, before_state, **hyper)
         where = f"{rule} step {step} of {steps}, {hyper}"
         ctx = Context(rule, "param", "torch.optim", device, dtype, shape, where)
-        nearest = _nearest_over_direction_rounding(_np(param), rule, before_p, grad, before_state, hyper, info)
+        nearest = _nearest_over_direction_rounding(_np(param), hand_p, rule, before_p, grad, before_state, hyper, info)
         assert_agrees(compare(_np(param), nearest, scale=np.abs(before_p) + np.abs(hand_p - before_p), info=info, k=k, context=ctx))
         after_state = _torch_state(opt, param)
         assert set(after_state) == set(hand_state), f"{where}: torch keeps {sorted(after_state)}, the hand rule {sorted(hand_state)}"
