@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 
 from checks import departures, dtypes
 from checks.runner import Runner, build_case, terms_overflow
 from checks.spec import Case, OpSpec, Recipe
-from checks.strategies import recipes
+from checks.strategies import cell_seed, recipes
 from reference import oracle
 
 F64 = dtypes.get("float64")
@@ -63,9 +63,11 @@ def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu"
     result = Accuracy(spec.name, dtype)
     runner = Runner(spec, device, dtype)
 
-    # hypothesis reads and hashes a test function's source twice a run (its seed, its database
-    # key): 4 ms for a body this long, 136 times a suite, so the body is a function of its own.
-    @settings(max_examples=examples, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    # A seed of the cell's own (derandomized: the same draws every run, other draws for each cell);
+    # a one-line body: hypothesis reads and hashes the function's source for its database key on
+    # every run, 4 ms for a body as long as _sample's, 136 times a suite.
+    @seed(cell_seed(f"{spec.name}-{device}-{dtype}"))
+    @settings(max_examples=examples, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(recipes(spec))
     def sample(recipe: Recipe) -> None:
         _sample(result, runner, recipe)

@@ -374,7 +374,7 @@ def _killed_by_verify(fault_name: str | None, cells: list, examples: int) -> str
         return clean or _killed_by_suite(None, sorted({t for f in faults.CATALOGUE for t in f.tests}))
     fault = faults.get(fault_name)
     with fault.active():
-        for cell in fault.first(cells):
+        for cell in fault.judges(cells):
             if not verify_cell(cell, examples=examples).passed:
                 return cell.id
     return _killed_by_suite(fault_name, list(fault.tests)) if fault.tests else None

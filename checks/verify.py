@@ -9,14 +9,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from checks import departures
 from checks.compare import Comparison
 from checks.matrix import Cell
 from checks.runner import Runner, unsupported
 from checks.spec import Recipe
-from checks.strategies import recipes
+from checks.strategies import cell_seed, recipes
 
 
 @dataclass
@@ -72,13 +72,16 @@ def verify_cell(cell: Cell, *, examples: int, derandomize: bool = True) -> CellR
     runner = Runner(cell.spec, cell.device, cell.dtype)
     failures: list[Comparison] = []
 
-    # A one-line body: hypothesis reads and hashes the test function's source twice a run (its seed
-    # and database key), 4 ms for the body _check has, once per cell.
+    # A one-line body: hypothesis reads and hashes the test function's source on every run (for its
+    # database key; for its seed too, without one of the cell's own), 4 ms for the body _check has.
     @settings(max_examples=examples, derandomize=derandomize, database=None, deadline=None, suppress_health_check=list(HealthCheck),
               phases=SEARCH)
     @given(recipes(cell.spec))
     def check(recipe: Recipe) -> None:
         _check(result, runner, failures, recipe)
+
+    if derandomize:
+        check = seed(cell_seed(cell.id))(check)
 
     try:
         check()

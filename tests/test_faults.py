@@ -1,5 +1,5 @@
 """The fault catalogue: realistic torch faults, injected through TorchFunctionMode/TorchDispatchMode.
-The full kill-rate run is `byhand faults` (about a minute); here, that the machinery works."""
+The full kill-rate run is `byhand faults` (about a minute and a half); here, that the machinery works."""
 from __future__ import annotations
 
 import sys
@@ -15,6 +15,16 @@ def test_the_catalogue_has_at_least_20_named_faults():
     assert len(faults.CATALOGUE) >= 20
     assert len(faults.BY_NAME) == len(faults.CATALOGUE)
     assert all(len(f.description) > 20 for f in faults.CATALOGUE)
+
+
+def test_a_functional_fault_is_judged_by_its_own_op_first_and_never_by_l1_loss_blindness():
+    """Under any TorchFunctionMode a weighted l1_loss fails (pytorch/pytorch#193003): its cells
+    would 'catch' every functional fault. They judge only l1_loss's own faults and kernel faults."""
+    cells = matrix.cells("cpu", "float32")
+    judged = [c.spec.name for c in faults.get("kl-div-batchmean-as-mean").judges(cells)]
+    assert judged[0] == "kl_div" and "l1_loss" not in judged and len(judged) == len(cells) - 1
+    assert [c.spec.name for c in faults.get("l1-mean-over-n-plus-1").judges(cells)][0] == "l1_loss"
+    assert len(faults.get("softmax-1e-10-float64").judges(cells)) == len(cells)  # a kernel fault: TorchDispatchMode
 
 
 def caught_and_gone(name: str, cell_id: str) -> tuple[bool, bool]:
