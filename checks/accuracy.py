@@ -63,10 +63,10 @@ def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu"
     result = Accuracy(spec.name, dtype)
     runner = Runner(spec, device, dtype)
 
-    # A seed of the cell's own (derandomized: the same draws every run, other draws for each cell);
+    # A seed of the cell's own (derandomized: the same draws every run, others for each cell);
     # a one-line body: hypothesis reads and hashes the function's source for its database key on
     # every run, 4 ms for a body as long as _sample's, 136 times a suite.
-    @seed(cell_seed(f"{spec.name}-{device}-{dtype}"))
+    @seed(cell_seed(f"accuracy {spec.name}-{device}-{dtype}"))  # not verify's draws of the cell
     @settings(max_examples=examples, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(recipes(spec))
     def sample(recipe: Recipe) -> None:

@@ -294,6 +294,9 @@ def cmd_verify_matrix(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+PRINTABLE_OPS = 5000  # sympy operations in all the hand formulas together: sdpa 1,336, the attention layer 12,600
+
+
 def cmd_derive(args: argparse.Namespace) -> int:
     """Print an op's derivation: its steps, sympy's derivative, the hand formula and the proof."""
     import sympy
@@ -312,9 +315,10 @@ def cmd_derive(args: argparse.Namespace) -> int:
     if not derivation.differentiable:
         print(f"\n{derivation.note}")
         return 0
-    if derivation.simplify:
+    if sum(sympy.count_ops(hand) for hand in derivation.hand) < PRINTABLE_OPS:
         for variable, derived, hand in zip(derivation.wrt, derivation.derived, derivation.hand):
-            print(f"\nd/d{variable} by sympy.diff:\n{show(sympy.simplify(derived))}\nhand formula (as {derivation.op}_backward computes it):\n{show(hand)}")
+            shown = sympy.simplify(derived) if derivation.simplify else derived
+            print(f"\nd/d{variable} by sympy.diff:\n{show(shown)}\nhand formula (as {derivation.op}_backward computes it):\n{show(hand)}")
     else:  # a layer: pages of exponentials per partial derivative, which simplify cannot shorten
         print(f"\n{len(derivation.wrt)} partial derivatives, with respect to {', '.join(map(str, derivation.wrt))}: each hand formula is "
               f"{derivation.op}_backward's steps above written out, and too long to print")
@@ -365,19 +369,22 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def _killed_by_verify(fault_name: str | None, cells: list, examples: int) -> str | None:
-    """The first cell whose verification fails with the fault active, else the first failing test
-    of the files the fault names (optimizers live outside the registry); None: survived."""
+    """The first failing test of the files the fault names (optimizers live outside the registry:
+    no cell can catch them), else the first cell whose verification fails with the fault active;
+    None: survived."""
     from checks import faults
 
     if fault_name is None:
         clean = next((c.id for c in cells if not verify_cell(c, examples=examples).passed), None)
         return clean or _killed_by_suite(None, sorted({t for f in faults.CATALOGUE for t in f.tests}))
     fault = faults.get(fault_name)
+    if fault.tests:
+        return _killed_by_suite(fault_name, list(fault.tests))
     with fault.active():
         for cell in fault.judges(cells):
             if not verify_cell(cell, examples=examples).passed:
                 return cell.id
-    return _killed_by_suite(fault_name, list(fault.tests)) if fault.tests else None
+    return None
 
 
 def _killed_by_suite(fault_name: str | None, paths: list[str] | None = None) -> str | None:

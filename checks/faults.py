@@ -27,8 +27,9 @@ class _Functional(TorchFunctionMode):
 
     While a mode is active every functional dispatches through it, and torch 2.13's F.l1_loss then
     drops its ``weight`` (its handle_torch_function call omits it; pytorch/pytorch#193003), so a
-    weighted l1_loss cell fails under any such fault: :meth:`Fault.first` checks the targeted ops'
-    cells first, so a fault is reported as caught by its own op.
+    weighted l1_loss cell fails under any such fault: :meth:`Fault.judges` checks the targeted ops'
+    cells first and leaves l1_loss's out unless the fault targets it, so a fault is reported as caught
+    by its own op.
     """
 
     def __init__(self, targets: tuple[Callable, ...], rewrite: Callable[..., Any]) -> None:
@@ -76,7 +77,7 @@ class Fault:
     name: str
     description: str
     make: Callable[[], Any]  # a fresh mode (context manager)
-    tests: tuple[str, ...] = ()  # test files that judge it beyond the registry matrix (optimizers)
+    tests: tuple[str, ...] = ()  # test files that judge it instead of the registry matrix (optimizers)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:

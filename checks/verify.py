@@ -59,11 +59,12 @@ def _keep_worst(result: CellResult, record: Comparison) -> None:
 
 
 # Generate and shrink, without hypothesis' explain phase: the record of the shrunk failure is the
-# report, and explaining which parts of a failing draw matter costs 2.3 s a failing cell.
+# verdict, and explaining which parts of a failing draw matter costs 2.3 s a failing cell (verify's
+# and the learner's stages' searches).
 SEARCH = tuple(phase for phase in Phase if phase is not Phase.explain)
 
 
-def verify_cell(cell: Cell, *, examples: int, derandomize: bool = True) -> CellResult:
+def verify_cell(cell: Cell, *, examples: int) -> CellResult:
     """Run ``examples`` hypothesis examples of one cell; stop at the first failure (shrunk)."""
     result = CellResult(cell)
     result.skipped = unsupported(cell.spec.name, cell.device, cell.dtype)
@@ -73,15 +74,12 @@ def verify_cell(cell: Cell, *, examples: int, derandomize: bool = True) -> CellR
     failures: list[Comparison] = []
 
     # A one-line body: hypothesis reads and hashes the test function's source on every run (for its
-    # database key; for its seed too, without one of the cell's own), 4 ms for the body _check has.
-    @settings(max_examples=examples, derandomize=derandomize, database=None, deadline=None, suppress_health_check=list(HealthCheck),
-              phases=SEARCH)
+    # database key), 4 ms for the body _check has.
+    @seed(cell_seed(cell.id))  # derandomized: the same draws every run, others for each cell
+    @settings(max_examples=examples, database=None, deadline=None, suppress_health_check=list(HealthCheck), phases=SEARCH)
     @given(recipes(cell.spec))
     def check(recipe: Recipe) -> None:
         _check(result, runner, failures, recipe)
-
-    if derandomize:
-        check = seed(cell_seed(cell.id))(check)
 
     try:
         check()

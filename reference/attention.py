@@ -276,7 +276,7 @@ def _matrix(stem: str, rows: int, cols: int) -> sp.Matrix:
 def _scaled_dot_product_attention() -> S.Derivation:
     """L = sum G ⊙ O for one query against 3 keys of 2 features, with 1-feature values (rows are
     independent: one is the general case); the hand gradients are the matrix formulas above,
-    written out with the same P. (One size: simplify takes seconds.)"""
+    written out with the same P. (One size: a larger one takes seconds to derive.)"""
     length, source, e, ev = 1, 3, 2, 1
     Q, K, V, G = _matrix("q", length, e), _matrix("k", source, e), _matrix("v", source, ev), _matrix("g", length, ev)
     s = sp.Symbol("s", positive=True)  # the scale, any: 1/√E by default

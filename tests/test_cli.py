@@ -47,6 +47,13 @@ def test_derive_prints_steps_and_the_proof(capsys):
     assert "definition:" in printed and "chain rule:" in printed and "PROVEN by cancel" in printed
 
 
+def test_derive_prints_the_partials_of_an_op_proved_by_evaluation(capsys):
+    """Huber's proof is by evaluation (its branches are cut differently); its partials still print."""
+    assert cli.main(["derive", "huber_loss"]) == 0
+    printed = capsys.readouterr().out
+    assert "d/dx by sympy.diff:" in printed and "hand formula" in printed and "PROVEN by 50-digit evaluation" in printed
+
+
 def test_derive_latex_and_unknown_ops(capsys):
     assert cli.main(["derive", "sigmoid", "--latex"]) == 0
     assert "\\frac" in capsys.readouterr().out

@@ -39,7 +39,7 @@ PROOFS = [pytest.param(s.name, chosen, marks=pytest.mark.beside(symbolic.proof, 
 @pytest.mark.parametrize("op, chosen", PROOFS)
 def test_hand_gradient_is_proven(op, chosen, beside):
     """Every formula of every op (gelu's two, kl_div's two targets), proved in the worker beside
-    the suite (conftest.py): simplify can take a second an op."""
+    the suite (conftest.py): a layer's proof takes seconds."""
     derivation, proof = symbolic.derive(op, **chosen), beside
     assert proof.proven, f"{op}: sympy.diff of the definition differs from the hand formula ({proof.method})"
     assert derivation.steps[0].title == "definition" and len(derivation.steps) >= 2
@@ -63,6 +63,19 @@ def test_one_hot_is_not_differentiable():
 def test_a_wrong_hand_formula_is_not_proven(op, wrong):
     right = symbolic.derive(op)
     assert not dataclasses.replace(right, hand=wrong(right)).prove().proven
+
+
+@pytest.mark.parametrize("op", [s.name for s in REGISTRY if s.differentiable and not symbolic.derive(s.name).simplify])
+def test_a_proof_by_evaluation_reaches_every_branch_of_the_hand_formula(op):
+    """Where the proof is 50-digit evaluation at random points (no symbolic route), the points must
+    fall in every branch of each piecewise hand formula, or a wrong branch would go unseen."""
+    derivation = symbolic.derive(op)
+    differences = [d - h for d, h in zip(derivation.derived, derivation.hand)]
+    free = sorted(set().union(*(d.free_symbols for d in differences)), key=str)  # as the proof orders them
+    points = [dict(zip(free, (sp.Rational(n, 1000) for n in point))) for point in derivation._points(free, 12, 0)]
+    for piecewise in {p for h in derivation.hand for p in h.atoms(sp.Piecewise)}:
+        taken = {next(i for i, (_, condition) in enumerate(piecewise.args) if condition.subs(point) == sp.true) for point in points}
+        assert taken == set(range(len(piecewise.args))), f"{op}: branches {sorted(taken)} of {piecewise}"
 
 
 # --- a network layer's own derivation: nn.MultiheadAttention's self-attention -------------------

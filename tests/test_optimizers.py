@@ -73,7 +73,10 @@ def _torch_state(opt, param):
     return out
 
 
-DIRECTION_UNITS = 2  # torch's rounding of d = g + wd p: alpha, wd p and the sum, each within half a unit
+# torch's CPU rounding of d = g + wd p in a reduced dtype rounds alpha = wd to the dtype, and (on one
+# element) the product wd p, then the sum: half a unit each (measured: d = 0 where float32 gives -1.6e-5).
+DIRECTION_UNITS = 1.5
+NORMALISED = {"adam", "rmsprop", "adagrad"}  # the rules that step by d over a root of d^2
 
 
 def _nearest_over_direction_rounding(actual, hand, rule, param, grad, state, hyper, info):
@@ -82,14 +85,16 @@ def _nearest_over_direction_rounding(actual, hand, rule, param, grad, state, hyp
     cancels (g close to -wd p; with maximize, to wd p) and the rule divides d by its own size (Adam, RMSprop and Adagrad
     step by about lr d / |d|), that rounding alone decides the step, up to lr (in bfloat16, drawn:
     g = 0.00406, wd p = 0.00404 made d = 0 in torch, and the step lr = 0.1 by hand). Elsewhere the
-    range is a fraction of a unit of the parameter. AdamW's decay is not in d, so its d = g is exact."""
-    coupled = 0.0 if rule == "adamw" else hyper.get("weight_decay", 0.0)
-    if not coupled:  # d = +-g, exact
+    range is a fraction of a unit of the parameter. SGD steps by lr d, whose rounding is a rounding of
+    the step (2k covers it); AdamW's decay is not in d, so its d = g is exact. A NaN or inf from torch
+    is judged against the hand step itself."""
+    coupled = hyper.get("weight_decay", 0.0) if rule in NORMALISED else 0.0
+    if not coupled:  # d = +-g exactly, or a step in proportion to d
         return hand
     delta = DIRECTION_UNITS * dtypes.ulp(np.abs(grad) + coupled * np.abs(param), info)
     # The step is monotonic in d over so short a range, up to a flat extremum: its ends and middle bound it.
     candidates = [hand, *(RULES[rule](param, grad + shift, state, **hyper)[0] for shift in (-delta, delta))]
-    return np.clip(actual, np.minimum.reduce(candidates), np.maximum.reduce(candidates))
+    return np.where(np.isfinite(actual), np.clip(actual, np.minimum.reduce(candidates), np.maximum.reduce(candidates)), hand)
 
 
 def _state_scale(key, before, param, grad, hyper):

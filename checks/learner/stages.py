@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 
 from checks.learner import diagnose
-from checks.runner import Runner, build_case, info_for
+from checks.runner import Runner, build_case
 from checks.spec import Case, OpSpec, Recipe
 from checks.strategies import recipes, shapes
+from checks.verify import SEARCH
 
 if TYPE_CHECKING:
     from checks.learner import Adapted
@@ -190,7 +191,7 @@ def check_stage(spec: OpSpec, function: str, adapted: Adapted, stage: Stage, exa
     # A one-line body: hypothesis reads and hashes the test function's source twice a run (its seed
     # and database key), 3 ms for _Attempt.__call__'s body, once per stage.
     @settings(max_examples=examples, derandomize=True, database=None, deadline=None, report_multiple_bugs=False,
-              suppress_health_check=list(HealthCheck), phases=(Phase.generate, Phase.shrink))  # no 'explain': 2 s a failure
+              suppress_health_check=list(HealthCheck), phases=SEARCH)
     @given(recipes(staged))
     def search(recipe: Recipe) -> None:
         attempt(recipe)
