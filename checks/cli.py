@@ -369,9 +369,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def _killed_by_verify(fault_name: str | None, cells: list, examples: int) -> str | None:
-    """The first failing test of the files the fault names (optimizers live outside the registry:
-    no cell can catch them), else the first cell whose verification fails with the fault active;
-    None: survived."""
+    """A fault that names test files (the optimizers', outside the registry: no cell can catch them)
+    is caught by their first failing test; any other by the first cell whose verification fails
+    with it active. None: survived."""
     from checks import faults
 
     if fault_name is None:
