@@ -8,15 +8,15 @@ is measured in the dtype it computes in (the coarser of the case's and an op's `
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from hypothesis import HealthCheck, given, seed, settings
 
 from checks import departures, dtypes
 from checks.runner import Runner, build_case, terms_overflow
 from checks.spec import Case, OpSpec, Recipe
-from checks.strategies import cell_seed, recipes
+from checks.strategies import recipes, search
 from reference import oracle
 
 F64 = dtypes.get("float64")
@@ -63,16 +63,8 @@ def measure(spec: OpSpec, dtype: str, *, examples: int = 30, device: str = "cpu"
     result = Accuracy(spec.name, dtype)
     runner = Runner(spec, device, dtype)
 
-    # A seed of the cell's own (derandomized: the same draws every run, others for each cell);
-    # a one-line body: hypothesis reads and hashes the function's source for its database key on
-    # every run, 4 ms for a body as long as _sample's, 136 times a suite.
-    @seed(cell_seed(f"accuracy {spec.name}-{device}-{dtype}"))  # not verify's draws of the cell
-    @settings(max_examples=examples, database=None, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(recipes(spec))
-    def sample(recipe: Recipe) -> None:
-        _sample(result, runner, recipe)
-
-    sample()
+    search(recipes(spec), functools.partial(_sample, result, runner), examples=examples,
+           name=f"accuracy {spec.name}-{device}-{dtype}")  # not verify's draws of the cell
     return result
 
 

@@ -6,17 +6,16 @@ examples, and the first failure. ``byhand verify`` prints these; reports and bas
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
-
-from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from checks import departures
 from checks.compare import Comparison
 from checks.matrix import Cell
 from checks.runner import Runner, unsupported
 from checks.spec import Recipe
-from checks.strategies import cell_seed, recipes
+from checks.strategies import recipes, search
 
 
 @dataclass
@@ -58,12 +57,6 @@ def _keep_worst(result: CellResult, record: Comparison) -> None:
         result.worst[phase] = record
 
 
-# Generate and shrink, without hypothesis' explain phase: the record of the shrunk failure is the
-# verdict, and explaining which parts of a failing draw matter costs 2.3 s a failing cell (verify's
-# and the learner's stages' searches).
-SEARCH = tuple(phase for phase in Phase if phase is not Phase.explain)
-
-
 def verify_cell(cell: Cell, *, examples: int) -> CellResult:
     """Run ``examples`` hypothesis examples of one cell; stop at the first failure (shrunk)."""
     result = CellResult(cell)
@@ -73,16 +66,8 @@ def verify_cell(cell: Cell, *, examples: int) -> CellResult:
     runner = Runner(cell.spec, cell.device, cell.dtype)
     failures: list[Comparison] = []
 
-    # A one-line body: hypothesis reads and hashes the test function's source on every run (for its
-    # database key), 4 ms for the body _check has.
-    @seed(cell_seed(cell.id))  # derandomized: the same draws every run, others for each cell
-    @settings(max_examples=examples, database=None, deadline=None, suppress_health_check=list(HealthCheck), phases=SEARCH)
-    @given(recipes(cell.spec))
-    def check(recipe: Recipe) -> None:
-        _check(result, runner, failures, recipe)
-
     try:
-        check()
+        search(recipes(cell.spec), functools.partial(_check, result, runner, failures), examples=examples, name=cell.id)
     except AssertionError:
         result.failure = failures[-1]
     except Exception as exc:  # a crash is a finding too: report it, keep going

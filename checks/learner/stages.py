@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
 
 from checks.learner import diagnose
 from checks.runner import Runner, build_case
 from checks.spec import Case, OpSpec, Recipe
-from checks.strategies import recipes, shapes
-from checks.verify import SEARCH
+from checks.strategies import recipes, search, shapes
 
 if TYPE_CHECKING:
     from checks.learner import Adapted
@@ -188,17 +186,9 @@ def check_stage(spec: OpSpec, function: str, adapted: Adapted, stage: Stage, exa
     dtype = "float32" if stage is Stage.COURSE else "float64"
     attempt = _Attempt(spec, adapted, stage, Runner(spec, "cpu", dtype, hand=view), recorder, backward, tried)
 
-    # A one-line body: hypothesis reads and hashes the test function's source twice a run (its seed
-    # and database key), 3 ms for _Attempt.__call__'s body, once per stage.
-    @settings(max_examples=examples, derandomize=True, database=None, deadline=None, report_multiple_bugs=False,
-              suppress_health_check=list(HealthCheck), phases=SEARCH)
-    @given(recipes(staged))
-    def search(recipe: Recipe) -> None:
-        attempt(recipe)
-
     result = attempt.result
     try:
-        search()
+        search(recipes(staged), attempt, examples=examples, name=f"{function} {stage.value}", report_multiple_bugs=False)
     except AssertionError:
         result.failure = attempt.failures[-1]
     except Exception as exc:  # noqa: BLE001 - hypothesis' own verdicts on the learner's function, in words
