@@ -6,7 +6,9 @@
 - ``byhand derive OP`` prints an op's derivation and its symbolic proof;
 - ``byhand report`` writes the derivations and the measured agreement as HTML, Markdown, JSON, LaTeX;
 - ``byhand baseline save|compare`` records what this torch computes and sorts what moved since;
-- ``byhand faults`` injects the fault catalogue into torch and prints the kill rate.
+- ``byhand faults`` injects the fault catalogue into torch and prints the kill rate;
+- ``byhand record FILE`` keeps torch's exact numbers of every cell here, and ``byhand judge FILE...``
+  judges recorded numbers, from any machine, against today's references (checks/cli_recording.py).
 """
 from __future__ import annotations
 
@@ -506,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--examples", type=int, default=15, help="hypothesis examples per cell for the verify run")
     f.add_argument("--suite", action="store_true", help="run the whole pytest suite per fault instead of byhand verify (slow)")
     f.set_defaults(run=cmd_faults)
+    from checks import cli_recording
+
+    cli_recording.add_parsers(commands)
     return parser
 
 

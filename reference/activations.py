@@ -56,7 +56,7 @@ def _sigmoid() -> S.Derivation:
 
 
 @quiet
-@facts.declare(curve=facts.elementwise("relu", -3, 3, "relu(x)"), accuracy=0, sums=False, lipschitz=lambda p: 1.0)
+@facts.declare(curve=facts.elementwise("relu", -3, 3, "relu(x)"), accuracy=0, sums=False, libm=0, lipschitz=lambda p: 1.0)
 def relu(input: Any, inplace: bool = False) -> np.ndarray:
     r"""$\mathrm{relu}(x) = \max(x, 0)$, $\mathrm{relu}'(x) = [x > 0]$.
 
@@ -81,7 +81,7 @@ def _relu() -> S.Derivation:
 
 
 @quiet
-@facts.declare(curve=facts.elementwise("leaky_relu", -3, 3, "leaky_relu(x), slope 0.1", negative_slope=0.1), accuracy=0, sums=False,
+@facts.declare(curve=facts.elementwise("leaky_relu", -3, 3, "leaky_relu(x), slope 0.1", negative_slope=0.1), accuracy=0, sums=False, libm=0,
                lipschitz=lambda p: max(1.0, abs(p.get("negative_slope", 0.01))))
 def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) -> np.ndarray:
     r"""$f(x) = x$ for $x > 0$, $a x$ otherwise; $f'(x) = 1$ for $x > 0$, $a$ otherwise."""
@@ -132,7 +132,7 @@ def _elu() -> S.Derivation:
 
 
 @quiet
-@facts.declare(curve=facts.elementwise("hardtanh", -2.5, 2.5, "hardtanh(x), [−1, 1]"), accuracy=0, sums=False, lipschitz=lambda p: 1.0)
+@facts.declare(curve=facts.elementwise("hardtanh", -2.5, 2.5, "hardtanh(x), [−1, 1]"), accuracy=0, sums=False, libm=0, lipschitz=lambda p: 1.0)
 def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> np.ndarray:
     r"""$\min(\max(x, a), b)$ for $[a, b]$ = [min_val, max_val]; derivative 1 inside, 0 outside."""
     x = as_float(input, "input")

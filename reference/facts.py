@@ -75,6 +75,10 @@ class Facts:
     # sums terms (then np.longdouble's precision matters, see tests/test_accuracy.py).
     accuracy: float = 2.5
     sums: bool = True
+    # How many libm results (exp, log, log1p, expm1, tanh) one output depends on, each with a
+    # relative sensitivity of at most 1: ``accuracy`` counts each as correctly rounded (glibc), and
+    # numpy's own SIMD kernels may be half an ULP worse per result (tests/test_accuracy.py).
+    libm: int = 2
     # The sympy derivation's builder (reference/symbolic.py), attached with @facts.derivation(op).
     derivation: Callable[..., Any] | None = None
     # A network layer: a bound on |f'| for the op's parameters (how much an error in the input can

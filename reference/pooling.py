@@ -111,7 +111,7 @@ def _argmax(x: np.ndarray, w: _Windows) -> np.ndarray:
 
 
 @quiet
-@facts.declare(curve=facts.Curve(-3, 3, "x₀ (window (x₀, 0.5, -1))", "max", lambda t: _max_curve(t)), accuracy=0.5, sums=False)
+@facts.declare(curve=facts.Curve(-3, 3, "x₀ (window (x₀, 0.5, -1))", "max", lambda t: _max_curve(t)), accuracy=0.5, sums=False, libm=0)
 def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False,
                return_indices: bool = False) -> Any:
     r"""$y_o = \max_{i \in W_o} x_i$ over each window; $\partial y_o/\partial x_i = [i = \arg\max_{W_o} x]$ (the first maximum)."""

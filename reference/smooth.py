@@ -207,7 +207,7 @@ def _silu() -> S.Derivation:
 
 
 @quiet
-@facts.declare(curve=facts.elementwise("mish", -5, 3, "mish(x)"), accuracy=3, sums=False, lipschitz=lambda p: 1.1)
+@facts.declare(curve=facts.elementwise("mish", -5, 3, "mish(x)"), accuracy=3, sums=False, libm=3, lipschitz=lambda p: 1.1)
 def mish(input: Any, inplace: bool = False) -> np.ndarray:
     r"""$x\tanh(\operatorname{softplus}(x))$, derivative $\tanh(s) + x\,\sigma(x)\operatorname{sech}^2(s)$, $s = \operatorname{softplus}(x)$."""
     x = as_float(input, "input")

@@ -31,13 +31,22 @@ EXAMPLES = 120 if settings.get_current_profile_name() == "thorough" else 5  # th
 # at most 16 terms (Linear's in_features), so a float64 longdouble adds up to 8.
 LONGDOUBLE_BITS = int(np.finfo(np.longdouble).nmant)
 SUMMATION_SLACK = 0.0 if LONGDOUBLE_BITS >= 63 else 16 / 2
+# The declared bounds count each libm result (exp, log, log1p, expm1, tanh) as correctly rounded to
+# half an ULP, as glibc's are. On a CPU with AVX512F numpy runs its own vectorised float64 exp and log
+# (SVML-derived expm1, log1p, tanh on AVX512_SKX), which its validation sets
+# (numpy/_core/tests/data/umath-validation-set-*.csv) allow 1 ULP: half an ULP more per result, times
+# the results an output depends on (facts.libm: 2 for BCE-with-logits' gradient, sigma(z) and sigma(-z);
+# 3 for mish, tanh of log1p of exp). An AVX-512 Zen 4 measured BCE-with-logits' gradient (bfloat16
+# inputs) at exactly 3.00 float64 ULPs against the 2.5 declared for correctly rounded exps.
+NUMPY_SIMD_LIBM = bool(getattr(np._core._multiarray_umath, "__cpu_features__", {}).get("AVX512F", False))
+LIBM_SLACK = 0.5 if NUMPY_SIMD_LIBM else 0.0  # per libm result
 
 
 def reference_bound(name: str) -> float:
     """The reference's own float64 error bound against the truth (declared beside it,
-    reference/facts.py), for this machine's longdouble."""
+    reference/facts.py), for this machine's longdouble and numpy's libm."""
     declared = facts.of(name)
-    return declared.accuracy + (SUMMATION_SLACK if declared.sums else 0.0)
+    return declared.accuracy + (SUMMATION_SLACK if declared.sums else 0.0) + LIBM_SLACK * declared.libm
 
 # Each cell is measured once, in the worker beside the suite (conftest.py), for both tests below.
 CELLS = [pytest.param(spec, dtype, marks=pytest.mark.beside(measure_named, spec.name, dtype, EXAMPLES), id=f"{spec.name}-{dtype}")

@@ -106,7 +106,8 @@ def test_a_nan_row_is_a_known_deviation_only_where_the_odd_k_quirk_declares_it()
         assert known.passed and known.deviations == ((quirk.id, int(np.sum(rows[:, None] & ~np.isnan(expected)))),)
         stray = _judge(quirk, case, outside, expected)
         assert not stray.passed and stray.n_bad == 1 and "onednn" in stray.message()
-    assert not _judge(quirk, case, inside, expected).passed, "where the quirk does not show, the NaN rows are failures"
+    with departures.lifted(quirk.id):  # as where the quirk does not show (on this CPU it may)
+        assert not _judge(quirk, case, inside, expected).passed, "where the quirk does not show, the NaN rows are failures"
 
 
 def test_a_fault_outside_an_active_quirks_region_is_still_caught():
@@ -136,4 +137,5 @@ def test_a_flushed_product_is_known_only_as_far_as_the_quirk_allows():
         record = _judge(quirk, case, flushed, expected)
         assert record.passed and record.deviations == ((quirk.id, 1),)
         assert not _judge(quirk, case, -expected, expected).passed
-    assert not _judge(quirk, case, flushed, expected).passed
+    with departures.lifted(quirk.id):  # as where the quirk does not show (on this CPU it may)
+        assert not _judge(quirk, case, flushed, expected).passed

@@ -45,7 +45,10 @@ class Where:
 # ``rule(actual, expected, limit, where)`` with ``limit`` the policy's bound element by element.
 Region = Callable[[Where], np.ndarray]
 Rule = Callable[[np.ndarray, np.ndarray, np.ndarray, Where], np.ndarray]
-Probe = Callable[[str], bool]  # device -> shows here and now
+# device -> shows here and now; a quirk with ``probe_per`` is also asked per op, phase and/or dtype
+# (``probe(device, op=..., phase=...)``): routing differs by op, size and dtype, so each path has its witness.
+Probe = Callable[..., bool]
+PROBE_AXES = ("op", "phase", "dtype")
 
 # The test that runs every quirk's example both ways (where it shows, and where it does not).
 BOTH_WAYS = "tests/test_departures.py::test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_does_not"
@@ -94,6 +97,7 @@ class Departure:
     region: Region | None = field(default=None, repr=False)
     rule: Rule | None = field(default=None, repr=False)
     probe: Probe | None = field(default=None, repr=False)
+    probe_per: tuple[str, ...] = ()  # of PROBE_AXES: what the probe's answer depends on besides the device
     # A recipe of ``ops[0]`` in ``example_dtype`` whose case reaches the region: the tests judge it
     # with the quirk in force, lifted, and on machines where it is absent.
     example: Recipe | None = None
@@ -110,6 +114,8 @@ class Departure:
             raise ValueError(f"quirk {self.id}: a quirk needs a region, a rule, a probe and an example")
         if not self.tests:
             raise ValueError(f"departure {self.id}: name the tests that pin it")
+        if not set(self.probe_per) <= set(PROBE_AXES):
+            raise ValueError(f"quirk {self.id}: probe_per must name some of {PROBE_AXES}, got {self.probe_per!r}")
 
     @property
     def quirk(self) -> bool:
@@ -117,6 +123,14 @@ class Departure:
 
     def concerns(self, op: str, phase: str, dtype: str, device: str) -> bool:
         return op in self.ops and phase in self.phases and dtype in self.dtypes and device in self.devices
+
+    def probe_keys(self) -> list[tuple[tuple[str, str], ...]]:
+        """Every question its probe answers: one per combination of the ``probe_per`` axes
+        (``((), )`` for a probe asked once per device)."""
+        import itertools
+
+        declared = {"op": self.ops, "phase": self.phases, "dtype": self.dtypes}
+        return [tuple(zip(self.probe_per, values)) for values in itertools.product(*(declared[axis] for axis in self.probe_per))]
 
     def excused(self, actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, where: Where) -> np.ndarray:
         """The elements this quirk accounts for: inside its region, and as its rule says."""
@@ -132,9 +146,9 @@ class Departure:
 
 
 def _declarations() -> tuple[Departure, ...]:
-    from checks.departures import conventions, cpu, gpu, implementation
+    from checks.departures import conventions, cpu, gpu, implementation, onednn
 
-    return (*conventions.DECLARED, *cpu.DECLARED, *implementation.DECLARED, *gpu.DECLARED)
+    return (*conventions.DECLARED, *cpu.DECLARED, *onednn.DECLARED, *implementation.DECLARED, *gpu.DECLARED)
 
 
 DEPARTURES: tuple[Departure, ...] = _declarations()
@@ -164,34 +178,71 @@ def _settings_key() -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _probe(departure_id: str, device: str, key: str) -> bool:
+def _probe(departure_id: str, device: str, question: tuple[tuple[str, str], ...], key: str) -> bool:
     """A probe's answer; one that cannot run here (a dtype the device lacks) says the quirk does
     not show, so its region is judged against the math."""
     probe = get(departure_id).probe
     assert probe is not None
     try:
-        return bool(probe(device))
+        return bool(probe(device, **dict(question)))
     except Exception:  # noqa: BLE001 - a failing probe must not stop a verification
         return False
 
 
-def shows(departure: Departure, device: str) -> bool:
-    """Whether the quirk shows on ``device`` here and now (its probe, cached per settings)."""
-    if not departure.quirk or device not in departure.devices:
-        return False
-    if departure.id in _FORCED:
-        return True
+def key_text(question: tuple[tuple[str, str], ...]) -> str:
+    """A probe question as recordings write it: 'op=conv1d phase=forward', or '' for the device alone."""
+    return " ".join(f"{axis}={value}" for axis, value in question)
+
+
+# Recorded probe answers standing in for live probes (checks.recording: judging another machine's
+# outputs as on that machine): quirk id -> device -> question text -> answer.
+_ANSWERED: list[dict[str, dict[str, dict[str, bool]]]] = []
+
+
+def answer(departure: Departure, device: str, question: tuple[tuple[str, str], ...]) -> bool:
+    """One probe question, live or (inside :func:`answered`) as recorded; a quirk a recording does
+    not know (declared since) did not show there."""
+    if _ANSWERED:
+        return bool(_ANSWERED[-1].get(departure.id, {}).get(device, {}).get(key_text(question), False))
     from checks import devices
 
     if devices.unavailable_reason(device):
         return False
-    return _probe(departure.id, device, _settings_key())
+    return _probe(departure.id, device, question, _settings_key())
+
+
+def shows(departure: Departure, device: str, op: str | None = None, phase: str | None = None, dtype: str | None = None) -> bool:
+    """Whether the quirk shows on ``device`` here and now, for this op, phase and dtype where its
+    probe asks them (an axis left None: for any of its declared values)."""
+    if not departure.quirk or device not in departure.devices:
+        return False
+    if departure.id in _FORCED:
+        return True
+    asked = {"op": op, "phase": phase, "dtype": dtype}
+    questions = [q for q in departure.probe_keys() if all(asked[axis] in (None, value) for axis, value in q)]
+    return any(answer(departure, device, q) for q in questions)
+
+
+def answers(device_names: tuple[str, ...]) -> dict[str, dict[str, dict[str, bool]]]:
+    """Every probe's every answer on these devices: what a recording stores for its judge."""
+    return {d.id: {device: {key_text(q): answer(d, device, q) for q in d.probe_keys()} for device in device_names if device in d.devices}
+            for d in QUIRKS}
+
+
+@contextlib.contextmanager
+def answered(recorded: dict[str, dict[str, dict[str, bool]]]) -> Iterator[None]:
+    """Judge as on the machine that recorded these probe answers."""
+    _ANSWERED.append(recorded)
+    try:
+        yield
+    finally:
+        _ANSWERED.pop()
 
 
 def active(op: str, phase: str, dtype: str, device: str) -> tuple[Departure, ...]:
     """The quirks that excuse elements of this comparison: declared for it, shown by their probe,
     and not lifted."""
-    return tuple(d for d in QUIRKS if d.id not in _LIFTED and d.concerns(op, phase, dtype, device) and shows(d, device))
+    return tuple(d for d in QUIRKS if d.id not in _LIFTED and d.concerns(op, phase, dtype, device) and shows(d, device, op, phase, dtype))
 
 
 def in_active_regions(op: str, dtype: str, device: str, where: Where, shape: tuple[int, ...]) -> np.ndarray:
