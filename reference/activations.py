@@ -151,8 +151,8 @@ def hardtanh_backward(grad_output: Any, input: Any, min_val: float = -1.0, max_v
 
 def _bounds(min_val: Any, max_val: Any) -> tuple[float, float]:
     low, high = float(min_val), float(max_val)
-    if not low < high:  # torch: "min_val cannot be greater than max_val"; equal bounds make a constant
-        raise ValueError(f"min_val must be below max_val, got min_val={low}, max_val={high}")
+    if low > high:  # torch's own check; equal bounds are allowed and make a constant (gradient 0)
+        raise ValueError(f"min_val cannot be greater than max_val, got min_val={low}, max_val={high}")
     return low, high
 
 

@@ -146,9 +146,19 @@ def convolve_backward(nd: int, g: np.ndarray, x: np.ndarray, w: np.ndarray, b: n
     return grad_input, grad_weight, None if geo.b is None else g.sum(axis=(0, *range(2, 2 + nd)))
 
 
+def _one_kind(**arrays: Any) -> None:
+    """torch convolves integers with integers and floats with floats, never a mix: int64 input and
+    weight with a float64 bias raise "Input type (long int) and bias type (double) should be the same"."""
+    kinds = {name: np.asarray(v).dtype for name, v in arrays.items() if v is not None}
+    if len({dtype.kind in "iu" for dtype in kinds.values()}) > 1:
+        named = ", ".join(f"{name} ({dtype})" for name, dtype in kinds.items())
+        raise TypeError(f"{named} must all be integer or all be floating point, as torch requires")
+
+
 def _wide(input: Any, weight: Any, bias: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The arguments checked, in np.longdouble: products are summed there and rounded once."""
     x, w, b = as_float(input, "input"), as_float(weight, "weight"), as_optional_float(bias, "bias")
+    _one_kind(input=input, weight=weight, bias=bias)
     return x.astype(np.longdouble), w.astype(np.longdouble), None if b is None else b.astype(np.longdouble)
 
 

@@ -155,9 +155,10 @@ def _groups(x: np.ndarray, num_groups: Any) -> tuple[np.ndarray, int]:
     groups = int(num_groups)
     if groups < 1 or x.shape[1] % groups:
         raise ValueError(f"num_groups={num_groups} must divide the {x.shape[1]} channels")
-    rows = x.reshape(x.shape[0], groups, -1)
-    if rows.shape[2] < 2:  # torch: "Expected more than 1 value per channel when training"
-        raise ValueError(f"each group must hold more than one value to normalise; input {x.shape} in {groups} groups holds {rows.shape[2]}")
+    per_group = x.shape[1] // groups * int(np.prod(x.shape[2:]))
+    rows = x.reshape(x.shape[0], groups, per_group)
+    if x.shape[0] * per_group == 1:  # torch's check: "Expected more than 1 value per channel when training" (none is empty, allowed)
+        raise ValueError(f"group_norm needs more than one value per group across the batch, got an input of shape {x.shape} in {groups} groups")
     return rows, groups
 
 
@@ -180,6 +181,8 @@ def group_norm(input: Any, num_groups: int, weight: Any = None, bias: Any = None
     x = as_float(input, "input")
     rows, _ = _groups(x, num_groups)
     w, b = _per_channel("weight", weight, x), _per_channel("bias", bias, x)
+    if x.size == 0:  # an empty batch or empty groups: torch returns the empty input's shape
+        return np.zeros(x.shape)
     xhat = _normalized(rows, (2,), float(eps), centre=True)[0].reshape(x.shape)
     return _affine_apply(xhat, w, b)
 
@@ -192,6 +195,8 @@ def group_norm_backward(grad_output: Any, input: Any, num_groups: int, weight: A
     rows, _ = _groups(x, num_groups)
     w, b = _per_channel("weight", weight, x), _per_channel("bias", bias, x)
     g = check_grad_shape(grad_output, x.shape)
+    if x.size == 0:
+        return np.zeros(x.shape), None if w is None else np.zeros(x.shape[1]), None if b is None else np.zeros(x.shape[1])
     xhat, r = _normalized(rows, (2,), float(eps), centre=True)
     gw = (g if w is None else g * w).reshape(rows.shape)
     grad_input = _backward(gw, xhat, r, None, (2,), centre=True).reshape(x.shape)
@@ -209,12 +214,15 @@ def _channels_back(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _bn_args(input: Any, running_mean: Any, running_var: Any, weight: Any, bias: Any, training: bool):
     x = as_float(input, "input")
-    if x.ndim < 2:
+    if x.ndim < 2 and not (x.ndim == 1 and x.size == 0):  # torch takes an empty 1-D input, as zero channels
         raise ValueError(f"batch_norm expects an input of shape (N, C, *), got {x.shape}")
+    if x.ndim == 1:
+        x = x.reshape(0, 0)
+        weight = bias = None  # torch checks neither against zero channels
     stats = [_per_channel(n, v, x) for n, v in (("running_mean", running_mean), ("running_var", running_var))]
     if not training and (stats[0] is None or stats[1] is None):
         raise ValueError("running_mean and running_var must be given in evaluation mode (training=False)")
-    if training and x.size // x.shape[1] < 2:  # torch: "Expected more than 1 value per channel when training"
+    if training and x.shape[0] * int(np.prod(x.shape[2:])) == 1:  # torch's check; an empty batch is allowed
         raise ValueError(f"training needs more than one value per channel, got an input of shape {x.shape}")
     return x, stats, _per_channel("weight", weight, x), _per_channel("bias", bias, x)
 
@@ -225,6 +233,8 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any = No
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> np.ndarray:
     r"""$y = \frac{x - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}}\,w_c + b_c$: batch statistics in training (running ones updated in place), running ones otherwise."""
     x, (mean, var), w, b = _bn_args(input, running_mean, running_var, weight, bias, training)
+    if x.size == 0:  # torch returns the empty input's shape and leaves the running statistics as they were
+        return np.zeros(np.shape(input))
     if training:
         rows = _channels_last(x)
         xhat = _channels_back(_normalized(rows, (1,), float(eps), centre=True)[0], x.shape)
@@ -245,6 +255,9 @@ def batch_norm_backward(grad_output: Any, input: Any, running_mean: Any, running
                         training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     r"""Training: per channel, layer_norm's $r(\hat g - \overline{\hat g} - \hat x\,\overline{\hat g\hat x})$; evaluation: $g w_c/\sqrt{\hat\sigma_c^2 + \epsilon}$; $\partial L/\partial w_c = \sum g\hat x$, $\partial L/\partial b_c = \sum g$."""
     x, (mean, var), w, b = _bn_args(input, running_mean, running_var, weight, bias, training)
+    if x.size == 0:
+        zeros = lambda v: None if v is None else np.zeros(np.shape(v))  # noqa: E731  every sum of no terms
+        return np.zeros(np.shape(input)), zeros(weight), zeros(bias)
     g = check_grad_shape(grad_output, x.shape)
     gw = g if w is None else g * w
     if training:

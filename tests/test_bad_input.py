@@ -67,6 +67,13 @@ CASES = [
     Bad("softmax-dim-out-of-range", "softmax", (X23,), {"dim": 2}, names="dim", torch=IndexError),
     Bad("sigmoid-of-strings", "sigmoid", (np.array(["a", "b"]),), error=TypeError, torch=TypeError),
     Bad("relu-of-complex", "relu", (np.array([1 + 1j]),), error=TypeError),
+    Bad("conv1d-integers-with-a-float-bias", "conv1d", (np.ones((1, 1, 4), dtype=np.int64), np.ones((1, 1, 2), dtype=np.int64), np.ones(1)),
+        error=TypeError, names="bias"),
+    Bad("conv2d-float-input-integer-weight", "conv2d", (np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2), dtype=np.int64)), error=TypeError, names="weight"),
+    Bad("hardtanh-min-above-max", "hardtanh", (np.zeros(3),), {"min_val": 1.0, "max_val": 0.5}, names="min_val", torch=ValueError),
+    Bad("batch-norm-1d-input", "batch_norm", (np.arange(5.0), np.zeros(0), np.ones(0)), torch=IndexError),
+    Bad("batch-norm-one-value-per-channel", "batch_norm", (np.ones((1, 3)), np.zeros(3), np.ones(3)), {"training": True}, torch=ValueError),
+    Bad("group-norm-one-value-per-group", "group_norm", (np.ones((1, 4, 1)), 4), names="group", torch=ValueError),
     Bad("softmax-backward-grad-shape", "softmax", (np.ones(2), X23), {"dim": 1}, names="grad_output", backward=True),
     Bad("mse-backward-reduced-grad", "mse_loss", (np.ones(3), np.zeros(3), np.zeros(3)), names="grad_output", backward=True),
 ]

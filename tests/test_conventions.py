@@ -108,6 +108,26 @@ def test_elu_gradient_at_nan_is_nan_or_the_upstream_gradient():
     assert reference.elu_backward(np.ones(67), np.full(67, nan), alpha=2.0).tolist() == [1.0] * 67
 
 
+def test_hardtanh_with_equal_bounds_is_a_constant_with_gradient_zero():
+    """min_val = max_val = 0.5 is allowed (torch refuses only min_val > max_val): every x maps to
+    0.5, and the gradient is 0 everywhere, the ends included."""
+    x = [-2.0, 0.5, 2.0]
+    assert reference.hardtanh(np.array(x), 0.5, 0.5).tolist() == F.hardtanh(t(x), 0.5, 0.5).tolist() == [0.5] * 3
+    assert reference.hardtanh_backward(np.ones(3), np.array(x), 0.5, 0.5).tolist() == [0.0] * 3
+    assert torch_grad(lambda v: F.hardtanh(v, 0.5, 0.5), t(x, grad=True)).tolist() == [0.0] * 3
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_gelu_of_plus_inf_is_inf_or_nan_where_onednns_avx512_kernel_runs(dtype):
+    """x Φ(x) → +inf as x → +inf: the reference's inf, and torch's on one element; in a vector
+    oneDNN's AVX-512 GELU returns NaN where its probe says so (quirk onednn-avx512-gelu-nan-at-inf)."""
+    assert reference.gelu(np.array([np.inf, 1.0])).tolist()[0] == inf
+    assert F.gelu(torch.tensor([inf], dtype=getattr(torch, dtype))).item() == inf
+    theirs = F.gelu(torch.tensor([inf, 1.0], dtype=getattr(torch, dtype)))[0].item()
+    quirk = departures.shows(departures.get("onednn-avx512-gelu-nan-at-inf"), "cpu", dtype=dtype)
+    assert math.isnan(theirs) if quirk else theirs == inf
+
+
 def test_gelu_tanh_gradient_is_nan_where_x_squared_overflows_float32():
     """The math's limits at |x| = 1e20 are g (x > 0) and 0 (x < 0), as the reference gives; float32
     torch gives NaN there where its probe says so (quirk gelu-tanh-gradient-overflows-x-squared),

@@ -11,6 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
+import torch
+import torch.nn.functional as F
 from checks import dtypes
 from checks.compare import Context, assert_agrees, compare
 from checks.registry import get
@@ -61,3 +63,40 @@ def test_the_running_update_is_the_unbiased_variance_against_the_oracle():
     truth_mean, truth_var = oracle.batch_norm_running(x, np.zeros(2), np.ones(2), 0.5)
     assert np.allclose(mean, truth_mean, rtol=1e-15) and np.allclose(var, truth_var, rtol=1e-15)
     assert np.allclose(var, 0.5 + 0.5 * np.var(x, axis=0, ddof=1))  # [2.5, 5.0833]
+
+
+@pytest.mark.parametrize("shape, training", [((0,), True), ((0,), False), ((0, 3), True), ((0, 3), False), ((0, 3, 2), True), ((2, 3, 0), True)])
+def test_batch_norm_of_an_empty_batch_is_empty_and_leaves_the_running_statistics(shape, training):
+    """Nothing to normalise: torch returns the empty shape and does not touch its running statistics
+    (a 1-D empty input counts as zero channels, and takes no weight: torch's select() fails on one);
+    so does the reference, and its gradients are sums of no terms."""
+    c = shape[1] if len(shape) > 1 else 0
+    affine = len(shape) > 1
+    ours_mean, ours_var = np.full(c, 0.25), np.full(c, 2.0)
+    theirs_mean, theirs_var = torch.full((c,), 0.25, dtype=torch.float64), torch.full((c,), 2.0, dtype=torch.float64)
+    x = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    w = torch.ones(c, dtype=torch.float64, requires_grad=True) if affine else None
+    y = F.batch_norm(x, theirs_mean, theirs_var, w, None, training=training)
+    y.backward(torch.zeros(shape, dtype=torch.float64))
+    ours = reference.batch_norm(np.zeros(shape), ours_mean, ours_var, np.ones(c) if affine else None, None, training=training)
+    assert ours.shape == tuple(y.shape) == shape
+    assert ours_mean.tolist() == theirs_mean.tolist() == [0.25] * c and ours_var.tolist() == theirs_var.tolist() == [2.0] * c
+    gx, gw, gb = reference.batch_norm_backward(np.zeros(shape), np.zeros(shape), ours_mean, ours_var, np.ones(c) if affine else None, None,
+                                               training=training)
+    assert gx.shape == shape and gb is None
+    assert gw is None if not affine else gw.tolist() == w.grad.tolist() == [0.0] * c
+
+
+@pytest.mark.parametrize("shape, groups", [((0, 4), 2), ((0, 4, 3), 4), ((2, 4, 0), 2)])
+def test_group_norm_of_an_empty_input_is_empty(shape, groups):
+    ours = reference.group_norm(np.zeros(shape), groups, np.ones(shape[1]))
+    theirs = F.group_norm(torch.zeros(shape, dtype=torch.float64), groups, torch.ones(shape[1], dtype=torch.float64))
+    assert ours.shape == tuple(theirs.shape) == shape
+    gx, gw, _ = reference.group_norm_backward(np.zeros(shape), np.zeros(shape), groups, np.ones(shape[1]))
+    assert gx.shape == shape and gw.tolist() == [0.0] * shape[1]
+
+
+def test_group_norm_of_one_value_per_group_in_a_batch_of_two_is_zero():
+    """torch refuses one value per group only when the batch holds one sample: x - mean = 0 in each group of one."""
+    x = np.arange(8.0).reshape(2, 4, 1)
+    assert reference.group_norm(x, 4).tolist() == F.group_norm(torch.from_numpy(x), 4).tolist() == np.zeros((2, 4, 1)).tolist()
