@@ -71,7 +71,13 @@ def _header(console: Console, jobs: int = 1) -> None:
     console.print(f"byhand verify: torch {torch.__version__} on {environment.cpu_model()} ({features}); "
                   f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {processes}{threads} thread{'s' * (threads != 1)}", highlight=False, soft_wrap=True)
     shown = departures.active_here(devices.available())
-    console.print("quirks that show here (checks/departures): " + (", ".join(f"{d.id} ({device})" for d, device in shown) if shown else "none"), highlight=False, soft_wrap=True)
+
+    def where(d: departures.Departure, device: str) -> str:
+        paths = [text.replace("op=", "").replace("phase=", "").replace("dtype=", "") for text in departures.shown_where(d, device) if text]
+        return f"{device}: {', '.join(paths)}" if paths else device
+
+    console.print("quirks that show here (checks/departures): " + (", ".join(f"{d.id} ({where(d, device)})" for d, device in shown) if shown else "none"),
+                  highlight=False, soft_wrap=True)
     settings = environment.settings_on()
     if settings:
         console.print("[yellow]settings that change numerics are on:[/] " + escape("; ".join(settings)), highlight=False, soft_wrap=True)

@@ -136,6 +136,7 @@ def fingerprint() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "knobs": knobs(),
         "quirks": sorted(f"{d.id}@{device}" for d, device in departures.active_here(devices.available())),
+        "probes": departures.answers(devices.available()),  # every probe's answer, per op, phase or dtype where it asks
         "longdouble_mantissa_bits": int(np.finfo(np.longdouble).nmant),
         "devices": devices.describe(),
         "cuda": torch.version.cuda,

@@ -70,8 +70,10 @@ def test_reference_is_accurate_and_no_less_accurate_than_torch(beside, spec, dty
         assert own <= bound, f"{spec.name} {phase}: the reference is {own:.2f} float64 ULPs from the truth (bound {bound})"
         ours, theirs = acc.reference[phase].floored, acc.torch[phase].floored
         # In float64 both sides and the truth are rounded to the same grid: each is within half an
-        # ULP of the real value, so two correctly rounded answers can sit 1 ULP apart.
-        slack = 1.0 + (SUMMATION_SLACK if facts.of(spec.name).sums else 0.0) if dtype == "float64" else 0.0
+        # ULP of the real value, so two correctly rounded answers can sit 1 ULP apart; and numpy's
+        # SIMD libm may cost the reference half an ULP per result where torch calls glibc.
+        declared = facts.of(spec.name)
+        slack = 1.0 + (SUMMATION_SLACK if declared.sums else 0.0) + LIBM_SLACK * declared.libm if dtype == "float64" else 0.0
         assert ours <= theirs + slack, f"{spec.name} {phase} {dtype}: reference {ours:.2f} ULP, torch {theirs:.2f} ULP from the truth"
 
 

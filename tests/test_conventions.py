@@ -122,10 +122,11 @@ def test_gelu_of_plus_inf_is_inf_or_nan_where_onednns_avx512_kernel_runs(dtype):
     """x Φ(x) → +inf as x → +inf: the reference's inf, and torch's on one element; in a vector
     oneDNN's AVX-512 GELU returns NaN where its probe says so (quirk onednn-avx512-gelu-nan-at-inf)."""
     assert reference.gelu(np.array([np.inf, 1.0])).tolist()[0] == inf
-    assert F.gelu(torch.tensor([inf], dtype=getattr(torch, dtype))).item() == inf
     theirs = F.gelu(torch.tensor([inf, 1.0], dtype=getattr(torch, dtype)))[0].item()
     quirk = departures.shows(departures.get("onednn-avx512-gelu-nan-at-inf"), "cpu", dtype=dtype)
     assert math.isnan(theirs) if quirk else theirs == inf
+    alone = F.gelu(torch.tensor([inf], dtype=getattr(torch, dtype))).item()  # inf on the Zen 4 that showed the quirk
+    assert alone == inf or (quirk and math.isnan(alone))
 
 
 def test_gelu_tanh_gradient_is_nan_where_x_squared_overflows_float32():
@@ -412,9 +413,12 @@ def test_float16_label_smoothing_overflows_an_intermediate_sum():
 
 def test_float32_logits_with_float64_probability_targets_give_float64_of_float32_precision():
     """torch promotes the result to float64, but log_softmax has already run in float32: the loss
-    is float32(log 3), not log 3. (The reference always computes in float64.)"""
+    is log 3 to float32's precision (its vectorised log is within an ULP, which one depends on the
+    CPU), not log 3. (The reference always computes in float64.)"""
     out = F.cross_entropy(torch.zeros(1, 3), torch.tensor([[0.0, 1.0, 0.0]], dtype=F64))
-    assert out.dtype == F64 and out.item() == float(np.float32(math.log(3))) != math.log(3)
+    log3 = float(np.float32(math.log(3)))
+    assert out.dtype == F64 and out.item() != math.log(3) and float(np.float32(out.item())) == out.item()
+    assert abs(out.item() - log3) <= float(np.spacing(np.float32(log3)))
     assert reference.cross_entropy(np.zeros((1, 3)), np.array([[0.0, 1.0, 0.0]])) == pytest.approx(math.log(3), rel=1e-15)
 
 

@@ -139,3 +139,43 @@ def test_a_flushed_product_is_known_only_as_far_as_the_quirk_allows():
         assert not _judge(quirk, case, -expected, expected).passed
     with departures.lifted(quirk.id):  # as where the quirk does not show (on this CPU it may)
         assert not _judge(quirk, case, flushed, expected).passed
+
+
+def _conv_judge(case, phase, actual, expected, g=None):
+    from checks.compare import Context
+
+    where = departures.Where(case, phase, g, np.zeros(()), "conv1d")
+    context = Context("conv1d", phase, "functional", "cpu", "bfloat16", expected.shape)
+    return compare(actual, expected, scale=0.0, info=Runner(get("conv1d"), "cpu", "bfloat16").info, k=4, context=context,
+                   quirks=departures.active("conv1d", phase, "bfloat16", "cpu"), where=where)
+
+
+@pytest.mark.parametrize("phase", ["forward", "grad[weight]"])
+def test_a_flushed_convolution_is_known_only_for_its_subnormal_products(phase):
+    """As on a CPU with native bf16 (forced on), s = 2^-127 (a bf16 subnormal). Forward: x = [s, s, s, s, 1]
+    with w = [1, 1, 1, 1] is [4s, 1 + 3s] by hand; 0 for 4s = 2^-125 (two smallest normals) is the
+    four flushed products, known. grad[weight] of x = [s]*8 + [1], w = [1, 1] at g = 1: tap 0 sums
+    8s = 2^-124 from eight subnormal factors, 0 is known. Past what the products allow (2^-110
+    there, or 0 where the sum is 1) it fails; with the quirk lifted, the flush fails too."""
+    from checks.spec import Case
+
+    quirk = departures.get("bf16-dot-product-flushes-subnormals")
+    s = 2.0**-127
+    params = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+    if phase == "forward":
+        case = Case({"input": np.array([[[s, s, s, s, 1.0]]]), "weight": np.ones((1, 1, 4)), "bias": None}, params)
+        expected, g = np.array([[[4 * s, 1.0 + 3 * s]]]), None
+        assert np.array_equal(get("conv1d").forward(*case.inputs.values(), **params), expected)
+    else:
+        case = Case({"input": np.array([[[s] * 8 + [1.0]]]), "weight": np.ones((1, 1, 2)), "bias": None}, params)
+        g = np.ones((1, 1, 8))
+        expected = np.array([[[8 * s, 1.0 + 7 * s]]])
+        assert np.array_equal(get("conv1d").backward(g, *case.inputs.values(), **params)[1], expected)
+    flushed, beyond, lost = np.array([[[0.0, 1.0]]]), np.array([[[2.0**-110, 1.0]]]), np.array([[[0.0, 0.0]]])
+    with departures.forced(quirk.id):
+        known = _conv_judge(case, phase, flushed, expected, g)
+        assert known.passed and known.deviations == ((quirk.id, 1),)
+        assert not _conv_judge(case, phase, beyond, expected, g).passed
+        assert not _conv_judge(case, phase, lost, expected, g).passed
+    with departures.lifted(quirk.id):
+        assert not _conv_judge(case, phase, flushed, expected, g).passed

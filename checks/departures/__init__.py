@@ -256,6 +256,11 @@ def in_active_regions(op: str, dtype: str, device: str, where: Where, shape: tup
     return mask
 
 
+def shown_where(departure: Departure, device: str) -> list[str]:
+    """The probe questions this quirk answers yes to on ``device`` ('op=conv1d phase=forward'; '' for one asked per device)."""
+    return [key_text(q) for q in departure.probe_keys() if answer(departure, device, q)] if device in departure.devices else []
+
+
 def active_here(device_names: tuple[str, ...]) -> list[tuple[Departure, str]]:
     """Every (quirk, device) pair whose probe says it shows now: verify's header, the fingerprint."""
     return [(d, device) for d in QUIRKS for device in device_names if shows(d, device)]
