@@ -459,13 +459,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0 if built.passed else 1
 
 
+def add_selection(parser: argparse.ArgumentParser) -> None:
+    """--device, --dtype and --ops: which cells of the registry matrix a command runs."""
+    parser.add_argument("--device", default="auto", help="comma-separated devices (cpu,cuda,mps); default: all found here")
+    parser.add_argument("--dtype", default="all", help="comma-separated float dtypes; default: all four")
+    parser.add_argument("--ops", default="all", help="comma-separated op names; default: the whole registry")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="byhand", description="Prove the math you write by hand is the math PyTorch runs.")
     commands = parser.add_subparsers(dest="command", required=True)
     v = commands.add_parser("verify", help="check every registry op against torch on every device and dtype")
-    v.add_argument("--device", default="auto", help="comma-separated devices (cpu,cuda,mps); default: all found here")
-    v.add_argument("--dtype", default="all", help="comma-separated float dtypes; default: all four")
-    v.add_argument("--ops", default="all", help="comma-separated op names; default: the whole registry")
+    add_selection(v)
     v.add_argument("--examples", type=int, default=None, help="hypothesis examples per cell (default 20); with --impl, per function "
                    "in the course stage and in each of the three edge stages (default 60)")
     v.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -492,9 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = commands.add_parser("baseline", help="record what this torch computes, or compare with a recording")
     b.add_argument("action", choices=("save", "compare"))
     b.add_argument("file", help="the baseline JSON file")
-    b.add_argument("--device", default="auto")
-    b.add_argument("--dtype", default="all")
-    b.add_argument("--ops", default="all")
+    add_selection(b)
     b.add_argument("--cases", type=int, default=3, help="recipes recorded per cell (save)")
     b.add_argument("--json", metavar="FILE", help="compare: write the findings as JSON")
     b.add_argument("--markdown", metavar="FILE", help="compare: write the findings as Markdown")
@@ -502,9 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = commands.add_parser("report", help="write the derivations and measured agreement as HTML, Markdown, JSON and LaTeX")
     r.add_argument("--out", required=True, metavar="DIR", help="folder to write (created; an earlier byhand report there is replaced)")
     r.add_argument("--format", default="html,md,json,tex", help="comma-separated: html, md, json, tex (default: all four)")
-    r.add_argument("--device", default="auto", help="comma-separated devices (cpu,cuda,mps); default: all found here")
-    r.add_argument("--dtype", default="all", help="comma-separated float dtypes; default: all four")
-    r.add_argument("--ops", default="all", help="comma-separated op names; default: the whole registry")
+    add_selection(r)
     r.add_argument("--examples", type=int, default=20, help="hypothesis examples per cell (default 20)")
     r.add_argument("--sweep-points", type=int, default=19, help="input magnitudes (1e-3 to 1e3) in the error plots (default 19, three per decade)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -14,11 +14,11 @@ from checks.baseline import write_atomically
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
+    from checks.cli import add_selection
+
     r = commands.add_parser("record", help="record torch's exact outputs and gradients of every cell here, to judge anywhere later")
     r.add_argument("file", help="the recording to write (.npz)")
-    r.add_argument("--device", default="auto")
-    r.add_argument("--dtype", default="all")
-    r.add_argument("--ops", default="all")
+    add_selection(r)
     r.add_argument("--examples", type=int, default=20, help="verify's draws per cell (default 20, as byhand verify)")
     r.add_argument("--no-large", action="store_true", help="leave out each cell's large strided extremal case")
     r.add_argument("--from-capture", metavar="RAW", help="convert a raw capture (byhand-raw-capture-1 JSON) instead of recording here")
