@@ -133,6 +133,10 @@ class OpSpec:
     # "empty", "scalar", "nonfinite", "unbatched", "probabilities"), what to do instead.
     course_shapes: st.SearchStrategy[tuple[int, ...]] | None = None
     course_knobs: st.SearchStrategy[dict[str, Any]] | None = None
+    # Knobs named otherwise than the arguments they set: knob -> (those arguments, the knob's value
+    # that leaves them at torch's defaults). A learner's check draws each argument the function does
+    # not declare at its default (a knob named like its argument needs no entry).
+    knob_defaults: dict[str, tuple[tuple[str, ...], Any]] = field(default_factory=dict)
     lessons: dict[str, str] = field(default_factory=dict)
     # A network layer (checks/networks.py): the nn.Module class built with the drawn knobs, and the
     # knobs a network draws (default: ``knobs``; softmax's must be dim=-1).

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import settings
 
 from checks import cli, learner
+from checks.registry import REGISTRY
 
 CORPUS = Path(__file__).resolve().parent / "learners"
 A, W, F = learner.AGREES, learner.WRONG, learner.FRAGILE
@@ -119,3 +120,20 @@ def test_only_a_wrong_function_fails_unless_strict(beside, args, code, words):
 def test_options_that_do_not_apply_are_refused_clearly(capsys):
     assert cli.main(["verify", "--impl", str(CORPUS / "fragile.py"), "--dtype", "float16"]) == 2
     assert "--dtype does not apply with --impl" in capsys.readouterr().out
+
+
+# The control: torch's own functionals under every registry name (tests/learners/torch_control.py).
+# Torch agrees with itself, so every verdict is ✓; anything else is byhand's fault. The default
+# profile draws 3 cases per stage, in four jobs beside the suite; the thorough profile byhand's 60.
+CONTROL = str(CORPUS / "torch_control.py")
+CONTROL_EXAMPLES = 60 if settings.get_current_profile_name() == "thorough" else 3
+_OPS = [spec.name for spec in REGISTRY]
+CONTROL_PARTS = [tuple(_OPS[i::4]) for i in range(4)]
+
+
+@pytest.mark.parametrize("ops", [pytest.param(ops, marks=pytest.mark.beside(learner.verdicts_of, CONTROL, CONTROL_EXAMPLES, ops), id=f"part{i}")
+                                 for i, ops in enumerate(CONTROL_PARTS)])
+def test_torch_itself_gets_a_tick_on_every_function_of_every_op(beside, ops):
+    assert {name.removesuffix("_backward") for name in beside} == set(ops)
+    wrong = [v.explanation for v in beside.values() if v.status != learner.AGREES]
+    assert not wrong, "byhand's learner check is unfair to torch itself:\n" + "\n".join(wrong)

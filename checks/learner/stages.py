@@ -40,6 +40,7 @@ EDGES = (Stage.MAGNITUDES, Stage.SPECIALS, Stage.SHAPES)
 class StageResult:
     examples: int = 0
     failure: str | None = None
+    own: bool = False  # the failure is byhand's (ByhandFailed), not the learner's
 
 
 def _stage_spec(spec: OpSpec, stage: Stage) -> OpSpec:
@@ -59,6 +60,25 @@ def _stage_spec(spec: OpSpec, stage: Stage) -> OpSpec:
 def _defaults(spec: OpSpec) -> dict[str, Any]:
     params = inspect.signature(spec.forward).parameters.items()
     return {n: (-1 if n == "dim" else p.default) for n, p in params if p.default is not p.empty or n == "dim"}
+
+
+class ByhandFailed(Exception):
+    """byhand's own case builder, its reference or torch raised on a case byhand drew: never the learner's mistake."""
+
+
+def at_defaults(spec: OpSpec, recipe: Recipe, declared: set[str] | None) -> Recipe:
+    """The recipe with every knob that sets an argument the learner does not declare at the value
+    that leaves it at torch's default, so that the inputs are drawn for those defaults (conv's
+    groups, sdpa's enable_gqa): a knob named like its argument, or one the spec maps."""
+    if declared is None:
+        return recipe
+    defaults = _defaults(spec)
+    knobs = dict(recipe.knobs)
+    for knob, value in recipe.knobs.items():
+        params, default = spec.knob_defaults.get(knob, ((knob,), defaults.get(knob, value)))
+        if any(p in defaults and p not in declared for p in params):
+            knobs[knob] = default
+    return dataclasses.replace(recipe, knobs=knobs)
 
 
 def patched(spec: OpSpec, case: Case, declared: set[str] | None, last_axis: bool, inputs_taken: int | None = None) -> Case:
@@ -160,10 +180,10 @@ class _Attempt:
     def __call__(self, recipe: Recipe) -> None:
         spec, adapted, backward, recorder, runner = self.spec, self.adapted, self.backward, self.recorder, self.runner
         taken = None if adapted.takes is None else adapted.takes - backward
-        case = patched(spec, build_case(spec, recipe, runner.info), adapted.declared, adapted.last_axis, taken)
+        recipe = at_defaults(spec, recipe, adapted.declared)
+        case, ev = self._prepared(recipe, taken)
         recorder.case = case
         self.result.examples += 1
-        ev = runner.evaluate(recipe, case=case, gradient=backward, module=False)
         explanation = _judge(runner, ev, recipe, recorder, spec)
         if self.tried is not None:
             self.tried.append(f"{self.stage.value} {recipe.regime} shape {tuple(np.shape(next(iter(case.inputs.values()))))}: {'ok' if explanation is None else 'MISMATCH'}")
@@ -171,6 +191,27 @@ class _Attempt:
             shown = _shown(case, adapted.declared, ev.grad_output if backward else None, runner.dtype)
             self.failures.append("\n".join(shown + explanation + _lesson(spec, self.stage, case, recipe, recorder.raised)))
             raise AssertionError
+
+
+    def _prepared(self, recipe: Recipe, taken: int | None) -> tuple[Case, Any]:
+        """byhand's side of an example: the case, torch's answer and the reference's; whatever raises
+        here is byhand's failure, reported as such."""
+        spec, runner, adapted = self.spec, self.runner, self.adapted
+        case = None
+        try:
+            case = patched(spec, build_case(spec, recipe, runner.info), adapted.declared, adapted.last_axis, taken)
+            ev = runner.evaluate(recipe, case=case, gradient=self.backward, module=False)
+            ref = case.fresh()
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                spec.forward(*ref.inputs.values(), **ref.params)
+                if self.backward:
+                    spec.backward(ev.grad_output, *case.fresh().inputs.values(), **case.params)
+        except Exception as exc:  # noqa: BLE001 - byhand's own code or torch on byhand's own case
+            where = f"{recipe}" if case is None else "\n".join(_shown(case, None, None, runner.dtype))
+            self.failures.append(f"  {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}\n  the case:\n{where}")
+            raise ByhandFailed from exc
+        return case, ev
 
 
 def check_stage(spec: OpSpec, function: str, adapted: Adapted, stage: Stage, examples: int, tried: list[str] | None) -> StageResult:
@@ -191,6 +232,8 @@ def check_stage(spec: OpSpec, function: str, adapted: Adapted, stage: Stage, exa
         search(recipes(staged), attempt, examples=examples, name=f"{function} {stage.value}", report_multiple_bugs=False)
     except AssertionError:
         result.failure = attempt.failures[-1]
+    except ByhandFailed:
+        result.failure, result.own = attempt.failures[-1], True
     except Exception as exc:  # noqa: BLE001 - hypothesis' own verdicts on the learner's function, in words
         flaky = "Flaky" in type(exc).__name__ or any("Flaky" in type(e).__name__ for e in getattr(exc, "exceptions", ()))
         result.failure = ("  Your function gave different answers for the same input: does it keep state between calls or draw random numbers?"

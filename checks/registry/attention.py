@@ -34,6 +34,13 @@ def _knobs(draw: st.DrawFn) -> dict:
             "scale": draw(st.one_of(st.none(), st.floats(0.1, 2.0))), "backend": draw(st.sampled_from(("default", *BACKENDS)))}
 
 
+@st.composite
+def _course_knobs(draw: st.DrawFn) -> dict:
+    """A course's attention: no mask or a causal one (a boolean mask where the learner takes attn_mask),
+    torch's own kernel choice; GQA and a scale where the learner's signature declares them."""
+    return {**draw(_knobs()), "mask": draw(st.sampled_from(("none", "causal", "bool"))), "backend": "default"}
+
+
 def _make(rng, recipe, info) -> Case:
     kn = recipe.knobs
     n, h, length, source, e = (tuple(recipe.shape) + (1,) * 5)[:5]
@@ -114,6 +121,10 @@ SPECS = (
         make=_make,
         shapes=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 5), st.integers(1, 5), st.integers(1, 4)),
         knobs=_knobs(),
+        # (N, H, L, S, E) with L, S, E > 1: scores that a missing 1/sqrt(E) changes
+        course_shapes=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(2, 5), st.integers(2, 5), st.integers(2, 4)),
+        course_knobs=_course_knobs(),
+        knob_defaults={"mask": (("attn_mask", "is_causal"), "none"), "gqa": (("enable_gqa",), False), "groups": (("enable_gqa",), 1)},
         # the flash kernel's backward has no derivative of its own: gradgradcheck needs the math kernel
         gradcheck_knobs=_knobs().map(lambda kn: {**kn, "backend": "math"}),
         regimes=("normal", "small", "large", "ties"),

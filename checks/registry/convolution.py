@@ -107,6 +107,17 @@ def _shapes(nd: int):
     return st.tuples(st.integers(1, 3), st.integers(1, 3), *[st.integers(1, 8 if nd == 1 else 6)] * nd)
 
 
+def _course_shapes(nd: int):
+    """A course's convolutions: a batch of multi-channel signals or images, wider than the kernel."""
+    return st.tuples(st.integers(1, 2), st.integers(1, 3), *[st.integers(3, 8 if nd == 1 else 6)] * nd)
+
+
+def _course_knobs(nd: int):
+    """Batched, square or rectangular kernels; stride, padding and dilation where the learner's
+    signature declares them (otherwise torch's defaults, checks.learner)."""
+    return _knobs(nd).map(lambda kn: {**kn, "batched": True, "padding": kn["padding"] if kn["padding"] != "valid" else 0})
+
+
 def _conv(nd: int) -> OpSpec:
     return OpSpec(
         name=f"conv{nd}d",
@@ -119,6 +130,8 @@ def _conv(nd: int) -> OpSpec:
         grad_scale=_grad_scale(nd),
         grad_inputs=("input", "weight", "bias"),
         large_shape=(2, 2, 26_000) if nd == 1 else (2, 4, 120, 120),  # just over 100k input elements
+        course_shapes=_course_shapes(nd),
+        course_knobs=_course_knobs(nd),
         lessons={"raised": f"torch's weight has shape (out_channels, in_channels/groups, *kernel); the layer correlates "
                            f"(no kernel flip): y[o, t] = b[o] + sum over c, j of w[o, c, j] x[c, stride*t + dilation*j - padding]."},
     )

@@ -47,6 +47,9 @@ SPECS = (
         make=_make,
         shapes=shapes(max_dims=3),
         knobs=knobs(**KNOBS),
+        # a course's lookups: a batch of index sequences into a small table, so indices repeat
+        course_shapes=st.tuples(st.integers(1, 3), st.integers(3, 8)),
+        course_knobs=knobs(**{**KNOBS, "num_embeddings": st.integers(2, 5)}),
         # By torch's design the gradient skips max_norm's renormalisation, the padding row and (with
         # scale_grad_by_freq) the count of each index: finite differences of the forward see all three,
         # so gradcheck draws none of them.

@@ -236,6 +236,7 @@ SPECS = (
         make=_make_group,
         shapes=shapes(min_dims=2, max_dims=4, min_side=1, max_side=6).filter(lambda shape: np.prod(shape[1:]) >= 2),
         knobs=knobs(affine=st.booleans(), eps=st.sampled_from([1e-5, 1e-3, 0.1])),
+        course_shapes=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(2, 5)),  # (N, C, L): each group holds two or more
         scale=_group_scale,
         grad_scale=_group_grad_scale,
         grad_inputs=("input", "weight", "bias"),
@@ -250,6 +251,8 @@ SPECS = (
         shapes=shapes(min_dims=2, max_dims=5, min_side=1, max_side=5).filter(lambda shape: shape[0] * np.prod(shape[2:]) >= 2),
         knobs=knobs(training=st.booleans(), running=st.booleans(), affine=st.booleans(), momentum=st.sampled_from([0.1, 0.5, 1.0, 0.0]),
                     eps=st.sampled_from([1e-5, 1e-3])),
+        # a course's BatchNorm1d: (N, C) and (N, C, L), training and evaluation
+        course_shapes=st.one_of(st.tuples(st.integers(2, 6), st.integers(1, 4)), st.tuples(st.integers(2, 4), st.integers(1, 3), st.integers(1, 5))),
         scale=_batch_scale,
         grad_scale=_batch_grad_scale,
         grad_inputs=("input", "weight", "bias"),

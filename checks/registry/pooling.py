@@ -40,13 +40,32 @@ def _adaptive_knobs(draw: st.DrawFn) -> dict:
     return {"output_size": draw(st.one_of(st.integers(1, 7), st.tuples(side, side))), "batched": draw(st.booleans())}
 
 
+@st.composite
+def _course_window(draw: st.DrawFn, dilation: bool, average: bool = False) -> dict:
+    """A course's pooling: batched, a square kernel as an int (or a rectangular pair), stride an int
+    or None, padding within half the kernel; the rest where the learner's signature declares it."""
+    kernel = draw(st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    smallest = min(kernel) if isinstance(kernel, tuple) else kernel
+    knobs = {"kernel_size": kernel, "stride": draw(st.one_of(st.none(), st.integers(1, 3))), "padding": draw(st.integers(0, smallest // 2)),
+             "ceil_mode": draw(st.booleans()), "batched": True}
+    if dilation:
+        knobs["dilation"] = draw(st.integers(1, 2))
+    if average:
+        knobs |= {"count_include_pad": draw(st.booleans()), "divisor_override": draw(st.one_of(st.none(), st.integers(1, 5)))}
+    return knobs
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
 def _input(rng, recipe, info, kn: dict, summing: bool) -> np.ndarray:
     n, c, h, w = (tuple(recipe.shape) + (1,) * 4)[:4]
     if "kernel_size" in kn:
-        dil = kn.get("dilation", (1, 1))
+        dil = _pair(kn.get("dilation", 1))
         # the (dilated) window fits the padded input, and no window falls between its taps entirely
         # into the padding (torch's -inf and out-of-range index, pytorch/pytorch#114216): at least d wide
-        h, w = (max(side, d * (k - 1) + 1 - 2 * p, d) for side, k, d, p in zip((h, w), kn["kernel_size"], dil, kn["padding"]))
+        h, w = (max(side, d * (k - 1) + 1 - 2 * p, d) for side, k, d, p in zip((h, w), _pair(kn["kernel_size"]), dil, _pair(kn["padding"])))
     shape = ((n,) if kn["batched"] else ()) + (c, h, w)
     # Averages sum their window: drawn without the dtype's largest values, whose sum overflows the
     # dtype though the mean fits (IEEE arithmetic, as for every summing op: checks/values.py).
@@ -93,6 +112,7 @@ _avg_scale, _avg_grad_scale = _terms(reference.avg_pool2d, reference.avg_pool2d_
 _adaptive_scale, _adaptive_grad_scale = _terms(reference.adaptive_avg_pool2d, reference.adaptive_avg_pool2d_backward, _window_terms)
 
 SHAPES = st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 7), st.integers(1, 7))
+COURSE_SHAPES = st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(2, 7), st.integers(2, 7))
 
 SPECS = (
     OpSpec(
@@ -102,6 +122,8 @@ SPECS = (
         make=_make(summing=False),
         shapes=SHAPES,
         knobs=_window(True),
+        course_shapes=COURSE_SHAPES,
+        course_knobs=_course_window(True),
         scale=_max_scale,
         grad_scale=_max_grad_scale,
         large_shape=(4, 8, 64, 64),
@@ -116,6 +138,8 @@ SPECS = (
         make=_make(summing=True),
         shapes=SHAPES,
         knobs=_avg_knobs(),
+        course_shapes=COURSE_SHAPES,
+        course_knobs=_course_window(False, average=True),
         scale=_avg_scale,
         grad_scale=_avg_grad_scale,
         large_shape=(4, 8, 64, 64),
@@ -127,6 +151,8 @@ SPECS = (
         make=_make(summing=True),
         shapes=SHAPES,
         knobs=_adaptive_knobs(),
+        course_shapes=COURSE_SHAPES,
+        course_knobs=_adaptive_knobs().map(lambda kn: {**kn, "batched": True}),
         scale=_adaptive_scale,
         grad_scale=_adaptive_grad_scale,
         large_shape=(4, 8, 64, 64),
