@@ -136,10 +136,14 @@ def cmd_verify_impl(args: argparse.Namespace) -> int:
         _error(console, "verify", exc)
         return 2
     found = [(spec, name) for spec, name in learner.functions(module) if chosen is None or spec.name in chosen]
+    read = learner.names(module)
     if not found:
-        _error(console, "verify", f"{args.impl} defines none of byhand's function names{' among --ops' if chosen else ''}. "
+        hint = "".join(f" `{n}` is not an op byhand knows: did you mean `{op}`?" for n, op in read.misspelled.items())
+        _error(console, "verify", f"{args.impl} defines none of byhand's function names{' among --ops' if chosen else ''}.{hint} "
                                   f"byhand knows: {', '.join(learner.known_names())}")
         return 2
+    for line in read.lines():
+        console.print(f"note: {escape(line)}", highlight=False, soft_wrap=True)
     verdicts = []
     with _progress(console, args.quiet) as progress:
         task = progress.add_task("checking", total=len(found))

@@ -81,6 +81,18 @@ def per_object(compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lookup
 
 
+@dataclass(frozen=True)
+class KnownMistake:
+    """A mistake students make with an op, as a formula: ``model(case, grad_output)`` is what the
+    mistaken code returns for ``phase`` on the case (None where the mistake changes nothing there).
+    A learner whose wrong answer is the model's is told ``lesson`` (checks/learner/diagnose.py)."""
+
+    name: str
+    phase: str
+    model: Callable[[Case, "np.ndarray | None"], Any]
+    lesson: str
+
+
 Make = Callable[[np.random.Generator, Recipe, DtypeInfo], Case]
 Scale = Callable[[Case, np.ndarray], Any]
 GradScale = Callable[[Case, np.ndarray], dict[str, Any]]
@@ -137,6 +149,7 @@ class OpSpec:
     # that leaves them at torch's defaults). A learner's check draws each argument the function does
     # not declare at its default (a knob named like its argument needs no entry).
     knob_defaults: dict[str, tuple[tuple[str, ...], Any]] = field(default_factory=dict)
+    mistakes: tuple[KnownMistake, ...] = ()  # named when a learner's wrong answer is one of them
     lessons: dict[str, str] = field(default_factory=dict)
     # A network layer (checks/networks.py): the nn.Module class built with the drawn knobs, and the
     # knobs a network draws (default: ``knobs``; softmax's must be dim=-1).

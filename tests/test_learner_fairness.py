@@ -91,3 +91,21 @@ def test_the_course_stage_of_the_second_course_draws_what_a_course_uses():
     assert all(c.inputs["input"].ndim in (2, 3) and c.inputs["input"].shape[0] >= 2 for c in seen["batch_norm"])
     assert {c.params["training"] for c in seen["batch_norm"]} == {True, False}
     assert any(len(np.unique(c.inputs["input"])) < c.inputs["input"].size for c in seen["embedding"])
+
+
+def test_a_module_says_which_functions_it_checks_ignores_and_suspects_misspelled():
+    def layernorm(input, normalized_shape):
+        return input
+
+    def stable_softmax(x):
+        return x
+
+    def relu(input):
+        return reference.relu(input)
+
+    module = _module(layernorm=layernorm, stable_softmax=stable_softmax, relu=relu, sigmoid=reference.sigmoid)  # sigmoid: imported, not its own
+    for fn in (layernorm, stable_softmax, relu):
+        fn.__module__ = module.__name__
+    read = learner.names(module)
+    assert read.checked == ("relu",) and read.misspelled == {"layernorm": "layer_norm"} and read.helpers == ("stable_softmax",)
+    assert "`layernorm` is not an op byhand knows: did you mean `layer_norm`?" in read.lines()

@@ -68,6 +68,40 @@ def functions(module: ModuleType) -> list[tuple[OpSpec, str]]:
 
 
 @dataclass(frozen=True)
+class Names:
+    """What a module defines, as byhand reads it: the functions it checks, the helpers it ignores, and
+    the names that look like a misspelled op (``layernorm`` for ``layer_norm``), with their op."""
+
+    checked: tuple[str, ...]
+    helpers: tuple[str, ...]
+    misspelled: dict[str, str]
+
+    def lines(self) -> list[str]:
+        said = [f"`{name}` is not an op byhand knows: did you mean `{op}`?" for name, op in self.misspelled.items()]
+        if self.helpers:
+            said.append(f"ignored as helpers (not torch's names): {', '.join(self.helpers)}")
+        return said
+
+
+def names(module: ModuleType) -> Names:
+    """The module's own functions (those defined in it, not imported), sorted into checked, helpers and misspelled."""
+    import difflib
+
+    known = known_names()
+    own = [n for n, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__ and not n.startswith("_")]
+    checked = tuple(n for n in own if n in known)
+    misspelled = {}
+    for n in own:
+        if n in known:
+            continue
+        squashed = {k.replace("_", ""): k for k in known}
+        close = squashed.get(n.replace("_", "").lower()) or next(iter(difflib.get_close_matches(n, known, n=1, cutoff=0.85)), None)
+        if close:
+            misspelled[n] = close
+    return Names(checked, tuple(n for n in own if n not in checked and n not in misspelled), misspelled)
+
+
+@dataclass(frozen=True)
 class Verdict:
     function: str
     status: str  # agrees, wrong, fragile, not checked
@@ -196,4 +230,4 @@ def verdicts_of(path: str, examples: int = DEFAULT_EXAMPLES, ops: tuple[str, ...
     return {v.function: v for v in check_all(load(path), examples=examples, ops=ops)}
 
 
-__all__ = ["AGREES", "FRAGILE", "NOT_CHECKED", "WRONG", "Adapted", "Verdict", "adapt", "check", "check_all", "functions", "known_names", "load", "verdicts_of"]
+__all__ = ["AGREES", "FRAGILE", "NOT_CHECKED", "WRONG", "Adapted", "Names", "Verdict", "names", "adapt", "check", "check_all", "functions", "known_names", "load", "verdicts_of"]

@@ -32,6 +32,33 @@ def returned_problem(value: Any, function: str) -> str | None:
     return None
 
 
+def known_mistake(spec: OpSpec, phase: str, case: Case, grad_output: np.ndarray | None, yours: Any, theirs: np.ndarray,
+                  rtol: float) -> str | None:
+    """The lesson of the op's known mistake (OpSpec.mistakes) whose formula gives the learner's answer
+    on this case, where that answer is not torch's (``rtol``: the stage's tolerance, k units of its
+    dtype): correct code is never diagnosed."""
+    try:
+        mine = np.asarray(yours, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    for mistake in spec.mistakes:
+        if mistake.phase != phase:
+            continue
+        try:
+            with np.errstate(all="ignore"):
+                model = mistake.model(case.fresh(), grad_output)
+        except Exception:  # noqa: BLE001 - a model that does not apply to this case says nothing
+            continue
+        if model is None or np.shape(model) != mine.shape:
+            continue
+        model = np.asarray(model, dtype=np.float64)
+        scale = float(np.max(np.abs(theirs), initial=0.0, where=np.isfinite(theirs))) if np.size(theirs) else 0.0
+        if np.allclose(mine, model, rtol=1e-6, atol=1e-12, equal_nan=True) and not (
+                model.shape == np.shape(theirs) and np.allclose(theirs, model, rtol=rtol, atol=rtol * scale, equal_nan=True)):
+            return mistake.lesson
+    return None
+
+
 def _describe_shape(shape: tuple[int, ...]) -> str:
     return "a single number" if shape == () else f"shape {shape}"
 

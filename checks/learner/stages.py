@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from checks import dtypes
 from checks.learner import diagnose
 from checks.runner import Runner, build_case
 from checks.spec import Case, OpSpec, Recipe
@@ -154,6 +155,12 @@ def _explain_record(record: Any, ev: Any, recorder: _Recorder, spec: OpSpec) -> 
     phase = record.context.phase
     what = "the result" if phase == "forward" else f"the gradient with respect to {phase[5:-1]}"
     yours, theirs = _yours(recorder, spec, phase), _torch_value(ev, phase)
+    named = diagnose.known_mistake(spec, phase, ev.case, ev.grad_output, yours, theirs, record.k * dtypes.get(record.context.dtype).eps)
+    if named is not None:
+        at = f" at index [{', '.join(map(str, record.worst_index))}]" if record.worst_index and np.shape(yours) == np.shape(theirs) else ""
+        told = (f"  {what}{at}: torch gives {record.worst_actual!r}, your function gives {record.worst_expected!r}" if at
+                else f"  {diagnose.shape_problem(np.shape(yours), np.shape(theirs), ev.case, what).split('.')[0]}.")
+        return [told, f"  Diagnosis: {named}"]
     if np.shape(yours) != np.shape(theirs):
         recorder.raised = True  # a shape problem, like an exception, points at an unusual input shape
         return [f"  {diagnose.shape_problem(np.shape(yours), np.shape(theirs), ev.case, what)}"]

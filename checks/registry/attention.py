@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from checks.spec import Case, OpSpec, per_case
+from checks.spec import Case, KnownMistake, OpSpec, per_case
 from checks.tolerance import sum_growth
 from checks.values import reals
 from reference.attention import attention_weights
@@ -39,6 +39,26 @@ def _course_knobs(draw: st.DrawFn) -> dict:
     """A course's attention: no mask or a causal one (a boolean mask where the learner takes attn_mask),
     torch's own kernel choice; GQA and a scale where the learner's signature declares them."""
     return {**draw(_knobs()), "mask": draw(st.sampled_from(("none", "causal", "bool"))), "backend": "default"}
+
+
+def _unscaled(which: int | None):
+    """Attention without the 1/sqrt(E) scale (scale 1) where torch's default scale is asked for."""
+    import reference
+
+    def model(case: Case, g: np.ndarray | None):
+        if case.params.get("scale") is not None or case.inputs["query"].shape[-1] == 1:
+            return None
+        args, params = case.inputs.values(), {**case.params, "scale": 1.0}
+        return reference.scaled_dot_product_attention(*args, **params) if which is None else \
+            reference.scaled_dot_product_attention_backward(g, *args, **params)[which]
+
+    return model
+
+
+_SCALE_LESSON = ("Yours is attention without the scale: torch divides the scores q·k by sqrt(E), E the query's last dimension "
+                 "(softmax(q kᵀ / sqrt(E)) v), so that their size does not grow with E.")
+MISTAKES = tuple(KnownMistake("no 1/sqrt(E) scale", phase, _unscaled(which), _SCALE_LESSON)
+                 for phase, which in (("forward", None), ("grad[query]", 0), ("grad[key]", 1), ("grad[value]", 2)))
 
 
 def _make(rng, recipe, info) -> Case:
@@ -124,6 +144,7 @@ SPECS = (
         # (N, H, L, S, E) with L, S, E > 1: scores that a missing 1/sqrt(E) changes
         course_shapes=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(2, 5), st.integers(2, 5), st.integers(2, 4)),
         course_knobs=_course_knobs(),
+        mistakes=MISTAKES,
         knob_defaults={"mask": (("attn_mask", "is_causal"), "none"), "gqa": (("enable_gqa",), False), "groups": (("enable_gqa",), 1)},
         # the flash kernel's backward has no derivative of its own: gradgradcheck needs the math kernel
         gradcheck_knobs=_knobs().map(lambda kn: {**kn, "backend": "math"}),

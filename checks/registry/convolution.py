@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import reference
-from checks.spec import Case, OpSpec, loaded
+from reference.convolution import convolve, convolve_backward
+from checks.spec import Case, KnownMistake, OpSpec, loaded
 
 # torch's performance note for padding='same' with an even kernel (a padded copy is made): not
 # about numerics, and printed once per process on every verify, report and suite run.
@@ -103,6 +104,57 @@ def _grad_scale(nd: int):
     return grad_scale
 
 
+def _flipped(nd: int):
+    """A true convolution: the kernel flipped along its spatial axes (torch's layer correlates)."""
+    def model(case: Case, g: np.ndarray | None) -> np.ndarray:
+        x, w, b = case.inputs["input"], case.inputs["weight"], case.inputs["bias"]
+        return convolve(nd, x, np.flip(w, axis=tuple(range(2, 2 + nd))), b, **case.params)
+
+    return model
+
+
+def _one_side(nd: int, side: int):
+    """The padding applied before (side 0) or after (side 1) each spatial axis only."""
+    def model(case: Case, g: np.ndarray | None) -> np.ndarray | None:
+        x, w, b = case.inputs["input"], case.inputs["weight"], case.inputs["bias"]
+        padding = case.params["padding"]
+        if isinstance(padding, str) or not any(_per_axis(padding, nd)):
+            return None
+        widths = [(0, 0)] * (x.ndim - nd) + [(p, 0) if side == 0 else (0, p) for p in _per_axis(padding, nd)]
+        return convolve(nd, np.pad(x, widths), w, b, **{**case.params, "padding": 0})
+
+    return model
+
+
+def _stride_ignored(nd: int, which: int):
+    """A backward that scatters as if the stride were 1: output position j read input j, not stride·j."""
+    def model(case: Case, g: np.ndarray | None) -> np.ndarray | None:
+        x, w, b = case.inputs["input"], case.inputs["weight"], case.inputs["bias"]
+        params = case.params
+        if all(s == 1 for s in _per_axis(params["stride"], nd)) or isinstance(params["padding"], str):
+            return None
+        ones = convolve(nd, np.zeros_like(x), w, None, **{**params, "stride": 1})  # the output shape at stride 1
+        g1 = np.zeros(ones.shape)
+        g1[(...,) + tuple(slice(0, n) for n in g.shape[-nd:])] = g
+        return convolve_backward(nd, g1, x, w, b, **{**params, "stride": 1})[which]
+
+    return model
+
+
+def _mistakes(nd: int) -> tuple[KnownMistake, ...]:
+    pad = ("Your output is torch's with the padding on one side only: torch pads padding zeros on both sides of each "
+           "spatial axis (np.pad(x, ((0, 0), (0, 0), (p, p), ...))).")
+    stride = ("Your gradient is the one for stride 1: in the forward output position t reads input stride·t + dilation·j − padding, "
+              "so the backward must send grad_output[t] back to exactly those positions.")
+    return (KnownMistake("flipped kernel", "forward", _flipped(nd),
+                         "Your output is a true convolution (the kernel flipped): torch's conv layers compute a cross-correlation, "
+                         "y[t] = Σ_j w[j] x[t + j], with no flip."),
+            KnownMistake("padding before only", "forward", _one_side(nd, 0), pad),
+            KnownMistake("padding after only", "forward", _one_side(nd, 1), pad),
+            KnownMistake("stride ignored", "grad[input]", _stride_ignored(nd, 0), stride),
+            KnownMistake("stride ignored", "grad[weight]", _stride_ignored(nd, 1), stride))
+
+
 def _shapes(nd: int):
     return st.tuples(st.integers(1, 3), st.integers(1, 3), *[st.integers(1, 8 if nd == 1 else 6)] * nd)
 
@@ -112,10 +164,13 @@ def _course_shapes(nd: int):
     return st.tuples(st.integers(1, 2), st.integers(1, 3), *[st.integers(3, 8 if nd == 1 else 6)] * nd)
 
 
-def _course_knobs(nd: int):
-    """Batched, square or rectangular kernels; stride, padding and dilation where the learner's
-    signature declares them (otherwise torch's defaults, checks.learner)."""
-    return _knobs(nd).map(lambda kn: {**kn, "batched": True, "padding": kn["padding"] if kn["padding"] != "valid" else 0})
+@st.composite
+def _course_knobs(draw: st.DrawFn, nd: int) -> dict:
+    """Batched, square or rectangular kernels; an int stride, padding and dilation where the learner's
+    signature declares them (otherwise torch's defaults, checks.learner). Tuples and 'same' are the edge stage's."""
+    return {"out_per_group": draw(st.integers(1, 3)), "groups": draw(st.integers(1, 2)), "kernel": draw(st.tuples(*[st.integers(1, 3)] * nd)),
+            "stride": draw(st.integers(1, 2)), "padding": draw(st.integers(0, 2)), "dilation": draw(st.integers(1, 2)),
+            "bias": draw(st.booleans()), "batched": True}
 
 
 def _conv(nd: int) -> OpSpec:
@@ -132,8 +187,9 @@ def _conv(nd: int) -> OpSpec:
         large_shape=(2, 2, 26_000) if nd == 1 else (2, 4, 120, 120),  # just over 100k input elements
         course_shapes=_course_shapes(nd),
         course_knobs=_course_knobs(nd),
-        lessons={"raised": f"torch's weight has shape (out_channels, in_channels/groups, *kernel); the layer correlates "
-                           f"(no kernel flip): y[o, t] = b[o] + sum over c, j of w[o, c, j] x[c, stride*t + dilation*j - padding]."},
+        mistakes=_mistakes(nd),
+        lessons={"raised": f"torch's weight has shape (out_channels, in_channels/groups, *kernel), its input (N, C_in, *spatial) "
+                           f"or one unbatched sample (C_in, *spatial): y[o, t] = b[o] + sum over c, j of w[o, c, j] x[c, stride*t + dilation*j - padding]."},
     )
 
 

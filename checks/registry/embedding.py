@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
 
-from checks.spec import Case, OpSpec, loaded
+from checks.spec import Case, KnownMistake, OpSpec, loaded
 from checks.strategies import knobs, shapes
 from checks.values import class_targets, reals
 
@@ -36,6 +36,23 @@ def _grad_scale(case: Case, g: np.ndarray) -> dict:
     return {"weight": size}
 
 
+def _last_write_wins(case: Case, g: np.ndarray | None) -> np.ndarray | None:
+    """The weight's gradient by grad[idx] += g: numpy's buffered fancy indexing keeps one addition per repeated index."""
+    t, w, p = case.inputs["input"].reshape(-1), case.inputs["weight"], case.params
+    if len(np.unique(t)) == t.size or p.get("scale_grad_by_freq") or p.get("max_norm") is not None:
+        return None
+    grad = np.zeros(w.shape)
+    grad[t] += np.asarray(g).reshape(t.size, w.shape[1])
+    if p.get("padding_idx") is not None:
+        grad[p["padding_idx"]] = 0.0
+    return grad
+
+
+MISTAKES = (KnownMistake("repeated indices lost", "grad[weight]", _last_write_wins,
+                         "Your gradient counts a repeated index once: grad[idx] += g keeps only one of the additions for an index "
+                         "that appears twice (numpy buffers fancy indexing). np.add.at(grad, idx, g) adds every one."),)
+
+
 KNOBS = dict(num_embeddings=st.integers(1, 10), embedding_dim=st.integers(1, 6), padding_idx=st.sampled_from([None, 0, 1, -1]),
              max_norm=st.sampled_from([None, None, 1.0, 0.5, 3.0]), norm_type=st.sampled_from([2.0, 1.0]), scale_grad_by_freq=st.booleans())
 
@@ -50,6 +67,7 @@ SPECS = (
         # a course's lookups: a batch of index sequences into a small table, so indices repeat
         course_shapes=st.tuples(st.integers(1, 3), st.integers(3, 8)),
         course_knobs=knobs(**{**KNOBS, "num_embeddings": st.integers(2, 5)}),
+        mistakes=MISTAKES,
         # By torch's design the gradient skips max_norm's renormalisation, the padding row and (with
         # scale_grad_by_freq) the count of each index: finite differences of the forward see all three,
         # so gradcheck draws none of them.

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
 
-from checks.spec import Case, OpSpec, loaded
+from checks.spec import Case, KnownMistake, OpSpec, loaded
 from checks.strategies import knobs, shapes
 from checks.tolerance import sum_growth
 from checks.values import reals, special_reals
@@ -129,6 +129,50 @@ def _group_norm_module(input, num_groups, weight, bias, eps):
     return loaded(layer, weight=weight, bias=bias)(input)
 
 
+def _row_variant(how: str):
+    """layer_norm as students get it wrong: the unbiased variance (ddof=1), or eps outside the root."""
+    def model(case: Case, g: np.ndarray | None) -> np.ndarray | None:
+        x, p = np.asarray(case.inputs["input"], dtype=np.float64), case.params
+        shape = tuple(p["normalized_shape"]) if isinstance(p["normalized_shape"], (tuple, list)) else (p["normalized_shape"],)
+        axes = tuple(range(x.ndim - len(shape), x.ndim))
+        n = int(np.prod(shape))
+        mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+        eps = 1e-5 if p.get("eps") is None else p["eps"]
+        if how == "unbiased":  # one element: 0/0, NaN, as np.var(ddof=1) gives
+            xhat = (x - mean) / np.sqrt(var * n / max(n - 1, 0.0) + eps) if n > 1 else np.full(x.shape, np.nan)
+        else:
+            xhat = (x - mean) / (np.sqrt(var) + eps)
+        w, b = p.get("weight"), p.get("bias")
+        return xhat * (1.0 if w is None else w) + (0.0 if b is None else b)
+
+    return model
+
+
+ROW_MISTAKES = (
+    KnownMistake("unbiased variance", "forward", _row_variant("unbiased"),
+                 "Your output uses the unbiased variance (ddof=1, dividing by n - 1): layer_norm normalises with the biased one, "
+                 "np.var(x, axis=...) dividing by n."),
+    KnownMistake("eps outside the square root", "forward", _row_variant("eps outside"),
+                 "Your output divides by sqrt(var) + eps: torch adds eps inside the square root, (x - mean) / sqrt(var + eps)."),
+)
+
+
+def _batch_per_sample(case: Case, g: np.ndarray | None) -> np.ndarray | None:
+    """batch_norm's statistics taken over each sample's features (like layer_norm) instead of over the batch."""
+    x, p = np.asarray(case.inputs["input"], dtype=np.float64), case.params
+    if not p["training"] or x.ndim < 2:
+        return None
+    axes = tuple(range(1, x.ndim))
+    xhat = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + p["eps"])
+    per_channel = lambda v, d: d if v is None else np.reshape(v, (1, -1) + (1,) * (x.ndim - 2))  # noqa: E731
+    return xhat * per_channel(p["weight"], 1.0) + per_channel(p["bias"], 0.0)
+
+
+BATCH_MISTAKES = (KnownMistake("statistics per sample", "forward", _batch_per_sample,
+                               "Your output normalises each sample over its features: batch_norm takes each channel's mean and variance "
+                               "over the batch (and positions), axis=(0, 2, ...), one statistic per channel."),)
+
+
 def _make_batch(rng, recipe, info) -> Case:
     x = reals(rng, recipe.shape, recipe.regime, info, specials=special_reals(info, huge=False))
     channels = recipe.shape[1]
@@ -213,6 +257,7 @@ SPECS = (
         make=lambda rng, recipe, info: _make(rng, recipe, info, centre=True),
         shapes=shapes(min_dims=1, max_dims=3, min_side=1),
         knobs=knobs(dims=st.sampled_from([1, 2]), affine=st.booleans(), eps=st.sampled_from([1e-5, 1e-3, 0.1])),
+        mistakes=ROW_MISTAKES,
         scale=_scale(True),
         grad_scale=_grad_scale(True),
         grad_inputs=("input", "weight", "bias"),
@@ -253,6 +298,7 @@ SPECS = (
                     eps=st.sampled_from([1e-5, 1e-3])),
         # a course's BatchNorm1d: (N, C) and (N, C, L), training and evaluation
         course_shapes=st.one_of(st.tuples(st.integers(2, 6), st.integers(1, 4)), st.tuples(st.integers(2, 4), st.integers(1, 3), st.integers(1, 5))),
+        mistakes=BATCH_MISTAKES,
         scale=_batch_scale,
         grad_scale=_batch_grad_scale,
         grad_inputs=("input", "weight", "bias"),

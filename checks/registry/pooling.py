@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import reference
-from checks.spec import Case, OpSpec
+from checks.spec import Case, KnownMistake, OpSpec
 from checks.tolerance import sum_growth
 from checks.values import reals, special_reals
 
@@ -111,6 +111,37 @@ _max_scale, _max_grad_scale = _terms(None, reference.max_pool2d_backward, _windo
 _avg_scale, _avg_grad_scale = _terms(reference.avg_pool2d, reference.avg_pool2d_backward, _window_terms)
 _adaptive_scale, _adaptive_grad_scale = _terms(reference.adaptive_avg_pool2d, reference.adaptive_avg_pool2d_backward, _window_terms)
 
+
+def _other_divisor(backward: bool):
+    """avg_pool2d with count_include_pad the other way round (the padding counted, or not)."""
+    def model(case: Case, g: np.ndarray | None) -> np.ndarray | None:
+        p = case.params
+        if not any(_pair(p["padding"])) or p.get("divisor_override") is not None:
+            return None
+        other = {**p, "count_include_pad": not p.get("count_include_pad", True)}
+        x = case.inputs["input"]
+        return reference.avg_pool2d_backward(g, x, **other) if backward else reference.avg_pool2d(x, **other)
+
+    return model
+
+
+def _spread_like_average(case: Case, g: np.ndarray | None) -> np.ndarray | None:
+    """max_pool2d's gradient spread over each window like average pooling's (padding counted)."""
+    p = case.params
+    if any(d != 1 for d in _pair(p.get("dilation", 1))):
+        return None
+    return reference.avg_pool2d_backward(g, case.inputs["input"], p["kernel_size"], p["stride"], p["padding"], p["ceil_mode"], True)
+
+
+_DIVISOR_LESSON = ("Yours divides the windows that reach into the padding by another count: with count_include_pad=True (torch's "
+                   "default) the padded zeros count and every window divides by the kernel's area; with False only the real elements count.")
+AVG_MISTAKES = (KnownMistake("count_include_pad", "forward", _other_divisor(False), _DIVISOR_LESSON),
+                KnownMistake("count_include_pad", "grad[input]", _other_divisor(True), _DIVISOR_LESSON))
+MAX_MISTAKES = (KnownMistake("gradient spread like an average", "grad[input]", _spread_like_average,
+                             "Your gradient spreads each window's grad_output evenly, as average pooling would: max pooling's forward "
+                             "picks one element, so all of grad_output goes to that maximum (np.argmax over the window) and the rest get 0."),)
+
+
 SHAPES = st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 7), st.integers(1, 7))
 COURSE_SHAPES = st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(2, 7), st.integers(2, 7))
 
@@ -124,6 +155,7 @@ SPECS = (
         knobs=_window(True),
         course_shapes=COURSE_SHAPES,
         course_knobs=_course_window(True),
+        mistakes=MAX_MISTAKES,
         scale=_max_scale,
         grad_scale=_max_grad_scale,
         large_shape=(4, 8, 64, 64),
@@ -140,6 +172,7 @@ SPECS = (
         knobs=_avg_knobs(),
         course_shapes=COURSE_SHAPES,
         course_knobs=_course_window(False, average=True),
+        mistakes=AVG_MISTAKES,
         scale=_avg_scale,
         grad_scale=_avg_grad_scale,
         large_shape=(4, 8, 64, 64),

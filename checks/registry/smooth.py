@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from checks.registry.activations import _make_reals
-from checks.spec import Case, OpSpec
+from checks.spec import Case, KnownMistake, OpSpec
 from checks.strategies import knobs, shapes, unit_floats
 
 
@@ -37,6 +37,25 @@ def _gelu_gradient(case: Case, grad_output: np.ndarray) -> dict:
     if case.params.get("approximate", "none") == "tanh":
         return _upstream_times_input(case, grad_output)
     return {"input": np.abs(grad_output)}
+
+
+def _tanh_gelu(backward: bool):
+    """GELU's tanh approximation where the exact one is asked for."""
+    import reference
+
+    def model(case: Case, g: np.ndarray | None) -> np.ndarray | None:
+        if case.params.get("approximate", "none") != "none":
+            return None
+        x = case.inputs["input"]
+        return reference.gelu_backward(g, x, approximate="tanh") if backward else reference.gelu(x, approximate="tanh")
+
+    return model
+
+
+_GELU_LESSON = ("Yours is GELU's tanh approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): torch's default "
+                "approximate='none' is the exact x Φ(x) = 0.5 x (1 + erf(x / sqrt(2))).")
+GELU_MISTAKES = (KnownMistake("tanh approximation", "forward", _tanh_gelu(False), _GELU_LESSON),
+                 KnownMistake("tanh approximation", "grad[input]", _tanh_gelu(True), _GELU_LESSON))
 
 
 SPECS = (
@@ -78,6 +97,7 @@ SPECS = (
         knobs=knobs(approximate=st.sampled_from(["none", "tanh"])),
         scale=lambda case, expected: _x(case),
         grad_scale=_gelu_gradient,
+        mistakes=GELU_MISTAKES,
         notes="torch computes x/2 (1 + erf(x/√2)) and x/2 (1 + tanh u), which cancel for x << 0: judged at |x|.",
     ),
     OpSpec(
