@@ -106,22 +106,6 @@ def _skip_absent_device(request: pytest.FixtureRequest) -> None:
         pytest.skip(reason)
 
 
-def _learner_functions(config: pytest.Config) -> list:
-    from checks import learner
-
-    path = config.getoption("--impl")
-    if not path:
-        return [pytest.param(None, None, marks=pytest.mark.skip(reason="no --impl module given: pytest --impl path/to/your_module.py"))]
-    try:
-        module = learner.load(path)
-    except ValueError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    found = learner.functions(module)
-    if not found:
-        raise pytest.UsageError(f"--impl {path}: defines none of byhand's function names; byhand knows: {', '.join(learner.known_names())}")
-    return [pytest.param(module, (spec, name), id=name) for spec, name in found]
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell" in metafunc.fixturenames:
         found = _cells(metafunc.config)
@@ -129,17 +113,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "device" in metafunc.fixturenames:
         chosen = _devices(metafunc.config)
         metafunc.parametrize("device", chosen, ids=chosen)
-    if "learner_function" in metafunc.fixturenames:
-        metafunc.parametrize("learner_module, learner_function", _learner_functions(metafunc.config))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --impl, run only the checks of the learner's own functions. Background checks run last,
-    so their subprocesses have the whole suite's time to finish."""
-    if config.getoption("--impl"):
-        keep = [item for item in items if "learner_function" in getattr(item, "fixturenames", ())]
-        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
-        items[:] = keep
+    """Background checks run last, so their subprocesses have the whole suite's time to finish.
+    (With --impl, byhand's pytest plugin keeps only the learner's functions: checks/pytest_plugin.py.)"""
     # stable: order kept otherwise
     items.sort(key=lambda item: item.get_closest_marker("background") is not None or item.get_closest_marker("beside") is not None)
 

@@ -161,6 +161,8 @@ def _case_record(arrays: Arrays, runner: Runner, recipe: Recipe, layout: str) ->
     if ev.module is not None:  # the module path's output, unless it is the functional's bit for bit (nearly always)
         same = np.array_equal(ev.module, ev.forward, equal_nan=True) and np.array_equal(np.signbit(ev.module), np.signbit(ev.forward))
         out["module"] = "forward" if same else arrays.put(ev.module, dtype)
+    if ev.updated:
+        out["updated"] = {name: arrays.put(v, dtype) for name, v in ev.updated.items()}
     if ev.grad_output is not None:
         out["grad_output"] = arrays.put(ev.grad_output, dtype)
         out["grads"] = {name: arrays.put(v, dtype) for name, v in ev.grads.items()}
@@ -278,7 +280,8 @@ def _evaluation(arrays: Arrays, stored: dict[str, Any], spec: Any, dtype: str) -
     ev = Evaluation(case, forward, forward if module == "forward" else None if module is None else arrays.get(module),
                     arrays.get(stored["grad_output"]) if "grad_output" in stored else None,
                     {name: arrays.get(v) for name, v in stored.get("grads", {}).items()},
-                    dtypes.get(stored["precision"]) if "precision" in stored else None)
+                    dtypes.get(stored["precision"]) if "precision" in stored else None,
+                    {name: arrays.get(v) for name, v in stored.get("updated", {}).items()})
     return ev, recipe
 
 

@@ -114,6 +114,7 @@ class Runner:
         # A keyword argument can be differentiable too (layer_norm's weight and bias follow normalized_shape).
         params = {k: to_tensor(v, info, self.device, grad=gradient and k in spec.grad_inputs) for k, v in case.params.items()} | case.torch
         out = spec.functional(*tensors.values(), **params)
+        updated = {name: to_numpy({**tensors, **params}[name]) for name in (spec.updates(case) if spec.updates else {})}
         module_out = None
         if module and spec.module is not None:
             with torch.no_grad():  # a module that has no form for these arguments returns None
@@ -121,7 +122,7 @@ class Runner:
             module_out = None if module_result is None else to_numpy(module_result)
         precision = _precision(info, out)
         if not gradient:
-            return Evaluation(case, to_numpy(out), module_out, precision=precision)
+            return Evaluation(case, to_numpy(out), module_out, precision=precision, updated=updated)
         grad_output = dtypes.round_to(np.random.default_rng(recipe.seed + 1).normal(0.0, 1.0, tuple(out.shape)), precision)
         out.backward(to_tensor(grad_output, info, self.device))
         grads = {}
@@ -129,7 +130,7 @@ class Runner:
             t = tensors.get(name, params.get(name))
             if isinstance(t, torch.Tensor):
                 grads[name] = np.zeros(tuple(t.shape)) if t.grad is None else to_numpy(t.grad)
-        return Evaluation(case, to_numpy(out), module_out, grad_output, grads, precision)
+        return Evaluation(case, to_numpy(out), module_out, grad_output, grads, precision, updated)
 
     def run(self, recipe: Recipe, *, gradient: bool = True, layout: str = "contiguous") -> list[Comparison]:
         ev = self.evaluate(recipe, gradient=gradient and self.hand_backward is not None, layout=layout, module=self.hand_forward is not None)
@@ -144,6 +145,7 @@ class Runner:
         if checks_forward:
             ref = case.fresh()
             expected = spec.forward(*ref.inputs.values(), **ref.params)
+            mine = ref
             if self.hand_forward is spec.forward:
                 hand = expected
             else:
@@ -158,9 +160,20 @@ class Runner:
             records.append(judge(ev.forward, context=self._context(case, recipe, "forward", "functional", layout)))
             if ev.module is not None:
                 records.append(judge(ev.module, context=self._context(case, recipe, "forward", "module", layout)))
+            records += self._updates(ev, recipe, layout, mine)
         if ev.grad_output is not None:
             records += self._gradients(ev, recipe, layout)
         return records
+
+    def _updates(self, ev: Evaluation, recipe: Recipe, layout: str, hand: Case) -> list[Comparison]:
+        """The arguments torch updated in place against the hand function's same arguments after its call."""
+        if not ev.updated:
+            return []
+        info, sizes = ev.precision or self.info, self.spec.updates(ev.case)
+        k = k_for("forward", info.name)
+        return [compare(theirs, np.asarray({**hand.inputs, **hand.params}[name], dtype=np.float64), scale=sizes[name], info=info, k=k,
+                        context=self._context(ev.case, recipe, f"updated[{name}]", "functional", layout))
+                for name, theirs in ev.updated.items()]
 
     def _gradients(self, ev: Evaluation, recipe: Recipe, layout: str) -> list[Comparison]:
         spec, info, case = self.spec, ev.precision or self.info, ev.case
@@ -195,6 +208,7 @@ class Evaluation:
     grad_output: np.ndarray | None = None
     grads: dict[str, np.ndarray] = field(default_factory=dict)
     precision: DtypeInfo | None = None  # the coarser of the case's dtype and the one torch computed in
+    updated: dict[str, np.ndarray] = field(default_factory=dict)  # the arguments torch updated in place, after the call
 
 
 def _precision(info: DtypeInfo, out: torch.Tensor) -> DtypeInfo:

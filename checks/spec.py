@@ -150,6 +150,9 @@ class OpSpec:
     # not declare at its default (a knob named like its argument needs no entry).
     knob_defaults: dict[str, tuple[tuple[str, ...], Any]] = field(default_factory=dict)
     mistakes: tuple[KnownMistake, ...] = ()  # named when a learner's wrong answer is one of them
+    # The arguments the op updates in place (batch_norm's running statistics in training), each with
+    # the natural size of its new value, for the case as drawn: judged after the call as "updated[name]".
+    updates: Callable[[Case], dict[str, Any]] | None = None
     lessons: dict[str, str] = field(default_factory=dict)
     # A network layer (checks/networks.py): the nn.Module class built with the drawn knobs, and the
     # knobs a network draws (default: ``knobs``; softmax's must be dim=-1).

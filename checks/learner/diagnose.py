@@ -123,7 +123,8 @@ GENERIC_LESSONS = {
     "optional": "torch lets this input be None (Linear without a bias): handle it, e.g. `if bias is not None`.",
     "scalar": "torch also takes a single number (a 0-d array): avoid indexing or axes that need a dimension.",
     "nonfinite": "torch carries NaN and ±inf through (NaN in, NaN out; inf where the math gives inf).",
-    "unbatched": "torch also takes one unbatched sample: a (C,) input with a 0-d target for losses, a 1-D input for linear.",
+    "unbatched": "torch also takes one unbatched sample, without the batch dimension: (C, H, W) for conv2d and pooling, (C, L) for "
+                 "conv1d, a (C,) input with a 0-d target for losses, a 1-D input for linear.",
     "probabilities": "torch also takes class probabilities as the target (a float array shaped like the input).",
     "endpoints": "At p = 0 or 1 the log is -inf: torch clamps each log at -100, so each term is at most 100 "
                  "(clipping p at some eps instead gives another number near 0 and 1).",
@@ -138,11 +139,16 @@ def situation(case: Case, recipe: Recipe, raised: bool) -> str:
     one that returned a wrong value, an unusual value."""
     arrays = [np.asarray(v) for v in case.inputs.values() if isinstance(v, np.ndarray)]
     first, target = arrays[0], case.inputs.get("target")
+    mask = case.params.get("attn_mask")
+    if isinstance(mask, np.ndarray) and mask.size and ((~mask).all(axis=-1).any() if mask.dtype == bool else np.isneginf(mask).all(axis=-1).any()):
+        return "masked"
     if raised or any(a.size == 0 for a in arrays):
         if any(a.size == 0 for a in arrays):
             return "empty"
         if first.ndim == 0:
             return "scalar"
+        if recipe.knobs.get("batched") is False:  # conv and pooling drew one sample without its batch dimension
+            return "unbatched"
         if first.ndim == 1 and ("ignore_index" in case.params or np.ndim(case.inputs.get("weight")) == 2):
             return "unbatched"
         if isinstance(target, np.ndarray) and target.dtype.kind == "f" and target.shape == first.shape and "label_smoothing" in case.params:

@@ -116,7 +116,11 @@ class _Recorder:
         self.last = value
         problem = diagnose.returned_problem(value, self.function)
         if problem is None and self.function.endswith("_backward") and len(self.spec.grad_inputs) > 1:
-            wanted = [n for n in self.spec.grad_inputs if self.case is None or self.case.inputs.get(n) is not None]
+            present = {} if self.case is None else {**self.case.params, **self.case.inputs}
+            wanted = [n for n in self.spec.grad_inputs if self.case is None or present.get(n) is not None]
+            if len(wanted) == 1 and not isinstance(value, tuple):  # only one differentiable input here: one array is its gradient
+                value = tuple(value if n == wanted[0] else None for n in self.spec.grad_inputs)
+                self.last = value
             if not isinstance(value, tuple) or len(value) < len(wanted):
                 got = f"{len(value)} values" if isinstance(value, tuple) else "one value"
                 problem = (f"torch's {self.spec.name} has {len(wanted)} gradients here: return the tuple "
@@ -153,6 +157,14 @@ def _torch_value(ev: Any, phase: str) -> np.ndarray:
 
 def _explain_record(record: Any, ev: Any, recorder: _Recorder, spec: OpSpec) -> list[str]:
     phase = record.context.phase
+    if phase.startswith("updated["):
+        name = phase[8:-1]
+        at = f" at index [{', '.join(map(str, record.worst_index))}]" if record.worst_index else ""
+        unchanged = np.array_equal(np.asarray(ev.case.params.get(name, ev.case.inputs.get(name)), dtype=np.float64).ravel()[:1], [record.worst_expected])
+        return [f"  {name} after the call{at}: torch leaves {record.worst_actual!r}, your function leaves {record.worst_expected!r}",
+                f"  torch updates {name} in place" + (": yours left it as it was. In training, running = (1 - momentum)·running + "
+                                                       "momentum·(the batch's mean, or its unbiased variance), written into the array "
+                                                       "(running_mean[...] = ...)." if unchanged else ".")]
     what = "the result" if phase == "forward" else f"the gradient with respect to {phase[5:-1]}"
     yours, theirs = _yours(recorder, spec, phase), _torch_value(ev, phase)
     named = diagnose.known_mistake(spec, phase, ev.case, ev.grad_output, yours, theirs, record.k * dtypes.get(record.context.dtype).eps)

@@ -14,7 +14,7 @@ from reference import facts
 from checks.registry import activations, attention, binary, classification, convolution, divergence, embedding, layers, normalization, pooling, regression, smooth, softmaxes
 from checks.spec import OpSpec
 
-SITUATIONS = ("overflow", "tiny", "kink", "endpoints", "empty", "scalar", "nonfinite", "unbatched", "probabilities", "optional", "raised")
+SITUATIONS = ("overflow", "tiny", "kink", "endpoints", "empty", "scalar", "nonfinite", "unbatched", "probabilities", "optional", "raised", "masked")
 
 
 def validate(spec: OpSpec) -> OpSpec:

@@ -36,9 +36,10 @@ def _knobs(draw: st.DrawFn) -> dict:
 
 @st.composite
 def _course_knobs(draw: st.DrawFn) -> dict:
-    """A course's attention: no mask or a causal one (a boolean mask where the learner takes attn_mask),
-    torch's own kernel choice; GQA and a scale where the learner's signature declares them."""
-    return {**draw(_knobs()), "mask": draw(st.sampled_from(("none", "causal", "bool"))), "backend": "default"}
+    """A course's attention: no mask or a causal one, torch's own kernel choice; GQA and a scale where
+    the learner's signature declares them. Boolean and float masks, which can mask a whole row (torch's
+    0 there is a convention), are the edge stage's."""
+    return {**draw(_knobs()), "mask": draw(st.sampled_from(("none", "causal"))), "backend": "default"}
 
 
 def _unscaled(which: int | None):
@@ -145,6 +146,8 @@ SPECS = (
         course_shapes=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(2, 5), st.integers(2, 5), st.integers(2, 4)),
         course_knobs=_course_knobs(),
         mistakes=MISTAKES,
+        lessons={"masked": "A query whose every key is masked attends to nothing: torch returns 0 there (and no gradient), where a "
+                           "plain masked softmax gives 0/0 = NaN. Give such rows zero weights (e.g. np.where(row_all_masked, 0, p))."},
         knob_defaults={"mask": (("attn_mask", "is_causal"), "none"), "gqa": (("enable_gqa",), False), "groups": (("enable_gqa",), 1)},
         # the flash kernel's backward has no derivative of its own: gradgradcheck needs the math kernel
         gradcheck_knobs=_knobs().map(lambda kn: {**kn, "backend": "math"}),

@@ -148,7 +148,19 @@ def _row_variant(how: str):
     return model
 
 
+def _weight_gradient_of_x(case: Case, g: np.ndarray | None) -> np.ndarray | None:
+    """layer_norm's weight gradient summed with the raw input, Σ g·x, instead of the normalised x̂."""
+    x, p = case.inputs["input"], case.params
+    if p.get("weight") is None:
+        return None
+    shape = tuple(p["normalized_shape"]) if isinstance(p["normalized_shape"], (tuple, list)) else (p["normalized_shape"],)
+    return np.sum(np.asarray(g) * x, axis=tuple(range(x.ndim - len(shape))))
+
+
 ROW_MISTAKES = (
+    KnownMistake("x for x-hat", "grad[weight]", _weight_gradient_of_x,
+                 "Your weight gradient sums grad_output · x: the forward multiplies the weight by the normalised x̂ = (x - mean) / "
+                 "sqrt(var + eps), so the weight's gradient is the sum of grad_output · x̂ over the batch."),
     KnownMistake("unbiased variance", "forward", _row_variant("unbiased"),
                  "Your output uses the unbiased variance (ddof=1, dividing by n - 1): layer_norm normalises with the biased one, "
                  "np.var(x, axis=...) dividing by n."),
@@ -171,6 +183,25 @@ def _batch_per_sample(case: Case, g: np.ndarray | None) -> np.ndarray | None:
 BATCH_MISTAKES = (KnownMistake("statistics per sample", "forward", _batch_per_sample,
                                "Your output normalises each sample over its features: batch_norm takes each channel's mean and variance "
                                "over the batch (and positions), axis=(0, 2, ...), one statistic per channel."),)
+
+
+def _running_sizes(case: Case) -> dict[str, np.ndarray]:
+    """The running statistics a training step updates, and the size of each new value's terms:
+    (1 - m)|running| + m·(the batch statistic's terms), the statistic's sum growing by half an ULP a
+    term past 2k terms (checks.tolerance)."""
+    p = case.params
+    if not p["training"] or p["running_mean"] is None:
+        return {}
+    from checks.tolerance import k_for
+
+    x, m = case.inputs["input"], p["momentum"]
+    rows = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+    n = rows.shape[1]
+    grow = max(1.0, n / (2 * k_for("forward", case.info.name)))
+    with np.errstate(all="ignore"):  # inf and NaN draws: their size is NaN, and the policy reads |expected|
+        size = np.abs(rows) + np.mean(np.abs(rows), axis=1, keepdims=True)
+        return {"running_mean": (1 - m) * np.abs(p["running_mean"]) + m * np.mean(np.abs(rows), axis=1) * grow,
+                "running_var": (1 - m) * np.abs(p["running_var"]) + m * n / (n - 1) * np.mean(size**2, axis=1) * grow}
 
 
 def _make_batch(rng, recipe, info) -> Case:
@@ -299,6 +330,7 @@ SPECS = (
         # a course's BatchNorm1d: (N, C) and (N, C, L), training and evaluation
         course_shapes=st.one_of(st.tuples(st.integers(2, 6), st.integers(1, 4)), st.tuples(st.integers(2, 4), st.integers(1, 3), st.integers(1, 5))),
         mistakes=BATCH_MISTAKES,
+        updates=_running_sizes,
         scale=_batch_scale,
         grad_scale=_batch_grad_scale,
         grad_inputs=("input", "weight", "bias"),

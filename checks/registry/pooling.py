@@ -160,7 +160,9 @@ SPECS = (
         grad_scale=_max_grad_scale,
         large_shape=(4, 8, 64, 64),
         lessons={"kink": "torch routes a window's gradient to its first maximum in row-major order (np.argmax over the "
-                         "flattened window does the same); with a NaN in the window, to its last NaN."},
+                         "flattened window does the same); with a NaN in the window, to its last NaN.",
+                 "nonfinite": "A NaN is the maximum of its window for torch: the forward returns it, and the gradient goes to the "
+                              "window's last NaN (np.argmax finds the first); ±inf are ordinary maxima and minima."},
     ),
     OpSpec(
         name="avg_pool2d",

@@ -46,8 +46,9 @@ def _call(spec, arguments, grads=()):
 
 def _forward(spec):
     def forward(*args, **kwargs):
-        out, tensors = _call(spec, _bound(spec, args, kwargs))
-        for name, value in zip(_bound(spec, args, kwargs), args):  # torch updates running statistics in place: so must we
+        arguments = _bound(spec, args, kwargs)
+        out, tensors = _call(spec, arguments)
+        for name, value in arguments.items():  # torch updates running statistics in place: so must we
             if isinstance(value, np.ndarray) and value.dtype.kind == "f" and isinstance(tensors.get(name), torch.Tensor):
                 value[...] = tensors[name].detach().numpy()
         return out.detach().numpy()
