@@ -3,6 +3,7 @@ module defines (byhand's pytest plugin, checks/pytest_plugin.py); these test the
 examples/my_math.py, which has one deliberate mistake."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -84,3 +85,29 @@ def test_verify_impl_reports_per_function(capsys):
 def test_bad_impl_paths_are_clear_errors(capsys):
     assert cli.main(["verify", "--impl", "no/such/file.py"]) == 2
     assert "no such file" in capsys.readouterr().out
+
+
+MINE = '''import numpy as np
+
+def relu(input):
+    return np.maximum(input, 0)
+
+def sigmoid(input):
+    return 1 / (1 + np.exp(input))
+
+def stable_softmax(x):
+    return x
+'''
+
+
+@pytest.mark.background(["bash", "-c", f"cd {{tmp}} && printf '%s' \"$MINE\" > mine.py && exec '{sys.executable}' -m pytest --impl mine.py -p no:cacheprovider -rA"],
+                        env={"MINE": MINE})
+def test_pytest_impl_runs_from_a_folder_outside_the_repository(background):
+    """A learner's own folder, no tests and no conftest: one test per function, a ✗ as its verdict's
+    words (no source dump, no byhand internals), the helper named as ignored."""
+    out = background.stdout
+    assert background.returncode == 1, out[-3000:]
+    assert "PASSED" in out and "::relu" in out and "FAILED" in out and "::sigmoid" in out
+    assert "✗ sigmoid: wrong on the course's inputs" in out
+    assert "collected 2 items" in out and "ignored as helpers (not torch's names): stable_softmax" in out
+    assert "def sigmoid" not in out and "OpSpec(" not in out and "Traceback" not in out
