@@ -2,6 +2,8 @@
 the registry × device × dtype parametrisation every matrix test uses."""
 from __future__ import annotations
 
+pytest_plugins = ["pytester"]  # tests/test_learner.py runs `pytest --impl` in a folder of its own
+
 import multiprocessing
 import os
 import shutil

@@ -121,7 +121,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         known = ", ".join(f"{q} ×{n}" for q, n in sorted(v.deviations.items())) or "none"
         result = "[green]pass[/]" if v.passed else "[bold red]FAIL[/]"
         table.add_row(escape(Path(v.source).name), escape(str(m.get("cpu_model", "?"))), ", ".join(m.get("cpu_features", [])), str(m.get("torch", "?")),
-                      escape(setting(m)), str(v.cells), str(v.cases) + (f" ({v.unreproducible} not reproducible)" if v.unreproducible else ""),
+                      escape(setting(m)), str(v.cells), str(v.cases) + (f" (+{v.inherited} as its base)" if v.inherited else "") + (f" ({v.unreproducible} not reproducible)" if v.unreproducible else ""),
                       known, str(len(v.failures) + len(v.errors)), result)
     console.print(table)
     for v in verdicts:

@@ -66,9 +66,10 @@ def _exact(values: np.ndarray, kind: str) -> bool:
 class Arrays:
     """The arrays of one recording, by key: written with numpy's own .npz (zip, deflated), read lazily."""
 
-    def __init__(self, stored: Any = None, base: "Arrays | None" = None) -> None:
+    def __init__(self, stored: Any = None, base: "Arrays | None" = None, base_probes: dict | None = None) -> None:
         self.stored = {} if stored is None else stored
         self.base = base  # another recording of the same draws: the arrays this one does not hold are its
+        self.base_probes = base_probes  # and the probe answers it was recorded under
 
     def put(self, value: Any, dtype: str) -> dict[str, Any]:
         """An array's entry: kept in ``dtype`` where that holds every value exactly, else as it is."""
@@ -232,8 +233,10 @@ def load(path: str | Path) -> tuple[dict[str, Any], Arrays]:
         raise RecordingError(f"{path}: not a byhand recording (format {FORMAT!r})")
     if data.get("version") != VERSION:
         raise RecordingError(f"{path}: recording version {data.get('version')!r}, this byhand reads {VERSION}")
-    base = load(path.parent / data["base"])[1] if data.get("base") else None
-    return data, Arrays(stored, base)
+    if data.get("base"):
+        base_data, base = load(path.parent / data["base"])
+        return data, Arrays(stored, base, base_data.get("probes"))
+    return data, Arrays(stored)
 
 
 # --- judging -------------------------------------------------------------------------------------
@@ -253,6 +256,7 @@ class Verdict:
     errors: list[str] = field(default_factory=list)
     unknown_ops: list[str] = field(default_factory=list)
     unreproducible: int = 0  # large cases whose recipe draws other inputs under this numpy: not judged
+    inherited: int = 0  # cases bit for bit those of the recording's base, under its probe answers: judged there
 
     @property
     def passed(self) -> bool:
@@ -289,6 +293,7 @@ def judged(data: dict[str, Any], arrays: Arrays, part: int = 0, parts: int = 1) 
     """(cell id, records) for every recorded case, judged by today's references and declarations as
     on the recording machine; records None for a case whose inputs this numpy cannot draw again.
     ``part`` of ``parts``: every parts-th cell from the part-th (a sample that rotates over files)."""
+    inherited = arrays.base is not None and arrays.base_probes == data.get("probes")
     with departures.answered(data.get("probes", {})):
         for index, (cell_id, cell) in enumerate(data["cells"].items()):
             spec = BY_NAME.get(cell["op"])
@@ -296,12 +301,30 @@ def judged(data: dict[str, Any], arrays: Arrays, part: int = 0, parts: int = 1) 
                 continue
             runner = Runner(spec, cell["device"], cell["dtype"])
             for stored in cell["cases"]:
+                if inherited and not any(key in arrays.stored for key in _keys(stored)):
+                    yield cell_id, INHERITED  # every array is its base's, under the same probe answers: its base's verdict
+                    continue
                 try:
                     ev, recipe = _evaluation(arrays, stored, spec, cell["dtype"])
                 except Unreproducible:
                     yield cell_id, None
                     continue
                 yield cell_id, runner.judge(ev, recipe, stored.get("layout", "contiguous"))
+
+
+INHERITED: list[Comparison] = []  # judged() gives this for a case that is its base's bit for bit
+
+
+def _keys(stored: Any) -> Iterator[str]:
+    """The array keys a recorded case refers to."""
+    if isinstance(stored, dict):
+        if "key" in stored and "dtype" in stored:
+            yield stored["key"]
+        for value in stored.values():
+            yield from _keys(value)
+    elif isinstance(stored, list):
+        for value in stored:
+            yield from _keys(value)
 
 
 def judge(data: dict[str, Any], arrays: Arrays, source: str = "", part: int = 0, parts: int = 1) -> Verdict:
@@ -313,6 +336,9 @@ def judge(data: dict[str, Any], arrays: Arrays, source: str = "", part: int = 0,
         for _, records in judged(data, arrays, part, parts):
             if records is None:
                 verdict.unreproducible += 1
+                continue
+            if records is INHERITED:
+                verdict.inherited += 1
                 continue
             verdict.cases += 1
             for record in records:
@@ -375,7 +401,7 @@ def _inferred_probes(data: dict[str, Any], arrays: Arrays) -> dict[str, dict[str
     with departures.forced(*(q.id for q in departures.QUIRKS)):
         for cell_id, records in judged({**data, "probes": {}}, arrays):
             cell = data["cells"][cell_id]
-            seen |= {(quirk, cell["op"], r.context.phase, cell["dtype"]) for r in records or () for quirk, _ in r.deviations}
+            seen |= {(quirk, cell["op"], r.context.phase, cell["dtype"]) for r in records or () for quirk, _ in r.deviations}  # a capture has no base
 
     def shown(quirk: str, question: tuple[tuple[str, str], ...]) -> bool:
         return any(q == quirk and all({"op": op, "phase": ph, "dtype": dt}[axis] == value for axis, value in question) for q, op, ph, dt in seen)

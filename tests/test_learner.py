@@ -3,7 +3,6 @@ module defines (byhand's pytest plugin, checks/pytest_plugin.py); these test the
 examples/my_math.py, which has one deliberate mistake."""
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -100,14 +99,14 @@ def stable_softmax(x):
 '''
 
 
-@pytest.mark.background(["bash", "-c", f"cd {{tmp}} && printf '%s' \"$MINE\" > mine.py && exec '{sys.executable}' -m pytest --impl mine.py -p no:cacheprovider -rA"],
-                        env={"MINE": MINE})
-def test_pytest_impl_runs_from_a_folder_outside_the_repository(background):
+def test_pytest_impl_runs_from_a_folder_outside_the_repository(pytester):
     """A learner's own folder, no tests and no conftest: one test per function, a ✗ as its verdict's
-    words (no source dump, no byhand internals), the helper named as ignored."""
-    out = background.stdout
-    assert background.returncode == 1, out[-3000:]
-    assert "PASSED" in out and "::relu" in out and "FAILED" in out and "::sigmoid" in out
-    assert "✗ sigmoid: wrong on the course's inputs" in out
-    assert "collected 2 items" in out and "ignored as helpers (not torch's names): stable_softmax" in out
+    words (no source dump, no byhand internals), the helper named as ignored. (In process: the
+    plugin is the one installed; a subprocess would import torch again.)"""
+    pytester.makepyfile(mine=MINE)
+    result = pytester.runpytest_inprocess("--impl", "mine.py", "-p", "no:cacheprovider", "-rA", "-W", "default")
+    out = result.stdout.str()
+    assert result.ret == 1, out[-3000:]
+    assert "collected 2 items" in out and "PASSED" in out and "::relu" in out and "FAILED" in out and "::sigmoid" in out
+    assert "✗ sigmoid: wrong on the course's inputs" in out and "ignored as helpers (not torch's names): stable_softmax" in out
     assert "def sigmoid" not in out and "OpSpec(" not in out and "Traceback" not in out

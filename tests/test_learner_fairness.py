@@ -75,7 +75,7 @@ def test_the_course_stage_of_the_second_course_draws_what_a_course_uses():
 
     seen: dict[str, list] = {name: [] for name in ("conv2d", "max_pool2d", "scaled_dot_product_attention", "batch_norm", "embedding")}
 
-    @settings(max_examples=40, database=None, deadline=None)
+    @settings(max_examples=20, database=None, deadline=None)
     @given(data=st.data())
     def draw(data):
         for name in seen:

@@ -83,12 +83,14 @@ class Names:
         return said
 
 
-def names(module: ModuleType) -> Names:
-    """The module's own functions (those defined in it, not imported), sorted into checked, helpers and misspelled."""
+def names(module: ModuleType, own: list[str] | None = None) -> Names:
+    """The module's own functions (those defined in it, not imported; or the names ``own``), sorted
+    into checked, helpers and misspelled."""
     import difflib
 
     known = known_names()
-    own = [n for n, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__ and not n.startswith("_")]
+    if own is None:
+        own = [n for n, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__ and not n.startswith("_")]
     checked = tuple(n for n in own if n in known)
     misspelled = {}
     for n in own:
