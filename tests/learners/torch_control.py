@@ -23,7 +23,9 @@ def _tensor(value, grad=False):
         return torch.from_numpy(value.copy())
     if value.dtype.kind in "iu":
         return torch.from_numpy(value.astype(np.int64))
-    return torch.tensor(value, dtype=torch.float64, requires_grad=grad)
+    # a float32 or float16 array keeps its dtype: rms_norm's eps=None is the input dtype's epsilon
+    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}.get(value.dtype, torch.float64)
+    return torch.tensor(value, dtype=dtype, requires_grad=grad)
 
 
 def _bound(spec, args, kwargs):
@@ -51,7 +53,7 @@ def _forward(spec):
         for name, value in arguments.items():  # torch updates running statistics in place: so must we
             if isinstance(value, np.ndarray) and value.dtype.kind == "f" and isinstance(tensors.get(name), torch.Tensor):
                 value[...] = tensors[name].detach().numpy()
-        return out.detach().numpy()
+        return out.detach().double().numpy()
 
     forward.__signature__ = inspect.signature(spec.forward)
     forward.__name__ = spec.name
@@ -63,8 +65,8 @@ def _backward(spec):
         arguments = _bound(spec, args, kwargs)
         present = [n for n in spec.grad_inputs if arguments.get(n) is not None]
         out, tensors = _call(spec, arguments, grads=present)
-        out.backward(torch.as_tensor(np.asarray(grad_output, dtype=np.float64)).reshape(out.shape))
-        grads = [None if arguments.get(n) is None else (torch.zeros_like(tensors[n]) if tensors[n].grad is None else tensors[n].grad).numpy()
+        out.backward(torch.as_tensor(np.asarray(grad_output, dtype=np.float64)).to(out.dtype).reshape(out.shape))
+        grads = [None if arguments.get(n) is None else (torch.zeros_like(tensors[n]) if tensors[n].grad is None else tensors[n].grad).double().numpy()
                  for n in spec.grad_inputs]
         return tuple(grads) if len(grads) > 1 else grads[0]
 
