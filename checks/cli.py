@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from checks import baseline, departures, devices, environment, learner, matrix, registry
+from checks.learner.parallel import Checks
 from checks.verify import CellResult, verify, verify_cell
 
 JSON_SCHEMA_VERSION = 1
@@ -147,10 +148,10 @@ def cmd_verify_impl(args: argparse.Namespace) -> int:
     verdicts = []
     with _progress(console, args.quiet) as progress:
         task = progress.add_task("checking", total=len(found))
-        for spec, name in found:
-            progress.update(task, description=f"checking {name}")
-            verdicts.append(learner.check(module, spec, name, examples=args.examples or learner.DEFAULT_EXAMPLES, verbose=args.verbose))
-            progress.update(task, advance=1)
+        checks = Checks(module, found, examples=args.examples or learner.DEFAULT_EXAMPLES, verbose=args.verbose, jobs=args.jobs)
+        for verdict in checks:
+            verdicts.append(verdict)
+            progress.update(task, advance=1, description=f"checked {verdict.function}")
     for v in verdicts:
         console.print(f"[{MARK_STYLE[v.status]}]{v.mark}[/] {escape(v.explanation)}", highlight=False, soft_wrap=True)
         for note in v.notes:
@@ -488,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--verbose", action="store_true", help="with --impl: list the cases tried")
     v.add_argument("--threads", type=int, default=None, help="torch's intra-op thread count for this run")
     v.add_argument("--jobs", type=int, default=None, help="processes verifying cells side by side (default: as many as the cores "
-                   "hold at --threads each, at most 4; each runs torch on its share of the cores unless --threads is given)")
+                   "hold at --threads each, at most 4; each runs torch on its share of the cores unless --threads is given); "
+                   "with --impl, processes checking functions side by side (default: one per core)")
     v.add_argument("--no-mkldnn", action="store_true", help="run with torch.backends.mkldnn.enabled = False (native GEMMs)")
     v.add_argument("--matrix", action="store_true", help="run verify under every CPU configuration this machine can emulate "
                    "(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, mkldnn off, 1/2/4 threads), each in a fresh process")

@@ -115,8 +115,24 @@ class ImplFile(pytest.File):
                                                                    f"byhand knows: {', '.join(learner.known_names())}")
             return
         self.notes = read.lines()  # said once, by the first function's test
+        self.module, self.found, self.checks = module, found, None
         for spec, name in found:
             yield ImplItem.from_parent(self, name=name, module=module, spec=spec)
+
+    def verdict(self, item: ImplItem):
+        """The verdict on ``item``'s function. The first asks for all of this file's selected
+        functions at once, checked side by side (checks/learner/parallel.py)."""
+        from checks import learner
+        from checks.learner.parallel import Checks
+
+        if self.checks is None:
+            selected = {i.name for i in self.session.items if i.parent is self}
+            self.checks = Checks(self.module, [(s, n) for s, n in self.found if n in selected], examples=learner.DEFAULT_EXAMPLES)
+        return self.checks.verdict(item.name)
+
+    def teardown(self) -> None:
+        if getattr(self, "checks", None) is not None:
+            self.checks.close()
 
 
 class ImplItem(pytest.Item):
@@ -135,7 +151,7 @@ class ImplItem(pytest.Item):
             warnings.warn(line, UserWarning, stacklevel=1)
         if getattr(self.parent, "notes", None):
             self.parent.notes = []
-        verdict = learner.check(self.module, self.spec, self.name)
+        verdict = self.parent.verdict(self)
         for note in verdict.notes:
             warnings.warn(note, UserWarning, stacklevel=1)
         if verdict.status == learner.NOT_CHECKED:

@@ -81,6 +81,23 @@ def test_verify_impl_reports_per_function(capsys):
     assert "⚠ softmax" in printed and "✓ mse_loss: agrees" in printed and "3 functions checked: 2 agree, 0 wrong, 1 fragile" in printed  # --ops mse_loss takes its backward too
 
 
+def test_functions_checked_side_by_side_get_the_verdicts_of_one_process(verdicts):
+    """Each function's check is seeded by its name: two worker processes give, word for word, what
+    one process gives (the fixture's, checked in process one after another)."""
+    from checks.learner.parallel import Checks
+
+    module = learner.load(EXAMPLE)
+    side_by_side = list(Checks(module, learner.functions(module), examples=15, jobs=2))
+    assert [v.function for v in side_by_side] == list(verdicts)
+    assert side_by_side == list(verdicts.values())
+
+
+def test_jobs_below_one_are_refused_by_name(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["verify", "--impl", EXAMPLE, "--jobs", "0"])
+    assert exit_.value.code == 2 and "--jobs must be at least 1" in capsys.readouterr().err
+
+
 def test_bad_impl_paths_are_clear_errors(capsys):
     assert cli.main(["verify", "--impl", "no/such/file.py"]) == 2
     assert "no such file" in capsys.readouterr().out

@@ -4,7 +4,7 @@
 fragile or of another convention at an edge, with the lesson. Every verdict comes with words, never a
 traceback, and `byhand verify --impl` and `pytest --impl` give the same ones.
 
-Checking a module takes seconds (60 course cases and 3 × 60 edge cases per function): each module and
+Checking a module takes seconds (60 course cases and 3 × 30 edge cases per function): each module and
 each command is run in the worker beside the suite (conftest.py), and these tests read the results.
 """
 from __future__ import annotations

@@ -5,13 +5,22 @@ from __future__ import annotations
 import dataclasses
 import types
 
+import functools
+import warnings
+
 import numpy as np
+import pytest
 
 import reference
 from checks import learner
-from checks.learner.stages import at_defaults
-from checks.registry import get
+from checks.learner.stages import Stage, _stage_spec, at_defaults
+from checks.registry import REGISTRY, get
+from checks.runner import build_case, info_for
 from checks.spec import Recipe
+from checks.strategies import recipes, search
+from hypothesis import settings
+
+STAGE_EXAMPLES = 60 if settings.get_current_profile_name() == "thorough" else 3
 
 
 def _module(**functions) -> types.ModuleType:
@@ -36,17 +45,40 @@ def test_a_case_byhand_cannot_build_is_not_checked_and_names_byhand():
 def test_a_reference_that_raises_is_byhands_failure_not_the_learners():
     spec = get("relu")
 
+    @functools.wraps(reference.relu)  # torch's signature, which the learner's is read against
     def raising(*args, **kwargs):
         raise ValueError("query and key must share their leading dimensions")
 
-    # the registry finds its reference by name in `reference`: stand a raising one in for this check
+    # the registry finds its reference by name in `reference`: stand a raising one in for this check.
+    # The reference runs where the learner and torch disagree (an agreement needs no reference):
+    # this learner's relu is off by one.
     original = reference.relu
     try:
         reference.relu = raising
-        verdict = learner.check(_module(relu=original), spec, "relu", examples=3)
+        verdict = learner.check(_module(relu=lambda input: original(input) + 1), spec, "relu", examples=3)
     finally:
         reference.relu = original
     assert verdict.status == learner.NOT_CHECKED and "a bug in byhand" in verdict.explanation, verdict.explanation
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in REGISTRY])
+def test_byhand_answers_every_draw_of_every_stage_of_the_learners_check(name):
+    """What a disagreement is explained with, byhand's case and its reference's forward and
+    backward, never raises on a draw of the learner's check (the course stage and the three edge
+    stages; the default profile the first draws of each, the thorough profile 60)."""
+    spec = get(name)
+    for stage in Stage:
+        dtype = "float32" if stage is Stage.COURSE else "float64"
+
+        def answered(recipe, stage=stage, dtype=dtype):
+            case = build_case(spec, recipe, info_for(dtype))
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = spec.forward(*case.fresh().inputs.values(), **case.params)
+                if spec.differentiable:
+                    spec.backward(np.ones_like(np.asarray(out, dtype=np.float64)), *case.fresh().inputs.values(), **case.params)
+
+        search(recipes(_stage_spec(spec, stage)), answered, examples=STAGE_EXAMPLES, name=f"{name} {stage.value} reference")
 
 
 def test_undeclared_arguments_are_drawn_at_torchs_defaults_before_the_inputs_are():

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from checks.learner.stages import DEFAULT_EXAMPLES, EDGES, Stage, check_stage
+from checks.learner.stages import DEFAULT_EXAMPLES, EDGES, Stage, check_stage, edge_examples
 from checks.registry import REGISTRY
 from checks.runner import accepted, call_accepted
 from checks.spec import OpSpec
@@ -208,7 +208,7 @@ def check(module: ModuleType, spec: OpSpec, function: str, *, examples: int = DE
         return Verdict(function, WRONG, course.examples, f"{function}: wrong on the course's inputs:\n{course.failure}", notes, tuple(tried))
     total = course.examples
     for stage in EDGES:
-        edge = check_stage(spec, function, adapted, stage, examples, tried if verbose else None)
+        edge = check_stage(spec, function, adapted, stage, edge_examples(examples), tried if verbose else None)
         total += edge.examples
         if edge.own:
             return _byhands_failure(function, edge, notes, tried)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from checks import learner
+from checks.learner.parallel import Checks
 from checks.learner.stages import DEFAULT_EXAMPLES
 
 _STYLE = {learner.AGREES: "green", learner.WRONG: "bold red", learner.FRAGILE: "yellow", learner.NOT_CHECKED: "dim"}
@@ -70,8 +71,9 @@ def _namespace(items: tuple[Any, ...]) -> types.ModuleType:
     return module
 
 
-def check(*functions: Callable[..., Any] | dict | types.ModuleType, examples: int = DEFAULT_EXAMPLES) -> Checked:
-    """Check these functions (or ``globals()``) against torch: the verdicts of ``byhand verify --impl``."""
+def check(*functions: Callable[..., Any] | dict | types.ModuleType, examples: int = DEFAULT_EXAMPLES, jobs: int | None = None) -> Checked:
+    """Check these functions (or ``globals()``) against torch: the verdicts of ``byhand verify --impl``,
+    side by side in ``jobs`` processes (default: one per core; see checks/learner/parallel.py)."""
     module = _namespace(functions)
-    verdicts = tuple(learner.check(module, spec, name, examples=examples) for spec, name in learner.functions(module))
+    verdicts = tuple(Checks(module, learner.functions(module), examples=examples, jobs=jobs))
     return Checked(verdicts, learner.names(module, own=[n for n in vars(module) if not n.startswith("__")]))

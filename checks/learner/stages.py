@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import inspect
 import warnings
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ from checks.strategies import recipes, search, shapes
 if TYPE_CHECKING:
     from checks.learner import Adapted
 
-DEFAULT_EXAMPLES = 60  # per stage (the course and each of the three edge stages), for byhand verify --impl and pytest --impl alike
+DEFAULT_EXAMPLES = 60  # the course stage's, for byhand verify --impl and pytest --impl alike; each edge stage draws half
+
+
+def edge_examples(examples: int) -> int:
+    """Each edge stage's examples: half the course's. The edge stages draw from small spaces (a few
+    magnitudes, the special values, the unusual shapes) whose simplest members come first, and a
+    module of 8 functions is checked in under 10 s on 2 cores (benchmarks/learner_speed.py)."""
+    return max(1, examples // 2)
 COURSE_SHAPES = shapes(min_dims=1, max_dims=2, min_side=1, max_side=6)
 
 
@@ -59,7 +67,12 @@ def _stage_spec(spec: OpSpec, stage: Stage) -> OpSpec:
 
 
 def _defaults(spec: OpSpec) -> dict[str, Any]:
-    params = inspect.signature(spec.forward).parameters.items()
+    return dict(_defaults_of(spec.forward))
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults_of(forward: Any) -> dict[str, Any]:
+    params = inspect.signature(forward).parameters.items()
     return {n: (-1 if n == "dim" else p.default) for n, p in params if p.default is not p.empty or n == "dim"}
 
 
@@ -204,6 +217,8 @@ class _Attempt:
         recorder.case = case
         self.result.examples += 1
         explanation = _judge(runner, ev, recipe, recorder, spec)
+        if explanation is not None:
+            self._reference_runs(case, ev)
         if self.tried is not None:
             self.tried.append(f"{self.stage.value} {recipe.regime} shape {tuple(np.shape(next(iter(case.inputs.values()))))}: {'ok' if explanation is None else 'MISMATCH'}")
         if explanation is not None:
@@ -220,17 +235,28 @@ class _Attempt:
         try:
             case = patched(spec, build_case(spec, recipe, runner.info), adapted.declared, adapted.last_axis, taken)
             ev = runner.evaluate(recipe, case=case, gradient=self.backward, module=False)
-            ref = case.fresh()
+        except Exception as exc:  # noqa: BLE001 - byhand's own code or torch on byhand's own case
+            self._own_failure(exc, recipe, case)
+        return case, ev
+
+    def _reference_runs(self, case: Case, ev: Any) -> None:
+        """byhand's reference on a case where the learner and torch disagree: were it to raise, the
+        case is byhand's failure, not the learner's. Run only then; agreement with torch needs no
+        reference, and a passing example is the common one."""
+        try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                spec.forward(*ref.inputs.values(), **ref.params)
+                ref = case.fresh()
+                self.spec.forward(*ref.inputs.values(), **ref.params)
                 if self.backward:
-                    spec.backward(ev.grad_output, *case.fresh().inputs.values(), **case.params)
-        except Exception as exc:  # noqa: BLE001 - byhand's own code or torch on byhand's own case
-            where = f"{recipe}" if case is None else "\n".join(_shown(case, None, None, runner.dtype))
-            self.failures.append(f"  {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}\n  the case:\n{where}")
-            raise ByhandFailed from exc
-        return case, ev
+                    self.spec.backward(ev.grad_output, *case.fresh().inputs.values(), **case.params)
+        except Exception as exc:  # noqa: BLE001 - byhand's own reference on byhand's own case
+            self._own_failure(exc, None, case)
+
+    def _own_failure(self, exc: Exception, recipe: Recipe | None, case: Case | None) -> None:
+        where = f"{recipe}" if case is None else "\n".join(_shown(case, None, None, self.runner.dtype))
+        self.failures.append(f"  {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}\n  the case:\n{where}")
+        raise ByhandFailed from exc
 
 
 def check_stage(spec: OpSpec, function: str, adapted: Adapted, stage: Stage, examples: int, tried: list[str] | None) -> StageResult:
