@@ -223,14 +223,6 @@ def _precision(info: DtypeInfo, out: torch.Tensor) -> DtypeInfo:
 @functools.lru_cache(maxsize=1024)  # asked on every call of every example: inspect.signature is slow
 def accepted(fn: Callable[..., Any]) -> frozenset[str] | None:
     """The keyword arguments ``fn`` takes, or None when it takes any (**kwargs)."""
-    try:
-        return _accepted(fn)
-    except TypeError:  # an unhashable callable: read its signature each time
-        return _accepted.__wrapped__(fn)
-
-
-@functools.lru_cache(maxsize=4096)  # read on every call of a learner's function: a signature costs 0.1 ms
-def _accepted(fn: Callable[..., Any]) -> frozenset[str] | None:
     params = inspect.signature(fn).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
