@@ -123,6 +123,28 @@ def check_grad_shape(grad_output: Any, shape: tuple[int, ...]) -> np.ndarray:
     return g
 
 
+def tangents(tangent: Any, shapes: dict[str, tuple[int, ...] | None]) -> tuple[np.ndarray | None, ...]:
+    """A JVP's ``tangent`` argument as one float64 array (or None: that input held fixed) per
+    differentiable input, in ``shapes``' order (the backward's); an input that is absent (None
+    shape, Linear without a bias) takes no tangent. One array stands for an op with one input."""
+    names = list(shapes)
+    given = (tangent,) if len(names) == 1 else tangent
+    if not isinstance(given, (tuple, list)) or len(given) != len(names):
+        raise TypeError(f"tangent must be a tuple of {len(names)} arrays or None ({', '.join(names)}), got {type(tangent).__name__}")
+    result = []
+    for name, t in zip(names, given):
+        if t is None:
+            result.append(None)
+            continue
+        if shapes[name] is None:
+            raise ValueError(f"tangent for {name} given, but {name} is None")
+        t = as_float(t, f"tangent for {name}")
+        if t.shape != shapes[name]:
+            raise ValueError(f"tangent for {name} has shape {t.shape}, {name} has {shapes[name]}")
+        result.append(t)
+    return tuple(result)
+
+
 def _flag(value: Any, name: str) -> bool | None:
     if value is None or isinstance(value, (bool, np.bool_)):
         return value

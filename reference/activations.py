@@ -15,11 +15,11 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, check_grad_shape, quiet, write_back
+from reference._validation import as_float, check_grad_shape, quiet, tangents, write_back
 
 
 __all__ = ["elu", "elu_backward", "hardtanh", "hardtanh_backward", "leaky_relu", "leaky_relu_backward", "relu", "relu_backward",
-           "sigmoid", "sigmoid_backward"]
+           "sigmoid", "sigmoid_backward", "sigmoid_jvp"]
 
 
 @quiet
@@ -44,6 +44,14 @@ def sigmoid_backward(grad_output: Any, input: Any) -> np.ndarray:
     x = as_float(input, "input")
     g = check_grad_shape(grad_output, x.shape)
     return g * sigmoid(x) * sigmoid(-x)
+
+
+@quiet
+def sigmoid_jvp(tangent: Any, input: Any) -> np.ndarray:
+    r"""$\dot y = \sigma(x)\sigma(-x)\,\dot x$: J is diagonal, so J t is the backward's Jᵀ t."""
+    x = as_float(input, "input")
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else sigmoid_backward(t, x)
 
 
 @facts.derivation(sigmoid)

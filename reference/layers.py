@@ -12,10 +12,10 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, as_index, as_optional_float, check_grad_shape, quiet
+from reference._validation import as_float, as_index, as_optional_float, check_grad_shape, quiet, tangents
 
 
-__all__ = ["linear", "linear_backward", "one_hot"]  # and linear_init_bound: not an op
+__all__ = ["linear", "linear_backward", "linear_jvp", "one_hot"]  # and linear_init_bound: not an op
 
 
 def _ext(a: np.ndarray) -> np.ndarray:
@@ -63,6 +63,18 @@ def linear_backward(
     g2, x2 = _ext(g).reshape(-1, w.shape[0]), _ext(x).reshape(-1, w.shape[1])
     grad_bias = None if b is None else g2.sum(axis=0).astype(np.float64)
     return (_ext(g) @ _ext(w)).astype(np.float64), (g2.T @ x2).astype(np.float64), grad_bias
+
+
+@quiet
+def linear_jvp(tangent: Any, input: Any, weight: Any, bias: Any = None) -> np.ndarray:
+    r"""$\dot y = \dot x W^\top + x \dot W^\top + \dot b$, ``tangent`` = (ẋ, Ẇ, ḃ), each may be None."""
+    x, w, b = as_float(input, "input"), as_float(weight, "weight"), as_optional_float(bias, "bias")
+    _check_linear(x, w, b)
+    tx, tw, tb = tangents(tangent, {"input": x.shape, "weight": w.shape, "bias": None if b is None else b.shape})
+    y = np.zeros(x.shape[:-1] + (w.shape[0],), dtype=np.longdouble)
+    y = y if tx is None else y + _ext(tx) @ _ext(w).T
+    y = y if tw is None else y + _ext(x) @ _ext(tw).T
+    return (y if tb is None else y + tb).astype(np.float64)
 
 
 @facts.declare(curve=None)
