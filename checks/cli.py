@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from checks import baseline, departures, devices, environment, learner, matrix, registry
+from checks import baseline, departures, devices, environment, learner, matrix, modes, registry
 from checks.learner.parallel import Checks
 from checks.verify import CellResult, verify, verify_cell
 
@@ -35,7 +35,7 @@ JSON_SCHEMA_VERSION = 1
 MAX_JOBS = 4
 
 
-def _fmt_ulp(result: CellResult, phase_prefix: str) -> str:
+def _fmt_ulp(result: CellResult, phase_prefix: str | tuple[str, ...]) -> str:
     records = [r for phase, r in result.worst.items() if phase.startswith(phase_prefix)]
     if not records:
         return "—"
@@ -43,11 +43,15 @@ def _fmt_ulp(result: CellResult, phase_prefix: str) -> str:
     return f"{worst.max_ulp_err:.2f} / {worst.k:g}"
 
 
+DERIVATIVES = ("grad", "jvp", "hvp", "d3")  # the phases of a gradient and of the other modes' derivatives
+
+
 def _table(results: list[CellResult]) -> Table:
     table = Table(title="byhand verify: worst error in ULPs (floored) / tolerance k")
     table.add_column("op", no_wrap=True)
     table.add_column("device", no_wrap=True)
     table.add_column("dtype", no_wrap=True)
+    table.add_column("mode", no_wrap=True)
     for column in ("examples", "forward", "gradient", "result", "known deviations"):
         table.add_column(column, justify="right" if column in ("examples", "forward", "gradient") else "left")
     for r in results:
@@ -58,7 +62,7 @@ def _table(results: list[CellResult]) -> Table:
         else:
             status = "[bold red]FAIL[/]"
         known = ", ".join(f"{quirk} ×{count}" for quirk, count in sorted(r.deviations.items()))
-        table.add_row(r.cell.spec.name, r.cell.device, r.cell.dtype, str(r.examples), _fmt_ulp(r, "forward"), _fmt_ulp(r, "grad"), status, known)
+        table.add_row(r.cell.spec.name, r.cell.device, r.cell.dtype, r.cell.mode, str(r.examples), _fmt_ulp(r, "forward"), _fmt_ulp(r, DERIVATIVES), status, known)
     return table
 
 
@@ -121,6 +125,8 @@ def _impl_refusal(args: argparse.Namespace) -> str | None:
                     "torch in float32 and the edge stages in float64")
     if args.matrix or args.accuracy:
         return "--matrix and --accuracy check byhand's own references; leave out --impl"
+    if args.modes != "reverse":
+        return "--modes checks torch's ways of differentiating; leave out --impl (a learner's module is checked in reverse mode)"
     return None
 
 
@@ -207,7 +213,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return cmd_verify_matrix(args)
     console = _console()
     try:
-        cells = matrix.cells(args.device, args.dtype, args.ops)
+        cells = matrix.cells(args.device, args.dtype, args.ops, modes=modes.parse(args.modes))
     except ValueError as exc:
         _error(console, "verify", exc)
         return 2
@@ -491,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--jobs", type=int, default=None, help="processes verifying cells side by side (default: as many as the cores "
                    "hold at --threads each, at most 4; each runs torch on its share of the cores unless --threads is given); "
                    "with --impl, processes checking functions side by side (default: one per core)")
+    v.add_argument("--modes", default="reverse", help="ways torch differentiates, each a cell of its own (comma-separated, or all): "
+                   + ", ".join(modes.ALL) + "; reverse (autograd, default) against the hand backward, the first-order forward "
+                   "modes against the hand JVP, second and third orders against the 50-digit oracle's directional derivatives")
     v.add_argument("--no-mkldnn", action="store_true", help="run with torch.backends.mkldnn.enabled = False (native GEMMs)")
     v.add_argument("--matrix", action="store_true", help="run verify under every CPU configuration this machine can emulate "
                    "(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, mkldnn off, 1/2/4 threads), each in a fresh process")

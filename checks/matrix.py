@@ -13,10 +13,11 @@ class Cell:
     spec: OpSpec
     device: str
     dtype: str
+    mode: str = "reverse"  # how torch differentiates (checks/modes.py); reverse: autograd, the forward too
 
     @property
     def id(self) -> str:
-        return f"{self.spec.name}-{self.device}-{self.dtype}"
+        return f"{self.spec.name}-{self.device}-{self.dtype}" + ("" if self.mode == "reverse" else f"-{self.mode}")
 
 
 EVERYTHING = (None, "", "all", "auto")  # option values that choose every device, dtype or op
@@ -39,8 +40,9 @@ def cells(
     ops_option: str | None = None,
     *,
     differentiable_only: bool = False,
+    modes: tuple[str, ...] = ("reverse",),
 ) -> list[Cell]:
-    """Every (op, device, dtype) to check. Devices default to those found here; one named on
+    """Every (op, device, dtype, mode) to check. Devices default to those found here; one named on
     purpose is kept even when absent, so its checks show up as skipped with the reason."""
     chosen_devices = parse_list(device_option, devices.DEVICES, "--device") or devices.available()
     chosen_dtypes = parse_list(dtype_option, FLOAT_DTYPES, "--dtype") or FLOAT_DTYPES
@@ -52,5 +54,7 @@ def cells(
             continue
         # Integer-only ops (one_hot) have no float dtype: they run once per device, at int64.
         op_dtypes = [d for d in spec.dtypes if d in chosen_dtypes] if set(spec.dtypes) & set(FLOAT_DTYPES) else list(spec.dtypes)
-        result += [Cell(spec, device, dtype) for device in chosen_devices for dtype in op_dtypes]
+        for mode in modes:
+            if mode == "reverse" or spec.differentiable:  # a mode other than reverse is a derivative only
+                result += [Cell(spec, device, dtype, mode) for device in chosen_devices for dtype in op_dtypes]
     return result

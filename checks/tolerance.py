@@ -80,14 +80,17 @@ def ulp_error(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray | floa
         return np.nan_to_num(excess / (unit(expected, scale, info) if units is None else units), nan=np.inf)
 
 
-def derivative_scale(expected: np.ndarray, terms: int, dtype: str) -> float:
+def derivative_scale(expected: np.ndarray, terms: int, dtype: str, directions: float = 0.0) -> float:
     """The scale of a derivative along directions (a JVP J t, a Hessian-vector product, a third
     derivative), judged against the 50-digit truth: the largest |element| of the whole result, grown
     by :func:`sum_growth` of the ``terms`` each element may sum (the differentiable inputs' sizes). Normwise, because a directional derivative's elements are sums of products of
     the op's partial derivatives with the directions, whose size no registry entry declares; an
     element that cancels far below its neighbours is judged at their size (as a gradient is judged
     at its upstream gradient's), and a derivative wrong by a fraction of its size fails in every
-    dtype: torch's known higher-order bugs (layer_norm, pytorch/pytorch#196700) are wrong by 70%."""
+    dtype: torch's known higher-order bugs (layer_norm, pytorch/pytorch#196700) are wrong by 70%.
+    At least ``directions``, the product of the directions' largest elements: as a gradient is
+    judged at its upstream gradient's size, so that a derivative that vanishes (a saturated
+    sigmoid's) is not judged by relative error."""
     finite = np.abs(np.asarray(expected, dtype=np.float64))
     finite = finite[np.isfinite(finite)]
-    return float(finite.max(initial=0.0)) * sum_growth(terms, dtype)
+    return max(float(finite.max(initial=0.0)), directions) * sum_growth(terms, dtype)

@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from checks import departures
+from checks import departures, modes
 from checks.compare import Comparison
 from checks.matrix import Cell
 from checks.runner import Runner, unsupported
@@ -37,6 +37,7 @@ class CellResult:
             "op": self.cell.spec.name,
             "device": self.cell.device,
             "dtype": self.cell.dtype,
+            "mode": self.cell.mode,
             "status": "skipped" if self.skipped else ("pass" if self.passed else "fail"),
             "skip_reason": self.skipped,
             "examples": self.examples,
@@ -65,9 +66,9 @@ def verify_cell(cell: Cell, *, examples: int) -> CellResult:
         return result
     runner = Runner(cell.spec, cell.device, cell.dtype)
     failures: list[Comparison] = []
-
+    strategy = recipes(cell.spec) if cell.mode == "reverse" else recipes(modes.ordinary(cell.spec))
     try:
-        search(recipes(cell.spec), functools.partial(_check, result, runner, failures), examples=examples, name=cell.id)
+        search(strategy, functools.partial(_check, result, runner, failures, cell.mode), examples=examples, name=cell.id, report_multiple_bugs=False)
     except AssertionError:
         result.failure = failures[-1]
     except Exception as exc:  # a crash is a finding too: report it, keep going
@@ -75,12 +76,12 @@ def verify_cell(cell: Cell, *, examples: int) -> CellResult:
     return result
 
 
-def _check(result: CellResult, runner: Runner, failures: list[Comparison], recipe: Recipe) -> None:
+def _check(result: CellResult, runner: Runner, failures: list[Comparison], mode: str, recipe: Recipe) -> None:
     """One example of :func:`verify_cell`: every comparison of the draw, the worst kept; the first
     failure raised (hypothesis shrinks it)."""
     result.examples += 1
     bad = None
-    for record in runner.run(recipe):
+    for record in (runner.run(recipe) if mode == "reverse" else modes.run(runner, mode, recipe)):
         _keep_worst(result, record)
         if not record.passed and bad is None:
             bad = record
@@ -134,7 +135,7 @@ def _side_by_side(cells: list[Cell], examples: int, on_cell: Callable[[CellResul
         while (index := take()) is not None:
             cell = cells[index]
             try:
-                remote = pool.submit(_verify_named, cell.spec.name, cell.device, cell.dtype, examples).result()
+                remote = pool.submit(_verify_named, cell.spec.name, cell.device, cell.dtype, cell.mode, examples).result()
             except Exception:  # noqa: BLE001  a worker that cannot start or answer: this process verifies the rest
                 with lock:
                     waiting.append(index)
@@ -176,8 +177,8 @@ def _worker(threads: int, mkldnn: bool, fault_names: tuple[str, ...]) -> None:
         faults.keep_active(name)
 
 
-def _verify_named(op: str, device: str, dtype: str, examples: int) -> CellResult:
+def _verify_named(op: str, device: str, dtype: str, mode: str, examples: int) -> CellResult:
     from checks import registry
 
-    result = verify_cell(Cell(registry.get(op), device, dtype), examples=examples)
+    result = verify_cell(Cell(registry.get(op), device, dtype, mode), examples=examples)
     return dataclasses.replace(result, cell=None)  # an op's spec holds lambdas: the caller puts the cell back

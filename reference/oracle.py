@@ -574,14 +574,16 @@ def _bound(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.Bo
     return bound
 
 
-def _moved(bound: inspect.BoundArguments, steps: list[tuple[Any, dict[str, Any]]]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The arguments moved by sum(coefficient * direction) for each (coefficient, directions by name)."""
-    moved = inspect.BoundArguments(bound.signature, dict(bound.arguments))
+def _moved(bound: inspect.BoundArguments, positional: int, steps: list[tuple[Any, dict[str, Any]]]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments moved by sum(coefficient * direction) for each (coefficient, directions by
+    name), split as the caller gave them: the first ``positional`` by position, the rest by name."""
+    arguments = dict(bound.arguments)
     for coefficient, directions in steps:
         for name, d in directions.items():
             if d is not None:
-                moved.arguments[name] = moved.arguments[name] + coefficient * _exact(np.asarray(d, dtype=np.float64))
-    return moved.args, moved.kwargs
+                arguments[name] = arguments[name] + coefficient * _exact(np.asarray(d, dtype=np.float64))
+    names = list(arguments)
+    return tuple(arguments[n] for n in names[:positional]), {n: arguments[n] for n in names[positional:]}
 
 
 def _combine(terms: list[tuple[Any, Any]], divisor: Any) -> Any:
@@ -593,14 +595,14 @@ def _combine(terms: list[tuple[Any, Any]], divisor: Any) -> Any:
     return sum((w * v for w, v in terms[1:]), terms[0][0] * first) / divisor
 
 
-def _stencil(evaluate: Callable[..., Any], bound: inspect.BoundArguments, directions: list[dict[str, Any]]) -> Any:
+def _stencil(evaluate: Callable[..., Any], bound: inspect.BoundArguments, positional: int, directions: list[dict[str, Any]]) -> Any:
     """The derivative of ``evaluate`` along each of ``directions`` in turn (one to three), by
     central differences: each direction doubles the stencil, (f(x + h d) - f(x - h d)) / 2h."""
     h = _STEP[len(directions)]
     points: list[tuple[int, list]] = [(1, [])]
     for d in directions:
         points = [(w * s, steps + [(s * h, d)]) for w, steps in points for s in (1, -1)]
-    terms = [(w, evaluate(*_moved(bound, steps))) for w, steps in points]
+    terms = [(w, evaluate(*_moved(bound, positional, steps))) for w, steps in points]
     return _combine(terms, (2 * h) ** len(directions))
 
 
@@ -615,11 +617,13 @@ def directional(op: str, directions: list[dict[str, Any]], *args: Any, grad_outp
     if not 1 <= len(directions) <= 3:
         raise ValueError(f"directions must hold 1 to 3 directions, got {len(directions)}")
     kwargs = _resolve_eps(args, kwargs)
+    if kwargs.get("dtype") is not None:  # softmax's dtype=: a cast, whose derivative is 1 (autograd's), taken at the cast point
+        args, kwargs = (cast(np.asarray(args[0], dtype=np.float64), kwargs["dtype"]),) + tuple(args[1:]), {**kwargs, "dtype": None}
     with mpmath.workdps(_WIDE):
         bound = _bound(op, args, kwargs)
         if grad_output is None:
-            result = _stencil(lambda a, k: _forward_exact(op, a, k), bound, directions)
+            result = _stencil(lambda a, k: _forward_exact(op, a, k), bound, len(args), directions)
         else:
             g = _exact(np.asarray(grad_output, dtype=np.float64))
-            result = _stencil(lambda a, k: _backward_exact(op, g, a, k), bound, directions)
+            result = _stencil(lambda a, k: _backward_exact(op, g, a, k), bound, len(args), directions)
         return _rounded(result)

@@ -14,31 +14,10 @@ from checks import dtypes, registry
 from checks.registry import REGISTRY
 from checks.runner import build_case, to_tensor
 from checks.spec import Case, Recipe
+from checks.modes import away_from_kinks
 from reference import facts
 
 F64 = dtypes.get("float64")
-
-
-
-
-def away_from_kinks(name: str, case: Case) -> Case:
-    """Finite differences (step 1e-6) must not straddle a kink: move such targets off it."""
-    kinks_of = facts.of(name).kinks  # where |x - y| has a kink (L1 at 0, Huber at delta, ...)
-    if kinks_of is None:
-        return case
-    inputs, kinks = dict(case.inputs), kinks_of(case.params)
-
-    def near_a_kink(target):
-        gap = np.abs(inputs["input"] - target)
-        return np.any([np.abs(gap - kink) < 1e-3 for kink in kinks], axis=0)
-
-    for shift in (0.3183, 0.5772, 1.4142):  # incommensurate, so one of them clears every kink
-        close = near_a_kink(inputs["target"])
-        if not close.any():
-            break
-        inputs["target"] = np.where(close, inputs["target"] + shift, inputs["target"])
-    assert not near_a_kink(inputs["target"]).any()
-    return Case(inputs, case.params, case.info, case.torch)
 
 
 
