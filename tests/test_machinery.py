@@ -160,7 +160,7 @@ def test_a_verify_worker_runs_torch_as_its_parent_does():
         assert (torch.get_num_threads(), torch.backends.mkldnn.enabled, faults.ACTIVE) == (2, not mkldnn, [*before, "ce-weight-ignored"])
         logits, target = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), torch.tensor([0, 1])
         assert F.cross_entropy(logits, target, weight=torch.tensor([1.0, 2.0, 3.0])) == F.cross_entropy(logits, target), "the fault is in"
-        result = verify._verify_named("relu", "cpu", "float32", 2)
+        result = verify._verify_named("relu", "cpu", "float32", "reverse", 2)
         assert result.cell is None and result.passed and result.examples == 2
         # a worker rebuilds a cell's spec by name: a spec of the caller's own under a registry name stays home
         assert verify._in_registry(Cell(get("relu"), "cpu", "float32"))
@@ -240,7 +240,8 @@ def test_every_reference_states_its_formula_and_derivative(spec):
 def test_registry_names_are_unique_and_reference_exports_them_all():
     names = [s.name for s in REGISTRY]
     assert len(names) == len(set(names))
-    assert set(names) | {f"{n}_backward" for n in names if n != "one_hot"} == set(reference.__all__)
+    jvps = {f"{n}_jvp" for n in names if hasattr(reference, f"{n}_jvp")}  # forward mode, op by op (tests/test_jvp.py)
+    assert set(names) | {f"{n}_backward" for n in names if n != "one_hot"} | jvps == set(reference.__all__)
 
 
 def test_unsupported_device_is_skipped_with_a_reason():
