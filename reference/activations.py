@@ -18,8 +18,15 @@ from reference import symbolic as S
 from reference._validation import as_float, check_grad_shape, quiet, tangents, write_back
 
 
-__all__ = ["elu", "elu_backward", "hardtanh", "hardtanh_backward", "leaky_relu", "leaky_relu_backward", "relu", "relu_backward",
-           "sigmoid", "sigmoid_backward", "sigmoid_jvp"]
+__all__ = ["elu", "elu_backward", "elu_jvp", "hardtanh", "hardtanh_backward", "hardtanh_jvp", "leaky_relu", "leaky_relu_backward",
+           "leaky_relu_jvp", "relu", "relu_backward", "relu_jvp", "sigmoid", "sigmoid_backward", "sigmoid_jvp"]
+
+
+def check_inplace(inplace: Any) -> None:
+    """A JVP takes its forward's ``inplace`` and writes nothing (the derivative is the same); a
+    non-bool is refused as the forward refuses it."""
+    if not isinstance(inplace, (bool, np.bool_)):
+        raise TypeError(f"inplace must be a bool, got {inplace!r}")
 
 
 @quiet
@@ -82,6 +89,15 @@ def relu_backward(grad_output: Any, input: Any) -> np.ndarray:
     return np.where(x <= 0, 0.0, g)
 
 
+@quiet
+def relu_jvp(tangent: Any, input: Any, inplace: bool = False) -> np.ndarray:
+    r"""$\dot y = [x > 0]\,\dot x$: J is diagonal, so J t = Jᵀ t, the backward's (0 at $x = 0$, $\dot x$ at NaN)."""
+    x = as_float(input, "input")
+    check_inplace(inplace)
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else relu_backward(t, x)
+
+
 @facts.derivation(relu)
 def _relu() -> S.Derivation:
     x = S.x
@@ -103,6 +119,15 @@ def leaky_relu_backward(grad_output: Any, input: Any, negative_slope: float = 0.
     x = as_float(input, "input")
     g = check_grad_shape(grad_output, x.shape)
     return np.where(x > 0, g, g * float(negative_slope))
+
+
+@quiet
+def leaky_relu_jvp(tangent: Any, input: Any, negative_slope: float = 0.01, inplace: bool = False) -> np.ndarray:
+    r"""$\dot y = \dot x$ for $x > 0$, $a\,\dot x$ otherwise: J is diagonal, so J t = Jᵀ t, the backward's."""
+    x = as_float(input, "input")
+    check_inplace(inplace)
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else leaky_relu_backward(t, x, negative_slope)
 
 
 @facts.derivation(leaky_relu)
@@ -132,6 +157,15 @@ def elu_backward(grad_output: Any, input: Any, alpha: float = 1.0) -> np.ndarray
     return np.where(x <= 0, g * float(alpha) * np.exp(np.minimum(x, 0.0)), g)
 
 
+@quiet
+def elu_jvp(tangent: Any, input: Any, alpha: float = 1.0, inplace: bool = False) -> np.ndarray:
+    r"""$\dot y = \dot x$ for $x > 0$, $\alpha e^{x}\dot x$ for $x \leq 0$: J is diagonal, so J t = Jᵀ t, the backward's."""
+    x = as_float(input, "input")
+    check_inplace(inplace)
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else elu_backward(t, x, alpha)
+
+
 @facts.derivation(elu)
 def _elu() -> S.Derivation:
     x, alpha = S.x, S.alpha
@@ -155,6 +189,16 @@ def hardtanh_backward(grad_output: Any, input: Any, min_val: float = -1.0, max_v
     g = check_grad_shape(grad_output, x.shape)
     low, high = _bounds(min_val, max_val)
     return np.where((x <= low) | (x >= high), 0.0, g)
+
+
+@quiet
+def hardtanh_jvp(tangent: Any, input: Any, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> np.ndarray:
+    r"""$\dot y = \dot x$ for $a < x < b$, else 0: J is diagonal, so J t = Jᵀ t, the backward's."""
+    x = as_float(input, "input")
+    _bounds(min_val, max_val)
+    check_inplace(inplace)
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else hardtanh_backward(t, x, min_val, max_val)
 
 
 def _bounds(min_val: Any, max_val: Any) -> tuple[float, float]:

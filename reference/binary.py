@@ -24,10 +24,12 @@ from reference._validation import (
     legacy_reduction,
     reduce as reduce_loss,  # `reduce` is torch's deprecated flag's name
     reduce_backward,
+    tangents,
 )
 from reference.activations import sigmoid
 
-__all__ = ["binary_cross_entropy", "binary_cross_entropy_backward", "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward"]
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_backward", "binary_cross_entropy_jvp", "binary_cross_entropy_with_logits",
+           "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits_jvp"]
 
 
 LOG_CLAMP = -100.0
@@ -82,6 +84,20 @@ def binary_cross_entropy_backward(
     return (g * w * (p - y) / np.maximum(p * (1.0 - p), GRAD_EPS)).astype(np.float64)
 
 
+@quiet
+def binary_cross_entropy_jvp(
+    tangent: Any, input: Any, target: Any, weight: Any = None, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean"
+) -> np.ndarray:
+    r"""$\dot\ell = w\,(p - y)/\max(p(1-p), 10^{-12})\,\dot p$, then summed or averaged as the loss: the backward's
+    (torch's) floored slope, also where the forward's log clamps at -100."""
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    p, y, w = (a.astype(np.longdouble) for a in _bce_args(input, target, weight))
+    (t,) = tangents(tangent, {"input": p.shape})
+    if t is None:
+        return np.zeros(p.shape if reduction == "none" else ())
+    return reduce_loss(w * (p - y) / np.maximum(p * (1.0 - p), GRAD_EPS) * t, reduction)
+
+
 def _softplus(z: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, z)  # log(1 + e^z) without overflow
 
@@ -126,6 +142,19 @@ def binary_cross_entropy_with_logits_backward(
     z, y, w, pw = _bcel_args(input, target, weight, pos_weight)
     g = reduce_backward(grad_output, z.shape, reduction)
     return g * w * ((1.0 - y) * sigmoid(z) - pw * y * sigmoid(-z))
+
+
+@quiet
+def binary_cross_entropy_with_logits_jvp(
+    tangent: Any, input: Any, target: Any, weight: Any = None, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean", pos_weight: Any = None
+) -> np.ndarray:
+    r"""$\dot\ell = w\,[(1-y)\,\sigma(z) - p_w\,y\,\sigma(-z)]\,\dot z$, then summed or averaged as the loss."""
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    z, y, w, pw = _bcel_args(input, target, weight, pos_weight)
+    (t,) = tangents(tangent, {"input": z.shape})
+    if t is None:
+        return np.zeros(z.shape if reduction == "none" else ())
+    return reduce_loss(w * ((1.0 - y) * sigmoid(z) - pw * y * sigmoid(-z)) * t, reduction)
 
 
 @facts.derivation(binary_cross_entropy)

@@ -29,12 +29,13 @@ from reference._validation import (
     legacy_reduction,
     reduce as reduce_loss,  # `reduce` is torch's deprecated flag's name
     reduce_backward,
+    tangents,
 )
 
 from reference.softmaxes import log_softmax_extended, softmax_extended
 
 
-__all__ = ["cross_entropy", "cross_entropy_backward", "nll_loss", "nll_loss_backward"]
+__all__ = ["cross_entropy", "cross_entropy_backward", "cross_entropy_jvp", "nll_loss", "nll_loss_backward", "nll_loss_jvp"]
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,38 @@ def cross_entropy_backward(
 
 
 @quiet
+def cross_entropy_jvp(
+    tangent: Any,
+    input: Any,
+    target: Any,
+    weight: Any = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> np.ndarray:
+    r"""$\dot\ell_n = \sum_c (p_{nc} \sum_k a_{nk} - a_{nc})\,\dot z_{nc}$ (module docstring for $a$), then summed or
+    averaged as the loss; ignored samples add 0, a 'mean' whose divisor is 0 is NaN (0 if every sample is ignored), as the backward."""
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    eps = _check_smoothing(label_smoothing)
+    rows = _rows(input, target, weight, ignore_index)
+    (t,) = tangents(tangent, {"input": np.shape(input)})
+    if t is None:
+        return np.zeros(rows.shape if reduction == "none" else ())
+    a = _coefficients(rows, eps).astype(np.longdouble)
+    local = softmax_extended(rows.x, -1) * np.sum(a, axis=-1, keepdims=True) - a
+    per_sample = np.sum(local * _class_last(t, "tangent"), axis=-1)
+    # An ignored sample's row of J is 0 (NaN where its softmax is NaN, as in the backward).
+    per_sample = np.where(rows.valid, per_sample, per_sample * 0.0)
+    divisor = _divisor(rows)
+    if reduction == "mean" and divisor == 0 and not rows.probabilities:
+        total = np.sum(per_sample)  # 0 (or NaN) over ignored samples; NaN where any sample counts: g/0 in the backward
+        return np.asarray(np.nan if rows.valid.any() else total, dtype=np.float64)
+    return reduce_loss(per_sample, reduction, divisor)
+
+
+@quiet
 @facts.declare(curve=facts.first_logit("nll_loss", -6, 0, "x₀, the target's log-probability", "loss"))
 def nll_loss(
     input: Any, target: Any, weight: Any = None, size_average: bool | None = None, ignore_index: int = -100,
@@ -222,6 +255,23 @@ def nll_loss_backward(
     # weight is 0, and the other entries stay exactly 0.
     grad = np.where(picked, -(rows.weight * picked) * g[..., None], 0.0)
     return _restore(grad, np.ndim(input))
+
+
+@quiet
+def nll_loss_jvp(
+    tangent: Any, input: Any, target: Any, weight: Any = None, size_average: bool | None = None, ignore_index: int = -100,
+    reduce: bool | None = None, reduction: str = "mean"
+) -> np.ndarray:
+    r"""$\dot\ell_n = -w_{t_n}\,\dot x_{n,t_n}$ (0 for ignored samples), then summed or averaged as the loss
+    (0 when every sample is ignored, as the backward's zero gradient)."""
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    rows = _rows(input, as_index(target, "target"), weight, ignore_index)
+    (t,) = tangents(tangent, {"input": np.shape(input)})
+    if t is None or not rows.valid.any():
+        return np.zeros(() if reduction != "none" else rows.shape)
+    safe = np.where(rows.valid, rows.target, 0)
+    picked = np.take_along_axis(_class_last(t, "tangent"), safe[..., None], axis=-1)[..., 0]
+    return reduce_loss(np.where(rows.valid, -rows.weight[safe] * picked, 0.0), reduction, _divisor(rows))
 
 
 def _class_example(op: str, n: int):

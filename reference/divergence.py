@@ -18,10 +18,10 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, check_reduction, legacy_reduction, quiet, reduce_backward
+from reference._validation import as_float, check_reduction, legacy_reduction, quiet, reduce_backward, tangents
 from reference._validation import reduce as reduce_loss  # `reduce` is torch's deprecated flag's name
 
-__all__ = ["kl_div", "kl_div_backward"]
+__all__ = ["kl_div", "kl_div_backward", "kl_div_jvp"]
 
 
 def reduction_of(reduction: str, shape: tuple[int, ...]) -> tuple[str, int | None]:
@@ -65,6 +65,26 @@ def kl_div_backward(grad_output: Any, input: Any, target: Any, size_average: boo
     # NaN where t = 0: the derivative of t log t does not exist there (torch: 0/0 in xlogy's backward)
     target_slope = np.where(t == 0, np.nan, np.log(np.where(t == 0, 1.0, t)) + 1.0 - x)
     return -t * g, target_slope * g
+
+
+@quiet
+def kl_div_jvp(tangent: Any, input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
+               log_target: bool = False) -> np.ndarray:
+    r"""$\dot\ell = -t\,\dot x + (\log t + 1 - x)\,\dot t$ (log target: $-e^{s}\dot x + e^{s}(s - x + 1)\,\dot s$), reduced as the loss;
+    ``tangent`` = (ẋ, ṫ), each may be None. NaN where $t = 0$ and ṫ is given, as the backward."""
+    x, t, how, divisor = _args(input, target, legacy_reduction(size_average, reduce, reduction))
+    tx, tt = tangents(tangent, {"input": x.shape, "target": t.shape})
+    terms = np.zeros(x.shape)
+    if log_target:
+        p = np.exp(t)
+        terms = terms if tx is None else terms - p * tx
+        terms = terms if tt is None else terms + p * (t - x + 1.0) * tt
+    else:
+        terms = terms if tx is None else terms - t * tx
+        # the derivative of t log t does not exist at t = 0 (the backward's NaN)
+        target_slope = np.where(t == 0, np.nan, np.log(np.where(t == 0, 1.0, t)) + 1.0 - x)
+        terms = terms if tt is None else terms + target_slope * tt
+    return reduce_loss(terms, how, divisor)
 
 
 @facts.derivation(kl_div)

@@ -16,11 +16,12 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, as_optional_float, check_reduction, check_same_shape, legacy_reduction, quiet, reduce_backward
+from reference._validation import as_float, as_optional_float, check_reduction, check_same_shape, legacy_reduction, quiet, reduce_backward, tangents
 from reference._validation import reduce as reduce_loss  # `reduce` is torch's deprecated flag's name
 
 
-__all__ = ["huber_loss", "huber_loss_backward", "l1_loss", "l1_loss_backward", "mse_loss", "mse_loss_backward", "smooth_l1_loss", "smooth_l1_loss_backward"]
+__all__ = ["huber_loss", "huber_loss_backward", "huber_loss_jvp", "l1_loss", "l1_loss_backward", "l1_loss_jvp", "mse_loss", "mse_loss_backward",
+           "mse_loss_jvp", "smooth_l1_loss", "smooth_l1_loss_backward", "smooth_l1_loss_jvp"]
 
 
 def _difference(input: Any, target: Any) -> np.ndarray:
@@ -54,6 +55,15 @@ def _weighted_backward(local: np.ndarray, grad_output: Any, weight: Any, reducti
     return _f64(grad if w is None else grad * w)
 
 
+def _weighted_jvp(local: np.ndarray, tangent: Any, weight: Any, reduction: str, mean_over_weights: bool) -> np.ndarray:
+    r"""$\dot L$: each term's $\ell'(d)\,\dot x$, weighted and reduced as the loss itself (_weighted)."""
+    (t,) = tangents(tangent, {"input": local.shape})
+    if t is None:
+        _weight(weight, local.shape)
+        return np.zeros(local.shape if reduction == "none" else ())
+    return _weighted(local * t, weight, reduction, mean_over_weights)
+
+
 def _f64(value: np.ndarray) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
@@ -83,6 +93,14 @@ def mse_loss_backward(grad_output: Any, input: Any, target: Any, size_average: b
 
 
 @quiet
+def mse_loss_jvp(tangent: Any, input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None,
+                 reduction: str = "mean", weight: Any = None) -> np.ndarray:
+    r"""$\dot\ell = 2(x - y)\,\dot x$, weighted and reduced as the loss (a weighted mean over $\sum w$)."""
+    how = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    return _weighted_jvp(2.0 * _difference(input, target), tangent, weight, how, mean_over_weights=True)
+
+
+@quiet
 @facts.declare(curve=facts.against("l1_loss", 0.0, -3, 3, "x (target 0)"), kinks=lambda p: [0.0], weighted_mean="weights")
 def l1_loss(input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
             weight: Any = None) -> np.ndarray:
@@ -98,6 +116,15 @@ def l1_loss_backward(grad_output: Any, input: Any, target: Any, size_average: bo
     how = check_reduction(legacy_reduction(size_average, reduce, reduction))
     d = _difference(input, target)
     return _weighted_backward(np.where(np.isnan(d), 0.0, np.sign(d)), grad_output, weight, how, mean_over_weights=True)
+
+
+@quiet
+def l1_loss_jvp(tangent: Any, input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None,
+                reduction: str = "mean", weight: Any = None) -> np.ndarray:
+    r"""$\dot\ell = \mathrm{sign}(x - y)\,\dot x$ (0 at 0 and at NaN, as the backward), weighted and reduced as the loss."""
+    how = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    d = _difference(input, target)
+    return _weighted_jvp(np.where(np.isnan(d), 0.0, np.sign(d)), tangent, weight, how, mean_over_weights=True)
 
 
 @quiet
@@ -120,6 +147,16 @@ def huber_loss_backward(grad_output: Any, input: Any, target: Any, reduction: st
     d = _difference(input, target)
     clipped = np.where(d < -delta, -delta, np.where(d > delta, delta, d))
     return _weighted_backward(clipped, grad_output, weight, reduction, mean_over_weights=False)
+
+
+@quiet
+def huber_loss_jvp(tangent: Any, input: Any, target: Any, reduction: str = "mean", delta: float = 1.0, weight: Any = None) -> np.ndarray:
+    r"""$\dot\ell = \mathrm{clip}(d, -\delta, \delta)\,\dot x$, weighted and reduced as the loss (a weighted mean over the count)."""
+    check_reduction(reduction)
+    delta = _positive(delta, "delta", allow_zero=False)
+    d = _difference(input, target)
+    clipped = np.where(d < -delta, -delta, np.where(d > delta, delta, d))
+    return _weighted_jvp(clipped, tangent, weight, reduction, mean_over_weights=False)
 
 
 @quiet
@@ -148,6 +185,19 @@ def smooth_l1_loss_backward(grad_output: Any, input: Any, target: Any, size_aver
     d = _difference(input, target)
     local = np.where(np.abs(d) < beta, d / beta, np.where(np.isnan(d), np.nan, np.sign(d)))
     return _f64(local * reduce_backward(grad_output, d.shape, reduction))
+
+
+@quiet
+def smooth_l1_loss_jvp(tangent: Any, input: Any, target: Any, size_average: bool | None = None, reduce: bool | None = None,
+                       reduction: str = "mean", beta: float = 1.0) -> np.ndarray:
+    r"""$\dot\ell = d/\beta\,\dot x$ for $|d| < \beta$, else $\mathrm{sign}(d)\,\dot x$ (l1_loss_jvp when $\beta = 0$), reduced as the loss."""
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    beta = _positive(beta, "beta", allow_zero=True)
+    if beta == 0:
+        return l1_loss_jvp(tangent, input, target, reduction=reduction)
+    d = _difference(input, target)
+    local = np.where(np.abs(d) < beta, d / beta, np.where(np.isnan(d), np.nan, np.sign(d)))
+    return _weighted_jvp(local, tangent, None, reduction, mean_over_weights=False)
 
 
 def _regression(op: str, term: sp.Expr, hand: sp.Expr, params: dict[str, sp.Symbol] | None = None, simplify: bool = True,

@@ -18,10 +18,11 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, check_grad_shape, quiet, write_back
+from reference._validation import as_float, check_grad_shape, quiet, tangents, write_back
+from reference.activations import check_inplace
 
-__all__ = ["gelu", "gelu_backward", "logsigmoid", "logsigmoid_backward", "mish", "mish_backward", "silu", "silu_backward",
-           "softplus", "softplus_backward", "tanh", "tanh_backward"]
+__all__ = ["gelu", "gelu_backward", "gelu_jvp", "logsigmoid", "logsigmoid_backward", "logsigmoid_jvp", "mish", "mish_backward", "mish_jvp",
+           "silu", "silu_backward", "silu_jvp", "softplus", "softplus_backward", "softplus_jvp", "tanh", "tanh_backward", "tanh_jvp"]
 
 _erfc_object = np.frompyfunc(math.erfc, 1, 1)
 
@@ -63,6 +64,14 @@ def tanh_backward(grad_output: Any, input: Any) -> np.ndarray:
     return check_grad_shape(grad_output, x.shape) * _sech2(x)
 
 
+@quiet
+def tanh_jvp(tangent: Any, input: Any) -> np.ndarray:
+    r"""$\dot y = \operatorname{sech}^2 x\,\dot x$: J is diagonal, so J t = Jᵀ t, the backward's."""
+    x = as_float(input, "input")
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else tanh_backward(t, x)
+
+
 @facts.derivation(tanh)
 def _tanh() -> S.Derivation:
     x = S.x
@@ -93,6 +102,14 @@ def softplus_backward(grad_output: Any, input: Any, beta: float = 1.0, threshold
     return np.where(bx > float(threshold), g, g * _sigmoid(bx))
 
 
+@quiet
+def softplus_jvp(tangent: Any, input: Any, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
+    r"""$\dot y = \sigma(\beta x)\,\dot x$, and $\dot x$ where $\beta x >$ threshold: J is diagonal, so J t = Jᵀ t, the backward's."""
+    x = as_float(input, "input")
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else softplus_backward(t, x, beta, threshold)
+
+
 @facts.derivation(softplus)
 def _softplus_derivation() -> S.Derivation:
     x, b, t = S.x, S.beta, sp.Symbol("t", real=True)
@@ -114,6 +131,14 @@ def logsigmoid_backward(grad_output: Any, input: Any) -> np.ndarray:
     r"""$\partial L/\partial x = g\,\sigma(-x)$."""
     x = as_float(input, "input")
     return check_grad_shape(grad_output, x.shape) * _sigmoid(-x)
+
+
+@quiet
+def logsigmoid_jvp(tangent: Any, input: Any) -> np.ndarray:
+    r"""$\dot y = \sigma(-x)\,\dot x$: J is diagonal, so J t = Jᵀ t, the backward's."""
+    x = as_float(input, "input")
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else logsigmoid_backward(t, x)
 
 
 @facts.derivation(logsigmoid)
@@ -158,6 +183,16 @@ def gelu_backward(grad_output: Any, input: Any, approximate: str = "none") -> np
     return g * (0.5 * _erfc(-x / math.sqrt(2.0)) + x * phi)
 
 
+@quiet
+def gelu_jvp(tangent: Any, input: Any, approximate: str = "none") -> np.ndarray:
+    r"""$\dot y = (\Phi(x) + x\varphi(x))\,\dot x$, tanh: $(\frac{1}{2}(1 + \tanh u) + \frac{x}{2}\operatorname{sech}^2 u \cdot u')\,\dot x$:
+    J is diagonal, so J t = Jᵀ t, the backward's."""
+    x = as_float(input, "input")
+    _approximation(approximate)
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else gelu_backward(t, x, approximate)
+
+
 def _approximation(approximate: Any) -> str:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
@@ -200,6 +235,15 @@ def silu_backward(grad_output: Any, input: Any) -> np.ndarray:
     return check_grad_shape(grad_output, x.shape) * _sigmoid(x) * (1.0 + x * _sigmoid(-x))
 
 
+@quiet
+def silu_jvp(tangent: Any, input: Any, inplace: bool = False) -> np.ndarray:
+    r"""$\dot y = \sigma(x)(1 + x\,\sigma(-x))\,\dot x$: J is diagonal, so J t = Jᵀ t, the backward's."""
+    x = as_float(input, "input")
+    check_inplace(inplace)
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else silu_backward(t, x)
+
+
 @facts.derivation(silu)
 def _silu() -> S.Derivation:
     x = S.x
@@ -220,6 +264,15 @@ def mish_backward(grad_output: Any, input: Any) -> np.ndarray:
     x = as_float(input, "input")
     s = _softplus(x)
     return check_grad_shape(grad_output, x.shape) * (np.tanh(s) + x * _sigmoid(x) * _sech2(s))
+
+
+@quiet
+def mish_jvp(tangent: Any, input: Any, inplace: bool = False) -> np.ndarray:
+    r"""$\dot y = (\tanh s + x\,\sigma(x)\operatorname{sech}^2 s)\,\dot x$, $s = \operatorname{softplus}(x)$: J is diagonal, so J t = Jᵀ t, the backward's."""
+    x = as_float(input, "input")
+    check_inplace(inplace)
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else mish_backward(t, x)
 
 
 @facts.derivation(mish)

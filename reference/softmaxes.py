@@ -19,10 +19,10 @@ from reference import symbolic as S
 import warnings
 
 from reference._formats import cast
-from reference._validation import as_float, check_dim, check_grad_shape, quiet
+from reference._validation import as_float, check_dim, check_grad_shape, quiet, tangents
 
 
-__all__ = ["log_softmax", "log_softmax_backward", "softmax", "softmax_backward"]
+__all__ = ["log_softmax", "log_softmax_backward", "log_softmax_jvp", "softmax", "softmax_backward", "softmax_jvp"]
 
 
 def _args(input: Any, dim: Any, dtype: Any, op: str, stacklevel: int) -> tuple[np.ndarray, int]:
@@ -70,6 +70,20 @@ def softmax(input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any
     return softmax_extended(x, d).astype(np.float64)
 
 
+def _centred(p: np.ndarray, v: np.ndarray, dim: int) -> np.ndarray:
+    r"""$v_i - \sum_j p_j v_j$ along ``dim``, in np.longdouble, accurate also at a dominant class.
+
+    Where $p_i > 1/2$ (at most one class a row) the difference is $\sum_j p_j (v_i - v_j)$, equal since
+    $\sum_j p_j = 1$. When the other classes' probabilities are below the working precision, the plain
+    difference cancels to 0 there, though softmax's true $p_i(v_i - \sum_j p_j v_j)$ at that class is as
+    large as at the others (for both J t and Jᵀ g: J is symmetric)."""
+    v = v.astype(np.longdouble)
+    dominant = p > 0.5
+    at_dominant = np.sum(np.where(dominant, v, 0.0), axis=dim, keepdims=True)
+    plain = v - np.sum(p * v, axis=dim, keepdims=True)
+    return np.where(dominant, np.sum(p * (at_dominant - v), axis=dim, keepdims=True), plain)
+
+
 @quiet
 def softmax_backward(grad_output: Any, input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> np.ndarray:
     r"""$\partial L/\partial x_j = \sum_i g_i p_i(\delta_{ij} - p_j) = p_j\,(g_j - \sum_i g_i p_i)$."""
@@ -77,8 +91,8 @@ def softmax_backward(grad_output: Any, input: Any, dim: int | None = None, _stac
     g = check_grad_shape(grad_output, x.shape)
     if x.ndim == 0:
         return g * 0.0
-    p, g = softmax_extended(x, d), g.astype(np.longdouble)
-    return (p * (g - np.sum(g * p, axis=d, keepdims=True))).astype(np.float64)
+    p = softmax_extended(x, d)
+    return (p * _centred(p, g, d)).astype(np.float64)
 
 
 @quiet
@@ -90,6 +104,33 @@ def log_softmax_backward(grad_output: Any, input: Any, dim: int | None = None, _
         return g * 0.0
     g = g.astype(np.longdouble)
     return (g - softmax_extended(x, d) * np.sum(g, axis=d, keepdims=True)).astype(np.float64)
+
+
+@quiet
+def softmax_jvp(tangent: Any, input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> np.ndarray:
+    r"""$\dot p_i = \sum_j p_i(\delta_{ij} - p_j)\dot x_j = p_i\,(\dot x_i - \sum_j p_j \dot x_j)$, at the input rounded to
+    ``dtype`` (the cast's derivative taken as 1, as in the backward)."""
+    x, d = _args(input, dim, dtype, "softmax", _stacklevel)
+    (t,) = tangents(tangent, {"input": x.shape})
+    if t is None:
+        return np.zeros(x.shape)
+    if x.ndim == 0:
+        return t * 0.0
+    p = softmax_extended(x, d)
+    return (p * _centred(p, t, d)).astype(np.float64)
+
+
+@quiet
+def log_softmax_jvp(tangent: Any, input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> np.ndarray:
+    r"""$\dot y_i = \sum_j (\delta_{ij} - p_j)\dot x_j = \dot x_i - \sum_j p_j \dot x_j$, at the input rounded to
+    ``dtype`` (the cast's derivative taken as 1, as in the backward)."""
+    x, d = _args(input, dim, dtype, "log_softmax", _stacklevel)
+    (t,) = tangents(tangent, {"input": x.shape})
+    if t is None:
+        return np.zeros(x.shape)
+    if x.ndim == 0:
+        return t * 0.0
+    return _centred(softmax_extended(x, d), t, d).astype(np.float64)
 
 
 def _rows_example(op: str, n: int):

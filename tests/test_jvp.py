@@ -101,7 +101,7 @@ def test_the_hand_jvp_is_the_true_directional_derivative(spec):
             truth = np.asarray(oracle.directional(spec.name, [t], *case.fresh().inputs.values(), **case.fresh().params), dtype=np.float64)
         assume(np.isfinite(truth).all())
         terms = sum(v.size for v in t.values())
-        scale = derivative_scale(truth, terms, "float64")
+        scale = derivative_scale(truth, terms, "float64", max((float(np.abs(v).max(initial=0.0)) for v in t.values()), default=0.0))
         worst = np.abs(mine - truth) - bound(truth, scale, F64, 8.0)
         at = np.unravel_index(np.argmax(worst), worst.shape) if worst.size else ()
         assert not (worst > 0).any(), (f"{spec.name}_jvp (shape {recipe.shape}, {case.params}) at {at}: "
