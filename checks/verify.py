@@ -79,9 +79,10 @@ def verify_cell(cell: Cell, *, examples: int) -> CellResult:
 def _check(result: CellResult, runner: Runner, failures: list[Comparison], mode: str, recipe: Recipe) -> None:
     """One example of :func:`verify_cell`: every comparison of the draw, the worst kept; the first
     failure raised (hypothesis shrinks it)."""
+    records = runner.run(recipe) if mode == "reverse" else modes.run(runner, mode, recipe)  # a mode may reject an extraordinary draw
     result.examples += 1
     bad = None
-    for record in (runner.run(recipe) if mode == "reverse" else modes.run(runner, mode, recipe)):
+    for record in records:
         _keep_worst(result, record)
         if not record.passed and bad is None:
             bad = record

@@ -369,7 +369,12 @@ def _unbatch(value: np.ndarray, unbatched: bool) -> np.ndarray:
 
 
 def _max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    return reference.max_pool2d(np.asarray(x, dtype=np.float64), kernel_size, stride, padding, dilation, ceil_mode)  # a selection: exact
+    """A selection: the exact elements at the reference's argmax (exact numbers stay exact, so a
+    directional derivative sees the selected element move)."""
+    _, where = reference.max_pool2d(np.asarray(x, dtype=np.float64), kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+    exact = np.asarray(x, dtype=object)
+    flat = exact.reshape(exact.shape[:-2] + (-1,))
+    return np.take_along_axis(flat, where.reshape(where.shape[:-2] + (-1,)), axis=-1).reshape(where.shape)
 
 
 def _max_pool2d_backward(g, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -581,7 +586,8 @@ def _moved(bound: inspect.BoundArguments, positional: int, steps: list[tuple[Any
     for coefficient, directions in steps:
         for name, d in directions.items():
             if d is not None:
-                arguments[name] = arguments[name] + coefficient * _exact(np.asarray(d, dtype=np.float64))
+                # as an object array: arithmetic on a 0-d one returns a bare mpf, without a shape
+                arguments[name] = np.asarray(arguments[name] + coefficient * _exact(np.asarray(d, dtype=np.float64)), dtype=object)
     names = list(arguments)
     return tuple(arguments[n] for n in names[:positional]), {n: arguments[n] for n in names[positional:]}
 
@@ -603,6 +609,10 @@ def _stencil(evaluate: Callable[..., Any], bound: inspect.BoundArguments, positi
     for d in directions:
         points = [(w * s, steps + [(s * h, d)]) for w, steps in points for s in (1, -1)]
     terms = [(w, evaluate(*_moved(bound, positional, steps))) for w, steps in points]
+    for _, value in terms:  # a value rounded to float64 inside would make the quotient rounding noise
+        for part in value if isinstance(value, tuple) else (value,):
+            if part is not None and np.asarray(part).dtype != object:
+                raise TypeError("the oracle's value is not exact (rounded to float64 inside): its directional derivative would be noise")
     return _combine(terms, (2 * h) ** len(directions))
 
 

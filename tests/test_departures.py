@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from checks import departures, devices
+from checks import departures, devices, modes
 from checks.compare import compare
 from checks.dtypes import DTYPE_NAMES
 from checks.registry import BY_NAME, get
@@ -28,7 +28,17 @@ def _quirk_devices(device: str) -> list:
 
 def _example(quirk: departures.Departure, device: str) -> list:
     runner = Runner(get(quirk.ops[0]), device, quirk.example_dtype)
+    if quirk.modes != ("reverse",):  # a quirk of another way of differentiating: its first mode
+        return modes.run(runner, quirk.modes[0], quirk.example)
     return runner.run(quirk.example)
+
+
+def _fails(quirk: departures.Departure, device: str) -> bool:
+    """Its example disagrees with the math, or (a quirk that declares an error) raises."""
+    try:
+        return not all(r.passed for r in _example(quirk, device))
+    except Exception:  # noqa: BLE001 - an undeclared error is the failure a raising quirk's lifting shows
+        return bool(quirk.raises)
 
 
 def _deviations(records: list, quirk_id: str) -> int:
@@ -50,13 +60,18 @@ def test_a_quirk_behaves_as_declared_where_it_shows_and_as_the_math_where_it_doe
     if quirk.always:
         assert _deviations(records, quirk.id) > 0, f"{quirk.id} shows here (probe) but its example has no known deviation"
         with departures.lifted(quirk.id):
-            assert not all(r.passed for r in _example(quirk, device)), f"lifting {quirk.id} does not fail its example: it is not load-bearing"
+            assert _fails(quirk, device), f"lifting {quirk.id} does not fail its example: it is not load-bearing"
 
 
 def test_every_quirk_example_reaches_its_region(device):
     """An example outside its region would test nothing, on any machine."""
     for quirk in departures.QUIRKS:
         if device not in quirk.devices or devices.unsupported_reason(device, quirk.example_dtype):
+            continue
+        if quirk.modes != ("reverse",):
+            # a mode's quirk: its example's records are of its phases (a raising one's: its one record)
+            phases = {r.context.phase for r in _example(quirk, device)}
+            assert phases & {p for p in quirk.phases} or (quirk.raises and phases), f"{quirk.id}: its example never reaches {quirk.phases}"
             continue
         ev = Runner(get(quirk.ops[0]), device, quirk.example_dtype).evaluate(quirk.example)
         reached = [np.asarray(quirk.region(departures.Where(ev.case, phase, ev.grad_output, np.ones(()), quirk.ops[0]))).any() for phase in quirk.phases]
@@ -65,9 +80,14 @@ def test_every_quirk_example_reaches_its_region(device):
 
 def test_declarations_name_real_ops_phases_dtypes_and_tests():
     for d in departures.DEPARTURES:
+        assert set(d.modes) <= set(modes.ALL), d.id
         for op in d.ops:
             spec = BY_NAME[op]
-            assert set(d.phases) <= {"forward", *(f"grad[{name}]" for name in spec.grad_inputs)}, d.id
+            if d.modes == ("reverse",):
+                assert set(d.phases) <= {"forward", *(f"grad[{name}]" for name in spec.grad_inputs)}, d.id
+            else:  # a mode's phases: "jvp", "hvp[input]", ... (a raising quirk's: the mode's phase, "hvp")
+                mode_phases = {modes.MODES[m].phase for m in d.modes}
+                assert all(p in mode_phases or p.split("[")[0] in mode_phases for p in d.phases), d.id
         assert set(d.dtypes) <= set(DTYPE_NAMES) and set(d.devices) <= set(devices.DEVICES), d.id
         assert d.upstream and d.what and d.returns, d.id
         for test in d.tests:

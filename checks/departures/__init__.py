@@ -106,12 +106,18 @@ class Departure:
     # that only allows a wider result (cuBLAS may or may not split a small GEMM).
     always: bool = True
     measure: Callable[[], Map] | None = field(default=None, repr=False)
+    # The ways of differentiating it concerns (checks/modes.py); "reverse" is autograd and the forward.
+    modes: tuple[str, ...] = ("reverse",)
+    # A mode that raises where the math is defined: the error's text (a regex on "Type: message");
+    # its region is the whole result, which torch does not return.
+    raises: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in ("convention", "quirk"):
             raise ValueError(f"departure {self.id}: kind must be 'convention' or 'quirk', got {self.kind!r}")
-        if self.kind == "quirk" and None in (self.region, self.rule, self.probe, self.example):
-            raise ValueError(f"quirk {self.id}: a quirk needs a region, a rule, a probe and an example")
+        needed = (self.probe, self.example) if self.raises else (self.region, self.rule, self.probe, self.example)
+        if self.kind == "quirk" and None in needed:
+            raise ValueError(f"quirk {self.id}: a quirk needs a probe and an example, and a region and a rule unless it raises")
         if not self.tests:
             raise ValueError(f"departure {self.id}: name the tests that pin it")
         if not set(self.probe_per) <= set(PROBE_AXES):
@@ -121,8 +127,8 @@ class Departure:
     def quirk(self) -> bool:
         return self.kind == "quirk"
 
-    def concerns(self, op: str, phase: str, dtype: str, device: str) -> bool:
-        return op in self.ops and phase in self.phases and dtype in self.dtypes and device in self.devices
+    def concerns(self, op: str, phase: str, dtype: str, device: str, mode: str = "reverse") -> bool:
+        return op in self.ops and phase in self.phases and dtype in self.dtypes and device in self.devices and mode in self.modes
 
     def probe_keys(self) -> list[tuple[tuple[str, str], ...]]:
         """Every question its probe answers: one per combination of the ``probe_per`` axes
@@ -140,15 +146,16 @@ class Departure:
             return inside & np.broadcast_to(self.rule(actual, expected, limit, where), expected.shape)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "title": self.title, "ops": list(self.ops), "phases": list(self.phases),
+        return {"id": self.id, "kind": self.kind, "title": self.title, "ops": list(self.ops), "phases": list(self.phases), "modes": list(self.modes),
+                "raises": self.raises,
                 "dtypes": list(self.dtypes), "devices": list(self.devices), "what": self.what, "returns": self.returns,
                 "upstream": self.upstream, "handling": self.handling or (QUIRK_HANDLING if self.quirk else ""), "tests": list(self.tests)}
 
 
 def _declarations() -> tuple[Departure, ...]:
-    from checks.departures import conventions, cpu, gpu, implementation, onednn
+    from checks.departures import autograd, conventions, cpu, gpu, implementation, onednn
 
-    return (*conventions.DECLARED, *cpu.DECLARED, *onednn.DECLARED, *implementation.DECLARED, *gpu.DECLARED)
+    return (*conventions.DECLARED, *cpu.DECLARED, *onednn.DECLARED, *implementation.DECLARED, *gpu.DECLARED, *autograd.DECLARED)
 
 
 DEPARTURES: tuple[Departure, ...] = _declarations()
@@ -239,10 +246,20 @@ def answered(recorded: dict[str, dict[str, dict[str, bool]]]) -> Iterator[None]:
         _ANSWERED.pop()
 
 
-def active(op: str, phase: str, dtype: str, device: str) -> tuple[Departure, ...]:
+def active(op: str, phase: str, dtype: str, device: str, mode: str = "reverse") -> tuple[Departure, ...]:
     """The quirks that excuse elements of this comparison: declared for it, shown by their probe,
     and not lifted."""
-    return tuple(d for d in QUIRKS if d.id not in _LIFTED and d.concerns(op, phase, dtype, device) and shows(d, device, op, phase, dtype))
+    return tuple(d for d in QUIRKS if d.id not in _LIFTED and not d.raises and d.concerns(op, phase, dtype, device, mode)
+                 and shows(d, device, op, phase, dtype))
+
+
+def raised(op: str, phase: str, dtype: str, device: str, mode: str, error: BaseException) -> Departure | None:
+    """The active quirk that declares this error of this mode, or None (then it is a failure)."""
+    import re
+
+    text = f"{type(error).__name__}: {error}"
+    return next((d for d in QUIRKS if d.id not in _LIFTED and d.raises and d.concerns(op, phase, dtype, device, mode)
+                 and re.search(d.raises, text) and shows(d, device, op, phase, dtype)), None)
 
 
 def in_active_regions(op: str, dtype: str, device: str, where: Where, shape: tuple[int, ...]) -> np.ndarray:
