@@ -212,6 +212,20 @@ def away_from_kinks(name: str, case: Case) -> Case:
     return Case(inputs, case.params, case.info, case.torch)
 
 
+def judged(spec: OpSpec, case: Case) -> bool:
+    """Whether a case is one a mode is judged on. Ordinary values: non-empty (an empty input has no
+    derivative to judge), the op finite there (not an all-ignored mean's 0/0), and no in-place
+    update that autograd does not see (embedding's max_norm renormalises the weight outside the
+    graph: torch's documented convention, not a derivative)."""
+    if spec.name == "embedding" and case.params.get("max_norm") is not None:
+        return False
+    if not all(np.size(v) for v in case.inputs.values() if isinstance(v, np.ndarray)):
+        return False
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(np.isfinite(np.asarray(spec.forward(*case.fresh().inputs.values(), **case.fresh().params), dtype=np.float64)).all())
+
+
 def _directions(case: Case, names: tuple[str, ...], info: Any, seed: int) -> dict[str, dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
     values = {**case.inputs, **case.params}
@@ -266,15 +280,7 @@ def run(runner: Runner, mode_name: str, recipe: Recipe) -> list[Comparison]:
     """One example of a mode cell: torch's derivative along the case's directions against the truth."""
     mode, spec = MODES[mode_name], runner.spec
     case = away_from_kinks(spec.name, build_case(spec, recipe, runner.info))
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        finite = np.isfinite(np.asarray(spec.forward(*case.fresh().inputs.values(), **case.fresh().params), dtype=np.float64)).all()
-    # Ordinary values: non-empty, the op finite there (not an all-ignored mean's 0/0), and no in-place update
-    # that autograd does not see (embedding's max_norm renormalises the weight outside the graph:
-    # torch's documented convention, not a derivative).
-    # An empty input has no derivative to judge (every route returns an empty one).
-    hypothesis.assume(finite and not (spec.name == "embedding" and case.params.get("max_norm") is not None)
-                      and all(np.size(v) for v in case.inputs.values() if isinstance(v, np.ndarray)))
+    hypothesis.assume(judged(spec, case))
     problem, directions, u = _problem(runner, case, recipe.seed)
     with torch.no_grad():  # the dtype torch computes in (softmax's dtype= may ask for a coarser one)
         info = _precision(runner.info, problem.f(*problem.xs))

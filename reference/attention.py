@@ -30,10 +30,10 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, check_grad_shape, quiet
+from reference._validation import as_float, check_grad_shape, quiet, tangents
 from reference.layers import linear, linear_backward
 
-__all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward"]  # and multi_head_attention: a layer, not an F op
+__all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward", "scaled_dot_product_attention_jvp"]  # and multi_head_attention: a layer, not an F op
 
 
 class _Attention:
@@ -155,6 +155,30 @@ def scaled_dot_product_attention_backward(grad_output: Any, query: Any, key: Any
     grad_q = np.einsum("...ls,...se->...le", grad_z, a.k.astype(np.longdouble)) * a.scale
     grad_k = np.einsum("...ls,...le->...se", grad_z, a.q.astype(np.longdouble)) * a.scale
     return grad_q.astype(np.float64), a.fold(grad_k).astype(np.float64), a.fold(grad_v).astype(np.float64)
+
+
+@quiet
+def scaled_dot_product_attention_jvp(tangent: Any, query: Any, key: Any, value: Any, attn_mask: Any = None, dropout_p: float = 0.0,
+                                     is_causal: bool = False, scale: float | None = None, enable_gqa: bool = False) -> np.ndarray:
+    r"""$\dot O = \dot P V + P \dot V$, $\dot P = P \odot (\dot Z - \mathrm{rowsum}(P \odot \dot Z))$, $\dot Z = s(\dot Q K^\top + Q \dot K^\top)$ (0 where masked);
+    ``tangent`` = (Q̇, K̇, V̇), each may be None; a fully masked row's output is 0, and so is its tangent."""
+    a = _Attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    tq, tk, tv = tangents(tangent, {"query": a.q.shape, "key": a.key_shape, "value": np.shape(as_float(value, "value"))})
+    repeat = (lambda t: np.repeat(t, a.groups, axis=-3)) if a.groups > 1 else (lambda t: t)  # noqa: E731  as the forward repeats K and V
+    p, z = a.probabilities()
+    out = np.zeros(a.q.shape[:-1] + (a.v.shape[-1],), dtype=np.longdouble)
+    if tq is not None or tk is not None:
+        tz = np.zeros(p.shape, dtype=np.longdouble)
+        if tq is not None:
+            tz = tz + np.einsum("...le,...se->...ls", tq.astype(np.longdouble), a.k.astype(np.longdouble))
+        if tk is not None:
+            tz = tz + np.einsum("...le,...se->...ls", a.q.astype(np.longdouble), repeat(tk).astype(np.longdouble))
+        tz = np.where(np.isneginf(z), 0.0, tz * a.scale)  # a masked score is a constant -inf: no tangent
+        tp = p * (tz - np.sum(p * tz, axis=-1, keepdims=True))
+        out = out + np.einsum("...ls,...sv->...lv", tp, a.v.astype(np.longdouble))
+    if tv is not None:
+        out = out + np.einsum("...ls,...sv->...lv", p, repeat(tv).astype(np.longdouble))
+    return out.astype(np.float64)
 
 
 def split_heads(x: Any, num_heads: int) -> np.ndarray:

@@ -22,9 +22,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, as_optional_float, quiet
+from reference._validation import as_float, as_optional_float, quiet, tangents
 
-__all__ = ["conv1d", "conv1d_backward", "conv2d", "conv2d_backward"]
+__all__ = ["conv1d", "conv1d_backward", "conv1d_jvp", "conv2d", "conv2d_backward", "conv2d_jvp"]
 
 
 def _tuple(value: Any, nd: int, name: str, minimum: int) -> tuple[int, ...]:
@@ -173,6 +173,22 @@ def _conv_backward(nd: int, grad_output: Any, input: Any, weight: Any, bias: Any
     return tuple(None if r is None else r.astype(np.float64) for r in grads)  # type: ignore[return-value]
 
 
+def _conv_jvp(nd: int, tangent: Any, input: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any) -> np.ndarray:
+    """Bilinear in (x, w), affine in b: J t = conv(ẋ, w) + conv(x, ẇ) + ḃ, each term only where its tangent is given."""
+    x, w, b = _wide(input, weight, bias)
+    geo = _Geometry(nd, x, w, b, stride, padding, dilation, groups)
+    tx, tw, tb = tangents(tangent, {"input": x.shape, "weight": w.shape, "bias": None if b is None else b.shape})
+    y = np.zeros((geo.x.shape[0], w.shape[0], *geo.out), dtype=np.longdouble)
+    y = geo.restore(y)
+    if tx is not None:
+        y = y + convolve(nd, tx.astype(np.longdouble), w, None, stride, padding, dilation, groups)
+    if tw is not None:
+        y = y + convolve(nd, x, tw.astype(np.longdouble), None, stride, padding, dilation, groups)
+    if tb is not None:
+        y = y + tb.astype(np.longdouble).reshape(-1, *(1,) * nd)
+    return y.astype(np.float64)
+
+
 def _conv_curve(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The centre output of a 3-tap kernel (0.5, 1, -0.25) over (0, t, 0), and its slope in t."""
     x = np.stack([np.zeros_like(t), t, np.zeros_like(t)], axis=1)[:, None, :]
@@ -196,6 +212,12 @@ def conv1d_backward(grad_output: Any, input: Any, weight: Any, bias: Any = None,
 
 
 @quiet
+def conv1d_jvp(tangent: Any, input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1) -> np.ndarray:
+    r"""$\dot y = \mathrm{conv}(\dot x, w) + \mathrm{conv}(x, \dot w) + \dot b$ (bilinear in x and w), ``tangent`` = (ẋ, ẇ, ḃ), each may be None."""
+    return _conv_jvp(1, tangent, input, weight, bias, stride, padding, dilation, groups)
+
+
+@quiet
 @facts.declare(curve=facts.Curve(-3, 3, "x (one tap of a 3-tap window)", "y = Σ w_j x_j + b", _conv_curve), accuracy=3)
 def conv2d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1) -> np.ndarray:
     r"""$y_{n,o,h,w} = b_o + \sum_{c,i,j} W_{o,c,i,j}\,x_{n,c,s_1h + d_1i - p_1,\,s_2w + d_2j - p_2}$; each weight's derivative is the input it meets."""
@@ -207,6 +229,12 @@ def conv2d_backward(grad_output: Any, input: Any, weight: Any, bias: Any = None,
                     groups: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     r"""$\bar x$: the transposed convolution of $g$ with $W$; $\bar W_{o,c,i,j} = \sum_{n,h,w} g_{n,o,h,w}\,x_{n,c,\dots}$ (a correlation of x with g); $\bar b_o = \sum g_{n,o,h,w}$."""
     return _conv_backward(2, grad_output, input, weight, bias, stride, padding, dilation, groups)
+
+
+@quiet
+def conv2d_jvp(tangent: Any, input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1) -> np.ndarray:
+    r"""$\dot y = \mathrm{conv}(\dot x, W) + \mathrm{conv}(x, \dot W) + \dot b$ (bilinear in x and W), ``tangent`` = (ẋ, Ẇ, ḃ), each may be None."""
+    return _conv_jvp(2, tangent, input, weight, bias, stride, padding, dilation, groups)
 
 
 def _conv_example(nd: int, length: int, k: int, stride: int, padding: int):

@@ -16,9 +16,9 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, as_index, check_grad_shape, quiet
+from reference._validation import as_float, as_index, check_grad_shape, quiet, tangents
 
-__all__ = ["embedding", "embedding_backward"]
+__all__ = ["embedding", "embedding_backward", "embedding_jvp"]
 
 
 def _args(input: Any, weight: Any, padding_idx: Any) -> tuple[np.ndarray, np.ndarray, int | None]:
@@ -89,6 +89,21 @@ def embedding_backward(grad_output: Any, input: Any, weight: Any, padding_idx: i
     if padding_idx is not None:
         grad[padding_idx] = 0.0
     return grad.astype(np.float64)
+
+
+@quiet
+def embedding_jvp(tangent: Any, input: Any, weight: Any, padding_idx: int | None = None, max_norm: float | None = None, norm_type: float = 2.0,
+                  scale_grad_by_freq: bool = False, sparse: bool = False) -> np.ndarray:
+    r"""$\dot y_j = \dot W_{t_j}$: the forward gathers rows, so its derivative gathers the tangent's.
+
+    padding_idx and scale_grad_by_freq are conventions of the gradient only (torch's backward drops
+    the padding row and divides by the counts; its forward mode, like the math, does neither), and
+    max_norm's renormalisation happens outside autograd, so it has no tangent."""
+    t, w, padding_idx = _args(input, weight, padding_idx)
+    (tw,) = tangents(tangent, {"weight": w.shape})
+    if tw is None:
+        return np.zeros(t.shape + (w.shape[1],))
+    return tw[t.reshape(-1)].reshape(t.shape + (w.shape[1],)).astype(np.float64)
 
 
 def _scatter_example(rng: np.random.Generator) -> S.Example:

@@ -17,7 +17,9 @@ With $r = 1/\sqrt{\cdot}$, $\hat x$ the normalised input and $\hat g = g w$, bot
 upstream gradient projected off what the normalisation removed: layer_norm
 $\partial L/\partial x = r(\hat g - \overline{\hat g} - \hat x\,\overline{\hat g \hat x})$, rms_norm
 $r(\hat g - \hat x\,\overline{\hat g \hat x})$; $\partial L/\partial w = \sum g \hat x$ and
-$\partial L/\partial b = \sum g$ over every other dimension.
+$\partial L/\partial b = \sum g$ over every other dimension. Where a row has one degree of freedom
+(M = 1 for rms_norm, M = 2 centred) the projection is exactly $\epsilon r^3$ times the centring, and it is
+computed so: the general formula reaches that value through a cancellation of terms $1/\epsilon$ times larger.
 """
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, as_optional_float, check_grad_shape, quiet
+from reference._validation import as_float, as_optional_float, check_grad_shape, quiet, tangents
 
-__all__ = ["batch_norm", "batch_norm_backward", "group_norm", "group_norm_backward", "layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward"]
+__all__ = ["batch_norm", "batch_norm_backward", "batch_norm_jvp", "group_norm", "group_norm_backward", "group_norm_jvp",
+           "layer_norm", "layer_norm_backward", "layer_norm_jvp", "rms_norm", "rms_norm_backward", "rms_norm_jvp"]
 
 
 def _axes(x: np.ndarray, normalized_shape: Any) -> tuple[int, ...]:
@@ -52,17 +55,12 @@ def _affine_apply(xhat: np.ndarray, w: np.ndarray | None, b: np.ndarray | None) 
     return (xhat if w is None else xhat * w) + (0.0 if b is None else b)
 
 
-def _mean(v: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """A mean over the normalized dimensions, summed in np.longdouble and rounded once."""
-    return np.mean(v.astype(np.longdouble), axis=axes, keepdims=True).astype(np.float64)
-
-
-def _normalized(x: np.ndarray, axes: tuple[int, ...], eps: float, centre: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(x̂, r): the normalised input and the reciprocal of its denominator, per row."""
-    wide = x.astype(np.longdouble)
-    centred = wide - np.mean(wide, axis=axes, keepdims=True) if centre else wide
+def _normalized(x: np.ndarray, axes: tuple[int, ...], eps: float, centre: bool, wide: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(x̂, r): the normalised input and the reciprocal of its denominator, per row (``wide``: left in np.longdouble)."""
+    x = x.astype(np.longdouble)
+    centred = x - np.mean(x, axis=axes, keepdims=True) if centre else x
     r = 1 / np.sqrt(np.mean(centred * centred, axis=axes, keepdims=True) + eps)
-    return (centred * r).astype(np.float64), r.astype(np.float64)
+    return (centred * r, r) if wide else ((centred * r).astype(np.float64), r.astype(np.float64))
 
 
 def _eps(eps: Any, input: Any) -> float:
@@ -73,14 +71,63 @@ def _eps(eps: Any, input: Any) -> float:
     return float(np.finfo(dtype if dtype.kind == "f" else np.float64).eps)
 
 
-def _backward(g: np.ndarray, xhat: np.ndarray, r: np.ndarray, w: np.ndarray | None, axes: tuple[int, ...], centre: bool) -> np.ndarray:
-    gw = g if w is None else g * w
-    projected = gw - xhat * _mean(gw * xhat, axes)
-    return r * (projected - _mean(gw, axes) if centre else projected)
+def _one_dof(xhat: np.ndarray, axes: tuple[int, ...], centre: bool) -> np.ndarray | None:
+    """Where a row has one degree of freedom (M = 1 for rms_norm, M = 2 centred) and finite x̂: there
+    $\dot c \parallel c$, the normalisation's Jacobian is $\epsilon r^3$ times the centring, and the general
+    formula would reach that through a cancellation of terms $1/\epsilon$ times larger. None for other sizes."""
+    if int(np.prod([xhat.shape[a] for a in axes])) != (2 if centre else 1):
+        return None
+    return np.isfinite(xhat).all(axis=axes, keepdims=True)
+
+
+def _backward(g: np.ndarray, xhat: np.ndarray, r: np.ndarray, w: np.ndarray | None, axes: tuple[int, ...], centre: bool,
+              eps: float) -> np.ndarray:
+    """The input's gradient, in np.longdouble with x̂ and r unrounded (``_normalized(..., wide=True)``), rounded once:
+    the projection cancels where the upstream gradient is nearly along x̂."""
+    gw = (g if w is None else g * w).astype(np.longdouble)
+    mean = lambda v: np.mean(v, axis=axes, keepdims=True)  # noqa: E731
+    projected = gw - xhat * mean(gw * xhat)
+    grad = r * (projected - mean(gw) if centre else projected)
+    exact = _one_dof(xhat, axes, centre)  # the Jacobian is symmetric: the same closed form as the JVP's
+    grad = grad if exact is None else np.where(exact, eps * r ** 3 * (gw - mean(gw) if centre else gw), grad)
+    return grad.astype(np.float64)
 
 
 def _batch_sum(v: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return np.sum(v.astype(np.longdouble), axis=tuple(range(v.ndim - len(axes)))).astype(np.float64)
+
+
+def _xhat_jvp(t: np.ndarray, xhat: np.ndarray, r: np.ndarray, axes: tuple[int, ...], centre: bool, eps: float) -> np.ndarray:
+    r"""$\dot{\hat x}$ along $\dot x$: with $c = x - \mu$, $\dot r = -r^3\,\overline{c\dot c}$, so
+    $\dot{\hat x} = r(\dot c - \hat x\,\overline{\hat x\dot c})$, $\dot c = \dot x - \overline{\dot x}$ (rms_norm: $\dot c = \dot x$);
+    as $\overline{\hat x} = 0$, $\overline{\hat x\dot c} = \overline{\hat x\dot x}$.
+
+    Equally $\dot{\hat x} = r^3(\epsilon\,\dot c + \sigma^2\dot c - c\,\overline{c\dot c})$, and where the row has one degree
+    of freedom (M = 1 for rms_norm, M = 2 centred) $\dot c \parallel c$ and the last two terms cancel exactly: there
+    $\dot{\hat x} = \epsilon r^3 \dot c$, which the first form would leave to a cancellation of terms $1/\epsilon$ times larger.
+
+    In np.longdouble throughout (x̂ and r unrounded, from ``_normalized(..., wide=True)``): a tangent along x
+    (the direction the normalisation removes) has $\dot{\hat x} = O(\epsilon)$, reached by cancellation."""
+    t = t.astype(np.longdouble)
+    mean = lambda v: np.mean(v, axis=axes, keepdims=True)  # noqa: E731
+    projected = t - xhat * mean(t * xhat)
+    general = r * (projected - mean(t) if centre else projected)
+    exact = _one_dof(xhat, axes, centre)
+    return general if exact is None else np.where(exact, eps * r ** 3 * (t - mean(t) if centre else t), general)
+
+
+def _affine_jvp(xhat: np.ndarray, txhat: np.ndarray | None, w: np.ndarray | None, tw: np.ndarray | None, tb: np.ndarray | None) -> np.ndarray:
+    r"""$\dot y = \dot{\hat x} w + \hat x \dot w + \dot b$, each term only where its tangent is given; summed in np.longdouble, rounded once."""
+    y = np.zeros(xhat.shape, dtype=np.longdouble)
+    if txhat is not None:
+        y = y + (txhat if w is None else txhat * w)
+    if tw is not None:
+        y = y + xhat * tw
+    return (y if tb is None else y + tb).astype(np.float64)
+
+
+def _shape(value: np.ndarray | None) -> tuple[int, ...] | None:
+    return None if value is None else value.shape
 
 
 def _row_curve(name: str) -> facts.Curve:
@@ -120,9 +167,20 @@ def layer_norm_backward(grad_output: Any, input: Any, normalized_shape: Any, wei
     axes = _axes(x, normalized_shape)
     w, b = _affine("weight", weight, x, axes), _affine("bias", bias, x, axes)
     g = check_grad_shape(grad_output, x.shape)
-    xhat, r = _normalized(x, axes, float(eps), centre=True)
-    grad_input = _backward(g, xhat, r, w, axes, centre=True)
+    xhat, r = _normalized(x, axes, float(eps), centre=True, wide=True)
+    grad_input = _backward(g, xhat, r, w, axes, True, float(eps))
     return grad_input, (None if w is None else _batch_sum(g * xhat, axes)), (None if b is None else _batch_sum(g, axes))
+
+
+@quiet
+def layer_norm_jvp(tangent: Any, input: Any, normalized_shape: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> np.ndarray:
+    r"""$\dot y = r(\dot x - \overline{\dot x} - \hat x\,\overline{\hat x\dot x})\,w + \hat x\dot w + \dot b$ (means over the normalized dimensions), ``tangent`` = (ẋ, ẇ, ḃ)."""
+    x = as_float(input, "input")
+    axes = _axes(x, normalized_shape)
+    w, b = _affine("weight", weight, x, axes), _affine("bias", bias, x, axes)
+    tx, tw, tb = tangents(tangent, {"input": x.shape, "weight": _shape(w), "bias": _shape(b)})
+    xhat, r = _normalized(x, axes, float(eps), centre=True, wide=True)
+    return _affine_jvp(xhat, None if tx is None else _xhat_jvp(tx, xhat, r, axes, True, float(eps)), w, tw, tb)
 
 
 @quiet
@@ -144,8 +202,19 @@ def rms_norm_backward(grad_output: Any, input: Any, normalized_shape: Any, weigh
     axes = _axes(x, normalized_shape)
     w = _affine("weight", weight, x, axes)
     g = check_grad_shape(grad_output, x.shape)
-    xhat, r = _normalized(x, axes, _eps(eps, input), centre=False)
-    return _backward(g, xhat, r, w, axes, centre=False), (None if w is None else _batch_sum(g * xhat, axes))
+    xhat, r = _normalized(x, axes, _eps(eps, input), centre=False, wide=True)
+    return _backward(g, xhat, r, w, axes, False, _eps(eps, input)), (None if w is None else _batch_sum(g * xhat, axes))
+
+
+@quiet
+def rms_norm_jvp(tangent: Any, input: Any, normalized_shape: Any, weight: Any = None, eps: float | None = None) -> np.ndarray:
+    r"""$\dot y = r(\dot x - \hat x\,\overline{\hat x\dot x})\,w + \hat x\dot w$ ($\dot r = -r^3\,\overline{x\dot x}$), ``tangent`` = (ẋ, ẇ)."""
+    x = as_float(input, "input")
+    axes = _axes(x, normalized_shape)
+    w = _affine("weight", weight, x, axes)
+    tx, tw = tangents(tangent, {"input": x.shape, "weight": _shape(w)})
+    xhat, r = _normalized(x, axes, _eps(eps, input), centre=False, wide=True)
+    return _affine_jvp(xhat, None if tx is None else _xhat_jvp(tx, xhat, r, axes, False, _eps(eps, input)), w, tw, None)
 
 
 def _groups(x: np.ndarray, num_groups: Any) -> tuple[np.ndarray, int]:
@@ -197,10 +266,33 @@ def group_norm_backward(grad_output: Any, input: Any, num_groups: int, weight: A
     g = check_grad_shape(grad_output, x.shape)
     if x.size == 0:
         return np.zeros(x.shape), None if w is None else np.zeros(x.shape[1]), None if b is None else np.zeros(x.shape[1])
-    xhat, r = _normalized(rows, (2,), float(eps), centre=True)
+    xhat, r = _normalized(rows, (2,), float(eps), centre=True, wide=True)
     gw = (g if w is None else g * w).reshape(rows.shape)
-    grad_input = _backward(gw, xhat, r, None, (2,), centre=True).reshape(x.shape)
+    grad_input = _backward(gw, xhat, r, None, (2,), True, float(eps)).reshape(x.shape)
     return (grad_input, None if w is None else _channel_sum(g * xhat.reshape(x.shape)), None if b is None else _channel_sum(g))
+
+
+def _channel_shape(value: Any, x: np.ndarray) -> tuple[int, ...] | None:
+    return None if value is None else (x.shape[1],)
+
+
+def _channel_tangent(t: np.ndarray | None, x: np.ndarray) -> np.ndarray | None:
+    """A per-channel tangent (C,) shaped to broadcast against (N, C, *)."""
+    return None if t is None else t.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+@quiet
+def group_norm_jvp(tangent: Any, input: Any, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> np.ndarray:
+    r"""Per group, layer_norm's $\dot{\hat x} = r(\dot x - \overline{\dot x} - \hat x\,\overline{\hat x\dot x})$; $\dot y = \dot{\hat x} w_c + \hat x\dot w_c + \dot b_c$, ``tangent`` = (ẋ, ẇ, ḃ)."""
+    x = as_float(input, "input")
+    rows, _ = _groups(x, num_groups)
+    w, b = _per_channel("weight", weight, x), _per_channel("bias", bias, x)
+    tx, tw, tb = tangents(tangent, {"input": x.shape, "weight": _channel_shape(w, x), "bias": _channel_shape(b, x)})
+    if x.size == 0:
+        return np.zeros(x.shape)
+    xhat, r = _normalized(rows, (2,), float(eps), centre=True, wide=True)
+    txhat = None if tx is None else _xhat_jvp(tx.reshape(rows.shape), xhat, r, (2,), True, float(eps)).reshape(x.shape)
+    return _affine_jvp(xhat.reshape(x.shape), txhat, w, _channel_tangent(tw, x), _channel_tangent(tb, x))
 
 
 def _channels_last(x: np.ndarray) -> np.ndarray:
@@ -262,13 +354,35 @@ def batch_norm_backward(grad_output: Any, input: Any, running_mean: Any, running
     gw = g if w is None else g * w
     if training:
         rows = _channels_last(x)
-        xhat_rows, r = _normalized(rows, (1,), float(eps), centre=True)
-        grad_input = _channels_back(_backward(_channels_last(gw), xhat_rows, r, None, (1,), centre=True), x.shape)
+        xhat_rows, r = _normalized(rows, (1,), float(eps), centre=True, wide=True)
+        grad_input = _channels_back(_backward(_channels_last(gw), xhat_rows, r, None, (1,), True, float(eps)), x.shape)
         xhat = _channels_back(xhat_rows, x.shape)
     else:
         r = 1 / np.sqrt(var + float(eps))
         grad_input, xhat = gw * r, (x - mean) * r
     return grad_input, (None if w is None else _channel_sum(g * xhat)), (None if b is None else _channel_sum(g))
+
+
+@quiet
+def batch_norm_jvp(tangent: Any, input: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+                   training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> np.ndarray:
+    r"""Training: per channel over the batch, $\dot{\hat x} = r(\dot x - \overline{\dot x} - \hat x\,\overline{\hat x\dot x})$; evaluation: $\dot{\hat x} = \dot x/\sqrt{\hat\sigma_c^2 + \epsilon}$.
+    $\dot y = \dot{\hat x} w_c + \hat x\dot w_c + \dot b_c$, ``tangent`` = (ẋ, ẇ, ḃ); the running statistics take no tangent and are left as they are."""
+    shape = np.shape(as_float(input, "input"))
+    x, (mean, var), w, b = _bn_args(input, running_mean, running_var, weight, bias, training)
+    tx, tw, tb = tangents(tangent, {"input": shape, "weight": None if weight is None else np.shape(weight),
+                                    "bias": None if bias is None else np.shape(bias)})
+    if x.size == 0:
+        return np.zeros(shape)
+    if training:
+        rows = _channels_last(x)
+        xhat_rows, r = _normalized(rows, (1,), float(eps), centre=True, wide=True)
+        xhat = _channels_back(xhat_rows, x.shape)
+        txhat = None if tx is None else _channels_back(_xhat_jvp(_channels_last(tx), xhat_rows, r, (1,), True, float(eps)), x.shape)
+    else:
+        r = 1 / np.sqrt(var + float(eps))
+        xhat, txhat = (x - mean) * r, None if tx is None else tx * r
+    return _affine_jvp(xhat, txhat, w, _channel_tangent(tw, x), _channel_tangent(tb, x))
 
 
 # --- the sympy proofs, over M = n symbolic elements of one row ------------------------------------

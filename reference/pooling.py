@@ -25,9 +25,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, quiet
+from reference._validation import as_float, quiet, tangents
 
-__all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "max_pool2d", "max_pool2d_backward"]
+__all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_jvp", "avg_pool2d", "avg_pool2d_backward", "avg_pool2d_jvp",
+           "max_pool2d", "max_pool2d_backward", "max_pool2d_jvp"]
 
 
 def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
@@ -135,6 +136,22 @@ def max_pool2d_backward(grad_output: Any, input: Any, kernel_size: Any, stride: 
     return grad[0] if unbatched else grad
 
 
+@quiet
+def max_pool2d_jvp(tangent: Any, input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                   ceil_mode: bool = False, return_indices: bool = False) -> np.ndarray:
+    r"""$\dot y_o = \dot x_{\arg\max_{W_o} x}$: each window's tangent read at the maximum the backward routes to (same tie rule); J t of the pooled values, also with ``return_indices``."""
+    x, unbatched = _batched(input)
+    w = _Windows(x, kernel_size, stride, padding, dilation, ceil_mode)
+    (t,) = tangents(tangent, {"input": x.shape[1:] if unbatched else x.shape})
+    if t is None:
+        y = np.zeros(x.shape[:2] + w.out)
+    else:
+        index = _argmax(x, w)
+        flat = (t[None] if unbatched else t).reshape(*x.shape[:2], -1)
+        y = np.take_along_axis(flat, index.reshape(*x.shape[:2], -1), axis=-1).reshape(index.shape)
+    return y[0] if unbatched else y
+
+
 def max_pool_routed(g: np.ndarray, x: np.ndarray, w: _Windows) -> np.ndarray:
     """(N, C, H, W): each window's g added onto its maximum, in g's own number type (the oracle's exact ones too)."""
     index = _argmax(np.asarray(x, dtype=np.float64), w)
@@ -229,6 +246,20 @@ def avg_pool2d_backward(grad_output: Any, input: Any, kernel_size: Any, stride: 
     return grad[0] if unbatched else grad
 
 
+@quiet
+def avg_pool2d_jvp(tangent: Any, input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+                   count_include_pad: bool = True, divisor_override: Any = None) -> np.ndarray:
+    r"""$\dot y_o = \frac{1}{D_o}\sum_{i \in W_o} \dot x_i$: average pooling is linear, so J t pools the tangent."""
+    x, unbatched = _batched(input)
+    w, divisor = _avg_plan(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    (t,) = tangents(tangent, {"input": x.shape[1:] if unbatched else x.shape})
+    if t is None:
+        y = np.zeros(x.shape[:2] + divisor.shape)
+    else:
+        y = avg_pool_mean((t[None] if unbatched else t).astype(np.longdouble), w, divisor).astype(np.float64)
+    return y[0] if unbatched else y
+
+
 def _avg_curve(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.stack([t, np.full_like(t, 0.5), np.full_like(t, -1.0)], axis=-1)[:, None, None, :]
     return avg_pool2d(x, (1, 3))[:, 0, 0, 0], avg_pool2d_backward(np.ones((len(t), 1, 1, 1)), x, (1, 3))[:, 0, 0, 0]
@@ -303,6 +334,18 @@ def adaptive_avg_pool2d_backward(grad_output: Any, input: Any, output_size: Any)
     g = _grad(grad_output, x.shape[:2] + (len(rows[2]), len(cols[2])), unbatched)
     grad = adaptive_spread(g.astype(np.longdouble), x.shape, rows, cols).astype(np.float64)
     return grad[0] if unbatched else grad
+
+
+@quiet
+def adaptive_avg_pool2d_jvp(tangent: Any, input: Any, output_size: Any) -> np.ndarray:
+    r"""$\dot y = A_h\,\dot x\,A_w^\top$: linear, so J t is the tangent's window means."""
+    x, unbatched, rows, cols = _adaptive_plan(input, output_size)
+    (t,) = tangents(tangent, {"input": x.shape[1:] if unbatched else x.shape})
+    if t is None:
+        y = np.zeros(x.shape[:2] + (len(rows[2]), len(cols[2])))
+    else:
+        y = adaptive_mean((t[None] if unbatched else t).astype(np.longdouble), rows, cols).astype(np.float64)
+    return y[0] if unbatched else y
 
 
 def _adaptive_curve(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import assume, given, settings
 
 import reference
-from checks import dtypes
+from checks import dtypes, modes
 from checks.registry import REGISTRY
 from checks.runner import build_case
 from checks.spec import Case, OpSpec, Recipe
@@ -66,6 +66,10 @@ def test_the_hand_jvp_is_the_adjoint_of_the_hand_backward(spec, dtype):
     @given(recipe=recipes(spec))
     def law(recipe: Recipe) -> None:
         case = build_case(spec, recipe, dtypes.get(dtype))
+        # embedding's backward drops the padding row and divides by the counts: conventions of the
+        # gradient (documented), not the transpose of the forward's derivative, which the JVP is
+        if spec.name == "embedding":
+            case = Case(case.inputs, {**case.params, "padding_idx": None, "scale_grad_by_freq": False}, case.info, case.torch)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = np.asarray(spec.forward(*case.fresh().inputs.values(), **case.fresh().params), dtype=np.float64)
@@ -94,6 +98,7 @@ def test_the_hand_jvp_is_the_true_directional_derivative(spec):
     @given(recipe=recipes(ordinary))
     def law(recipe: Recipe) -> None:
         case = build_case(spec, recipe, F64)
+        assume(modes.judged(spec, case))  # as the mode cells: not through embedding's max_norm, which autograd does not see
         t = directions(spec, case, recipe.seed)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
