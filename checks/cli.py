@@ -66,7 +66,7 @@ def _table(results: list[CellResult]) -> Table:
     return table
 
 
-def _header(console: Console, jobs: int = 1) -> None:
+def _header(console: Console, jobs: int = 1, modes: tuple[str, ...] = ("reverse",)) -> None:
     """The machine, the quirks whose probes show here, and any setting that changes numerics."""
     import torch
 
@@ -75,7 +75,7 @@ def _header(console: Console, jobs: int = 1) -> None:
     threads = torch.get_num_threads()
     console.print(f"byhand verify: torch {torch.__version__} on {environment.cpu_model()} ({features}); "
                   f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {processes}{threads} thread{'s' * (threads != 1)}", highlight=False, soft_wrap=True)
-    shown = departures.active_here(devices.available())
+    shown = departures.active_here(devices.available(), modes)
 
     def where(d: departures.Departure, device: str) -> str:
         paths = [text.replace("op=", "").replace("phase=", "").replace("dtype=", "") for text in departures.shown_where(d, device) if text]
@@ -222,7 +222,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     args.jobs = min(args.jobs or max(1, min(cores // (args.threads or 1), MAX_JOBS)), max(1, len(cells)))
     if not args.threads:  # each process its share: small tensors gain nothing from threads that contend
         torch.set_num_threads(max(1, cores // args.jobs))
-    _header(console, args.jobs)
+    _header(console, args.jobs, tuple(sorted({c.mode for c in cells})) or ("reverse",))
     started = time.perf_counter()
     with _progress(console, args.quiet) as progress:
         task = progress.add_task("verifying", total=len(cells))

@@ -9,7 +9,7 @@ mode                 order torch's route                           truth
 reverse              1     autograd (``.backward()``)              the hand backward (checks/runner.py)
 forward              1     ``torch.func.jvp``                      the hand JVP ``reference.<op>_jvp``
 forward_ad           1     ``torch.autograd.forward_ad`` duals     the hand JVP
-jacfwd, jacrev       1     the full Jacobian, times t              the hand JVP
+jacfwd, jacrev       1     the full Jacobian, times t              the hand JVP; jacrev's rows from the hand backward
 fwd_over_rev         2     ``jvp`` of ``vjp``: H_u v               the oracle: d/dv of the 50-digit backward
 rev_over_rev         2     ``autograd.grad`` twice: H_u v          the oracle, likewise
 hessian              2     ``torch.func.hessian`` of <u, f>, · v   the oracle, likewise
@@ -168,6 +168,7 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("fwd3", 3, "jvp thrice", "oracle f'''[t, t, t]", "jvp3", _fwd3),
 )}
 ALL = ("reverse", *MODES)
+NEEDED = {"jvp": "t", "jvp2": "t", "jvp3": "t", "hvp": "v", "d3": "vw"}  # the directions each kind of derivative takes
 DEFAULT = ("reverse", "forward")
 
 
@@ -226,13 +227,15 @@ def judged(spec: OpSpec, case: Case) -> bool:
         return bool(np.isfinite(np.asarray(spec.forward(*case.fresh().inputs.values(), **case.fresh().params), dtype=np.float64)).all())
 
 
-def _directions(case: Case, names: tuple[str, ...], info: Any, seed: int) -> dict[str, dict[str, np.ndarray]]:
-    rng = np.random.default_rng(seed)
+def _directions(case: Case, names: tuple[str, ...], info: Any, seed: int, needed: str = "tvw") -> dict[str, dict[str, np.ndarray]]:
+    """The directions t, v and w by input name (those a mode does not use are zero: drawn only if needed)."""
+    rng = np.random.default_rng([seed, 2])  # a stream of its own: seed alone drew the inputs (t would be x)
     values = {**case.inputs, **case.params}
-    return {d: {n: dtypes.round_to(rng.normal(size=np.shape(values[n])), info) for n in names} for d in "tvw"}
+    return {d: {n: dtypes.round_to(rng.normal(size=np.shape(values[n])), info) if d in needed else np.zeros(np.shape(values[n])) for n in names}
+            for d in "tvw"}
 
 
-def _problem(runner: Runner, case: Case, seed: int) -> tuple[Problem, dict[str, dict[str, np.ndarray]], np.ndarray]:
+def _problem(runner: Runner, case: Case, seed: int, needed: str = "tvw") -> tuple[Problem, dict[str, dict[str, np.ndarray]], np.ndarray, torch.Tensor]:
     spec, info, device = runner.spec, runner.info, runner.device
     values = {**case.inputs, **case.params}
     names = tuple(n for n in spec.grad_inputs if isinstance(values.get(n), np.ndarray))
@@ -249,10 +252,10 @@ def _problem(runner: Runner, case: Case, seed: int) -> tuple[Problem, dict[str, 
     xs = tuple(to_tensor(values[n], info, device) for n in names)
     with torch.no_grad():
         out = f(*xs)
-    directions = _directions(case, names, info, seed)
-    u = dtypes.round_to(np.random.default_rng(seed + 1).normal(size=tuple(out.shape)), info)
+    directions = _directions(case, names, info, seed, needed)
+    u = dtypes.round_to(np.random.default_rng([seed, 3]).normal(size=tuple(out.shape)), info)
     as_t = {d: tuple(to_tensor(directions[d][n], info, device) for n in names) for d in "tvw"}
-    return Problem(f, names, xs, as_t["t"], as_t["v"], as_t["w"], to_tensor(u, info, device)), directions, u
+    return Problem(f, names, xs, as_t["t"], as_t["v"], as_t["w"], to_tensor(u, info, device)), directions, u, out
 
 
 def truth(spec: OpSpec, mode: Mode, case: Case, directions: dict[str, dict[str, np.ndarray]], u: np.ndarray) -> Any:
@@ -260,6 +263,8 @@ def truth(spec: OpSpec, mode: Mode, case: Case, directions: dict[str, dict[str, 
     fresh = case.fresh()
     args, params = tuple(fresh.inputs.values()), fresh.params
     t = directions["t"]
+    if mode.name == "jacrev":
+        return _rows_of_the_backward(spec, case, t)
     if mode.phase == "jvp":
         jvp = getattr(reference, f"{spec.name}_jvp", None)
         if jvp is not None:
@@ -276,14 +281,30 @@ def truth(spec: OpSpec, mode: Mode, case: Case, directions: dict[str, dict[str, 
     return {n: r for n, r in zip(spec.grad_inputs, result) if n in t}
 
 
+def _rows_of_the_backward(spec: OpSpec, case: Case, t: dict[str, np.ndarray]) -> np.ndarray:
+    """J t with J's rows from the hand backward (one upstream one-hot per output element): jacrev's
+    truth, because jacrev is a reverse-mode route and keeps reverse mode's conventions (embedding's
+    padding row and scale_grad_by_freq belong to the gradient, not to the forward's derivative)."""
+    fresh = case.fresh()
+    out = np.asarray(spec.forward(*fresh.inputs.values(), **fresh.params), dtype=np.float64)
+    result = np.zeros(out.shape)
+    for o in np.ndindex(out.shape):
+        e = np.zeros(out.shape)
+        e[o] = 1.0
+        row = case.fresh()
+        grads = spec.backward(e, *row.inputs.values(), **row.params)
+        grads = dict(zip(spec.grad_inputs, grads if isinstance(grads, tuple) else (grads,)))
+        result[o] = sum(float(np.sum(np.asarray(grads[n], dtype=np.float64) * d)) for n, d in t.items() if grads.get(n) is not None)
+    return result
+
+
 def run(runner: Runner, mode_name: str, recipe: Recipe) -> list[Comparison]:
     """One example of a mode cell: torch's derivative along the case's directions against the truth."""
     mode, spec = MODES[mode_name], runner.spec
     case = away_from_kinks(spec.name, build_case(spec, recipe, runner.info))
     hypothesis.assume(judged(spec, case))
-    problem, directions, u = _problem(runner, case, recipe.seed)
-    with torch.no_grad():  # the dtype torch computes in (softmax's dtype= may ask for a coarser one)
-        info = _precision(runner.info, problem.f(*problem.xs))
+    problem, directions, u, out = _problem(runner, case, recipe.seed, NEEDED[mode.phase])
+    info = _precision(runner.info, out)  # the dtype torch computes in (softmax's dtype= may ask for a coarser one)
     shape = tuple(np.shape(next(iter(case.inputs.values()))))
 
     def context(phase: str) -> Context:

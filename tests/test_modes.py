@@ -63,3 +63,28 @@ def test_a_derivative_off_by_a_millionth_is_caught(mode, monkeypatch):
     monkeypatch.setitem(modes.MODES, mode, dataclasses.replace(original, run=scaled))
     records = modes.run(Runner(get("tanh"), "cpu", "float64"), mode, Recipe(3, "normal", (4, 3), {}))
     assert not all(r.passed for r in records)
+
+
+# Every op in the modes: the default profile one first-order mode per op (rotating through the four
+# routes, float64 and float32, 2 examples), the thorough profile every mode at 10. Cells still open
+# in docs/autograd-modes.md ("Open") are expected to fail there until they are attributed.
+from hypothesis import settings as _settings  # noqa: E402
+
+from checks.registry import REGISTRY  # noqa: E402
+
+THOROUGH = _settings.get_current_profile_name() == "thorough"
+FIRST_ORDER = ("forward", "forward_ad", "jacfwd", "jacrev")
+OPEN = {("rms_norm", m) for m in ("fwd_over_rev", "rev_over_rev", "hessian", "fwd_over_fwd", "rev3", "fwd3")} | {
+    ("binary_cross_entropy", m) for m in ("jacrev", "rev3", "fwd3")} | {("gelu", "fwd3")}
+_DIFFERENTIABLE = [spec.name for spec in REGISTRY if spec.differentiable]
+_CELLS = ([(op, mode) for op in _DIFFERENTIABLE for mode in modes.MODES] if THOROUGH
+          else [(op, FIRST_ORDER[i % len(FIRST_ORDER)]) for i, op in enumerate(_DIFFERENTIABLE)])
+
+
+@pytest.mark.parametrize("op, mode", [pytest.param(op, mode, id=f"{op}-{mode}", marks=pytest.mark.xfail(
+    reason="open: a rounding-level disagreement not yet attributed (docs/autograd-modes.md)", strict=False) if (op, mode) in OPEN else ())
+    for op, mode in _CELLS])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_every_op_in_the_modes_agrees_with_the_math_or_a_declared_quirk(op, mode, dtype):
+    result = verify_cell(Cell(get(op), "cpu", dtype, mode), examples=10 if THOROUGH else 2)
+    assert result.passed, result.failure.message() if result.failure else result.error

@@ -81,7 +81,10 @@ def test_the_converted_captures_are_the_shared_ones():
     for capture in CAPTURES:
         name = capture.stem.removeprefix("amd-epyc-zen4-avx512bf16-").replace("_", "-").lower()
         raw, ours = recording.load(capture), recording.load(ZEN4 / f"{name}.npz")
-        assert raw[0]["probes"] == ours[0]["probes"] and raw[0]["machine"] == ours[0]["machine"]
+        # a quirk declared since the conversion is absent from ours: it did not show there (departures.answer)
+        declared_since = {q: a for q, a in raw[0]["probes"].items() if q not in ours[0]["probes"]}
+        assert not any(answer for devices in declared_since.values() for answers in devices.values() for answer in answers.values())
+        assert {q: a for q, a in raw[0]["probes"].items() if q in ours[0]["probes"]} == ours[0]["probes"] and raw[0]["machine"] == ours[0]["machine"]
         assert recording.judge(*raw).deviations == recording.judge(*ours).deviations
 
 

@@ -278,9 +278,10 @@ def shown_where(departure: Departure, device: str) -> list[str]:
     return [key_text(q) for q in departure.probe_keys() if answer(departure, device, q)] if device in departure.devices else []
 
 
-def active_here(device_names: tuple[str, ...]) -> list[tuple[Departure, str]]:
-    """Every (quirk, device) pair whose probe says it shows now: verify's header, the fingerprint."""
-    return [(d, device) for d in QUIRKS for device in device_names if shows(d, device)]
+def active_here(device_names: tuple[str, ...], modes: tuple[str, ...] | None = None) -> list[tuple[Departure, str]]:
+    """Every (quirk, device) pair whose probe says it shows now: verify's header (the quirks of the
+    modes it checks), the fingerprint (``modes`` None: every quirk)."""
+    return [(d, device) for d in QUIRKS if modes is None or set(d.modes) & set(modes) for device in device_names if shows(d, device)]
 
 
 @contextlib.contextmanager

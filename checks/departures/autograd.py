@@ -62,12 +62,31 @@ def _probe(quirk_id: str):
     return lambda device, **_: _example_fails(quirk_id, device)
 
 
-def _wrong(id: str, op: str, title: str, modes: tuple[str, ...], phases: tuple[str, ...], what: str, upstream: str,
-           example: Recipe, region=everywhere) -> Departure:
+def _wrong(id: str, op: str | tuple[str, ...], title: str, modes: tuple[str, ...], phases: tuple[str, ...], what: str, upstream: str,
+           example: Recipe, region=everywhere, rule=finite, dtypes: tuple[str, ...] = FLOATS, example_dtype: str = "float64",
+           returns: str = "a finite value that is not the derivative") -> Departure:
     return Departure(
-        id=id, kind="quirk", title=title, ops=(op,), what=what, upstream=upstream, tests=TESTS, modes=modes, phases=phases,
-        dtypes=FLOATS, devices=("cpu",), returns="a finite value that is not the derivative", region=region, rule=finite,
-        probe=_probe(id), example=example, example_dtype="float64")
+        id=id, kind="quirk", title=title, ops=op if isinstance(op, tuple) else (op,), what=what, upstream=upstream, tests=TESTS,
+        modes=modes, phases=phases, dtypes=dtypes, devices=("cpu",), returns=returns, region=region, rule=rule, probe=_probe(id), example=example,
+        example_dtype=example_dtype)
+
+
+def _rstd_cubed_overflows_half(where: Where) -> np.ndarray:
+    """The rows (layer_norm's normalized dims, group_norm's groups) whose 1/σ³ exceeds float16's
+    largest value (65504): σ² = var + eps < 6.2e-4."""
+    x = np.asarray(where.case.inputs["input"], dtype=np.float64)
+    eps = where.case.params.get("eps", 1e-5)
+    if where.op == "group_norm":
+        groups = x.reshape(x.shape[0], where.case.params["num_groups"], -1)
+        rstd = 1 / np.sqrt(groups.var(axis=-1, keepdims=True) + eps)
+        return np.broadcast_to(rstd ** 3 > 65504.0, groups.shape).reshape(x.shape)
+    dims = len(where.case.params["normalized_shape"])
+    rstd = 1 / np.sqrt(x.var(axis=tuple(range(x.ndim - dims, x.ndim)), keepdims=True) + eps)
+    return np.broadcast_to(rstd ** 3 > 65504.0, x.shape)
+
+
+def _non_finite(actual: np.ndarray, expected: np.ndarray, limit: np.ndarray, where: Where) -> np.ndarray:
+    return ~np.isfinite(actual)
 
 
 def _raising(id: str, ops: tuple[str, ...], title: str, modes: tuple[str, ...], phases: tuple[str, ...], raises: str, what: str,
@@ -108,6 +127,15 @@ DECLARED: tuple[Departure, ...] = (
            "and autograd.grad twice give the right Hessian-vector product. Not reported upstream on its own (searched "
            "pytorch/pytorch for layer_norm hessian); repro in docs/autograd-modes.md.",
            "pytorch/pytorch#198017 (umbrella of layer_norm's higher-order bugs)", LAYER_NORM_AFFINE),
+    _wrong("layer-norm-float16-jvp-overflows", ("layer_norm", "group_norm"),
+           "layer_norm's and group_norm's forward-mode derivatives in float16 overflow on rows of small variance",
+           ("forward", "forward_ad", "jacfwd"), ("jvp",),
+           "torch's forward-AD formula for layer_norm is composed of float16 operations and forms 1/σ³, which overflows float16 "
+           "where σ² = var + eps < 6.2e-4: the JVP is ±inf or NaN where the math is finite (0 on a one-element row; 0.686 where "
+           "torch gives -inf for x = 0.3 ∓ 0.022); group_norm's, per group, likewise. The backward computes in float32 and is right. Not reported upstream "
+           "(searched); repro in docs/autograd-modes.md.",
+           "not reported upstream (derivatives.yaml: layer_norm_jvp)", Recipe(0, "normal", (1,), {"dims": 1, "affine": False, "eps": 1e-05}),
+           region=_rstd_cubed_overflows_half, rule=_non_finite, dtypes=("float16",), example_dtype="float16", returns="±inf or NaN"),
     _wrong("batch-norm-nested-jvp-wrong", "batch_norm", "batch_norm's (training) second and third derivatives by nested jvp are wrong",
            ("fwd_over_fwd", "fwd3"), ("jvp2", "jvp3"),
            "torch.func.jvp of jvp through batch_norm in training mode (batch statistics) returns wrong values; eval mode is right.",
