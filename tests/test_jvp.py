@@ -62,7 +62,7 @@ def test_the_hand_jvp_is_the_adjoint_of_the_hand_backward(spec, dtype):
     if dtype not in spec.dtypes:
         pytest.skip(f"{spec.name} is not defined for {dtype}")
 
-    @settings(max_examples=60 if THOROUGH else 8, deadline=None, database=None)
+    @settings(max_examples=60 if THOROUGH else 3, deadline=None, database=None)
     @given(recipe=recipes(spec))
     def law(recipe: Recipe) -> None:
         case = build_case(spec, recipe, dtypes.get(dtype))
@@ -94,7 +94,7 @@ def test_the_hand_jvp_is_the_true_directional_derivative(spec):
 
     ordinary = dataclasses.replace(spec, regimes=("normal",)) if "normal" in spec.regimes else spec
 
-    @settings(max_examples=20 if THOROUGH else 3, deadline=None, database=None)
+    @settings(max_examples=20 if THOROUGH else 2, deadline=None, database=None)
     @given(recipe=recipes(ordinary))
     def law(recipe: Recipe) -> None:
         case = build_case(spec, recipe, F64)
