@@ -145,6 +145,14 @@ def tangents(tangent: Any, shapes: dict[str, tuple[int, ...] | None]) -> tuple[n
     return tuple(result)
 
 
+def diagonal_jvp(backward: Callable[..., np.ndarray], tangent: Any, input: Any, *params: Any) -> np.ndarray:
+    """J t of an elementwise op, whose J is diagonal, so that J t = Jᵀ t: its backward with the
+    tangent as the upstream gradient (zeros for no tangent)."""
+    x = as_float(input, "input")
+    (t,) = tangents(tangent, {"input": x.shape})
+    return np.zeros(x.shape) if t is None else backward(t, x, *params)
+
+
 def _flag(value: Any, name: str) -> bool | None:
     if value is None or isinstance(value, (bool, np.bool_)):
         return value

@@ -15,7 +15,7 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, check_grad_shape, quiet, tangents, write_back
+from reference._validation import as_float, check_grad_shape, diagonal_jvp, quiet, write_back
 
 
 __all__ = ["elu", "elu_backward", "elu_jvp", "hardtanh", "hardtanh_backward", "hardtanh_jvp", "leaky_relu", "leaky_relu_backward",
@@ -56,9 +56,7 @@ def sigmoid_backward(grad_output: Any, input: Any) -> np.ndarray:
 @quiet
 def sigmoid_jvp(tangent: Any, input: Any) -> np.ndarray:
     r"""$\dot y = \sigma(x)\sigma(-x)\,\dot x$: J is diagonal, so J t is the backward's Jᵀ t."""
-    x = as_float(input, "input")
-    (t,) = tangents(tangent, {"input": x.shape})
-    return np.zeros(x.shape) if t is None else sigmoid_backward(t, x)
+    return diagonal_jvp(sigmoid_backward, tangent, input)
 
 
 @facts.derivation(sigmoid)
@@ -92,10 +90,8 @@ def relu_backward(grad_output: Any, input: Any) -> np.ndarray:
 @quiet
 def relu_jvp(tangent: Any, input: Any, inplace: bool = False) -> np.ndarray:
     r"""$\dot y = [x > 0]\,\dot x$: J is diagonal, so J t = Jᵀ t, the backward's (0 at $x = 0$, $\dot x$ at NaN)."""
-    x = as_float(input, "input")
     check_inplace(inplace)
-    (t,) = tangents(tangent, {"input": x.shape})
-    return np.zeros(x.shape) if t is None else relu_backward(t, x)
+    return diagonal_jvp(relu_backward, tangent, input)
 
 
 @facts.derivation(relu)
@@ -124,10 +120,8 @@ def leaky_relu_backward(grad_output: Any, input: Any, negative_slope: float = 0.
 @quiet
 def leaky_relu_jvp(tangent: Any, input: Any, negative_slope: float = 0.01, inplace: bool = False) -> np.ndarray:
     r"""$\dot y = \dot x$ for $x > 0$, $a\,\dot x$ otherwise: J is diagonal, so J t = Jᵀ t, the backward's."""
-    x = as_float(input, "input")
     check_inplace(inplace)
-    (t,) = tangents(tangent, {"input": x.shape})
-    return np.zeros(x.shape) if t is None else leaky_relu_backward(t, x, negative_slope)
+    return diagonal_jvp(leaky_relu_backward, tangent, input, negative_slope)
 
 
 @facts.derivation(leaky_relu)
@@ -160,10 +154,8 @@ def elu_backward(grad_output: Any, input: Any, alpha: float = 1.0) -> np.ndarray
 @quiet
 def elu_jvp(tangent: Any, input: Any, alpha: float = 1.0, inplace: bool = False) -> np.ndarray:
     r"""$\dot y = \dot x$ for $x > 0$, $\alpha e^{x}\dot x$ for $x \leq 0$: J is diagonal, so J t = Jᵀ t, the backward's."""
-    x = as_float(input, "input")
     check_inplace(inplace)
-    (t,) = tangents(tangent, {"input": x.shape})
-    return np.zeros(x.shape) if t is None else elu_backward(t, x, alpha)
+    return diagonal_jvp(elu_backward, tangent, input, alpha)
 
 
 @facts.derivation(elu)
@@ -194,11 +186,9 @@ def hardtanh_backward(grad_output: Any, input: Any, min_val: float = -1.0, max_v
 @quiet
 def hardtanh_jvp(tangent: Any, input: Any, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> np.ndarray:
     r"""$\dot y = \dot x$ for $a < x < b$, else 0: J is diagonal, so J t = Jᵀ t, the backward's."""
-    x = as_float(input, "input")
     _bounds(min_val, max_val)
     check_inplace(inplace)
-    (t,) = tangents(tangent, {"input": x.shape})
-    return np.zeros(x.shape) if t is None else hardtanh_backward(t, x, min_val, max_val)
+    return diagonal_jvp(hardtanh_backward, tangent, input, min_val, max_val)
 
 
 def _bounds(min_val: Any, max_val: Any) -> tuple[float, float]:

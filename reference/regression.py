@@ -183,8 +183,12 @@ def smooth_l1_loss_backward(grad_output: Any, input: Any, target: Any, size_aver
     if beta == 0:
         return l1_loss_backward(grad_output, input, target, reduction=reduction)
     d = _difference(input, target)
-    local = np.where(np.abs(d) < beta, d / beta, np.where(np.isnan(d), np.nan, np.sign(d)))
-    return _f64(local * reduce_backward(grad_output, d.shape, reduction))
+    return _f64(_smooth_l1_slope(d, beta) * reduce_backward(grad_output, d.shape, reduction))
+
+
+def _smooth_l1_slope(d: np.ndarray, beta: float) -> np.ndarray:
+    """d/β inside |d| < β, sign(d) outside, NaN at NaN: the loss's derivative in d."""
+    return np.where(np.abs(d) < beta, d / beta, np.where(np.isnan(d), np.nan, np.sign(d)))
 
 
 @quiet
@@ -196,8 +200,7 @@ def smooth_l1_loss_jvp(tangent: Any, input: Any, target: Any, size_average: bool
     if beta == 0:
         return l1_loss_jvp(tangent, input, target, reduction=reduction)
     d = _difference(input, target)
-    local = np.where(np.abs(d) < beta, d / beta, np.where(np.isnan(d), np.nan, np.sign(d)))
-    return _weighted_jvp(local, tangent, None, reduction, mean_over_weights=False)
+    return _weighted_jvp(_smooth_l1_slope(d, beta), tangent, None, reduction, mean_over_weights=False)
 
 
 def _regression(op: str, term: sp.Expr, hand: sp.Expr, params: dict[str, sp.Symbol] | None = None, simplify: bool = True,
