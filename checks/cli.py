@@ -230,7 +230,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         def advance(result: CellResult) -> None:
             progress.update(task, advance=1, description=f"verifying {result.cell.id}")
 
-        results = verify(cells, examples=args.examples, on_cell=advance, jobs=args.jobs)
+        mode_examples = args.mode_examples or args.examples
+        results = verify(cells, examples=lambda cell: args.examples if cell.mode == "reverse" else mode_examples, on_cell=advance, jobs=args.jobs)
     elapsed = time.perf_counter() - started
     console.print(_table(results))
     _report_failures(console, results)
@@ -256,7 +257,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _passed_on(args: argparse.Namespace) -> list[str]:
     """The verify options a matrix run passes on to each configuration."""
-    passed = ["--examples", str(args.examples)]
+    passed = ["--examples", str(args.examples)] + (["--modes", args.modes] if args.modes != "reverse" else [])
     for option in ("device", "dtype", "ops"):
         if _given(args, option):
             passed += [f"--{option}", getattr(args, option)]
@@ -497,9 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--jobs", type=int, default=None, help="processes verifying cells side by side (default: as many as the cores "
                    "hold at --threads each, at most 4; each runs torch on its share of the cores unless --threads is given); "
                    "with --impl, processes checking functions side by side (default: one per core)")
-    v.add_argument("--modes", default="reverse", help="ways torch differentiates, each a cell of its own (comma-separated, or all): "
-                   + ", ".join(modes.ALL) + "; reverse (autograd, default) against the hand backward, the first-order forward "
-                   "modes against the hand JVP, second and third orders against the 50-digit oracle's directional derivatives")
+    v.add_argument("--modes", default="reverse", help="ways torch differentiates, each a cell of its own (comma-separated, "
+                   "or all): " + ", ".join(modes.ALL) + "; default reverse. reverse (autograd) against the hand backward, the "
+                   "first-order forward modes against the hand JVP, second and third orders against the 50-digit oracle's directional derivatives")
+    v.add_argument("--mode-examples", type=int, default=None, help="hypothesis examples per cell of a mode other than reverse "
+                   "(default: --examples; a mode's cell costs more: torch.func's first call per op and dtype, the oracle's 90 digits)")
     v.add_argument("--no-mkldnn", action="store_true", help="run with torch.backends.mkldnn.enabled = False (native GEMMs)")
     v.add_argument("--matrix", action="store_true", help="run verify under every CPU configuration this machine can emulate "
                    "(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, mkldnn off, 1/2/4 threads), each in a fresh process")

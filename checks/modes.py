@@ -170,11 +170,13 @@ MODES: dict[str, Mode] = {m.name: m for m in (
 )}
 ALL = ("reverse", *MODES)
 NEEDED = {"jvp": "t", "jvp2": "t", "jvp3": "t", "hvp": "v", "d3": "vw"}  # the directions each kind of derivative takes
-DEFAULT = ("reverse", "forward")
+# verify's default stays reverse: the CPU kernel quirks (checks/departures/cpu.py, onednn.py) are
+# declared for reverse mode's phases, and a forward cell on an AVX-512 machine would meet them undeclared.
+DEFAULT = ("reverse",)
 
 
 def parse(option: str | None) -> tuple[str, ...]:
-    """``--modes``: a comma-separated list, 'all', or the default (reverse and forward)."""
+    """``--modes``: a comma-separated list, 'all', or the default (reverse)."""
     if option is None or option == "":
         return DEFAULT
     if option == "all":
@@ -186,11 +188,18 @@ def parse(option: str | None) -> tuple[str, ...]:
     return chosen
 
 
+_ORDINARY: dict[int, tuple[OpSpec, OpSpec]] = {}
+
+
 def ordinary(spec: OpSpec) -> OpSpec:
-    """The spec whose draws a mode is judged on: ordinary values only (see the module's docstring)."""
+    """The spec whose draws a mode is judged on: ordinary values only (see the module's docstring).
+    One per spec object, so that its recipes strategy is built once (checks.strategies.recipes)."""
     import dataclasses
 
-    return dataclasses.replace(spec, regimes=("normal",)) if "normal" in spec.regimes else spec
+    kept = _ORDINARY.get(id(spec))
+    if kept is None or kept[0] is not spec:
+        kept = _ORDINARY[id(spec)] = (spec, dataclasses.replace(spec, regimes=("normal",)) if "normal" in spec.regimes else spec)
+    return kept[1]
 
 
 def away_from_kinks(name: str, case: Case) -> Case:

@@ -91,23 +91,26 @@ def _check(result: CellResult, runner: Runner, failures: list[Comparison], mode:
         raise AssertionError(bad.message())
 
 
-def verify(cells: list[Cell], *, examples: int, on_cell: Callable[[CellResult], None] | None = None, jobs: int = 1) -> list[CellResult]:
+def verify(cells: list[Cell], *, examples: int | Callable[[Cell], int], on_cell: Callable[[CellResult], None] | None = None,
+           jobs: int = 1) -> list[CellResult]:
     """Verify each cell, in order. ``jobs`` > 1: this process and ``jobs`` - 1 worker processes take
     cells from one queue side by side. A worker takes this process' thread count, oneDNN switch and
     injected faults (other torch settings, such as the float32 matmul precision, keep their
     defaults there), and is started with spawn, so no thread pool crosses a fork. Only registry ops
-    go to a worker, which rebuilds them by name; a spec of the caller's own stays here."""
+    go to a worker, which rebuilds them by name; a spec of the caller's own stays here. ``examples``:
+    per cell, or a function of the cell (a mode's cells may draw fewer)."""
+    examples = examples if callable(examples) else (lambda _, n=examples: n)
     if jobs <= 1 or len(cells) < 2:
         results = []
         for cell in cells:
-            results.append(verify_cell(cell, examples=examples))
+            results.append(verify_cell(cell, examples=examples(cell)))
             if on_cell:
                 on_cell(results[-1])
         return results
     return _side_by_side(cells, examples, on_cell, jobs)
 
 
-def _side_by_side(cells: list[Cell], examples: int, on_cell: Callable[[CellResult], None] | None, jobs: int) -> list[CellResult]:
+def _side_by_side(cells: list[Cell], examples: Callable[[Cell], int], on_cell: Callable[[CellResult], None] | None, jobs: int) -> list[CellResult]:
     import multiprocessing
     import threading
     from concurrent.futures import ProcessPoolExecutor
@@ -136,7 +139,7 @@ def _side_by_side(cells: list[Cell], examples: int, on_cell: Callable[[CellResul
         while (index := take()) is not None:
             cell = cells[index]
             try:
-                remote = pool.submit(_verify_named, cell.spec.name, cell.device, cell.dtype, cell.mode, examples).result()
+                remote = pool.submit(_verify_named, cell.spec.name, cell.device, cell.dtype, cell.mode, examples(cell)).result()
             except Exception:  # noqa: BLE001  a worker that cannot start or answer: this process verifies the rest
                 with lock:
                     waiting.append(index)
@@ -149,10 +152,10 @@ def _side_by_side(cells: list[Cell], examples: int, on_cell: Callable[[CellResul
         for thread in feeders:
             thread.start()
         for index in mine:
-            done(index, verify_cell(cells[index], examples=examples))
+            done(index, verify_cell(cells[index], examples=examples(cells[index])))
         for _ in range(2):  # and once more for any cell a failed worker handed back
             while (index := take()) is not None:
-                done(index, verify_cell(cells[index], examples=examples))
+                done(index, verify_cell(cells[index], examples=examples(cells[index])))
             for thread in feeders:
                 thread.join()
     return results
