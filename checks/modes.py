@@ -39,7 +39,7 @@ import torch
 import reference
 from checks import departures, dtypes
 from checks.compare import Comparison, Context, compare
-from checks.runner import Runner, _precision, build_case, to_numpy, to_tensor
+from checks.runner import Runner, _describe_params, _precision, build_case, to_numpy, to_tensor
 from checks.spec import Case, OpSpec, Recipe
 from checks.tolerance import derivative_scale, k_for
 from reference import facts, oracle
@@ -48,9 +48,7 @@ from reference import facts, oracle
 @dataclass(frozen=True)
 class Mode:
     name: str
-    order: int
-    route: str  # torch's route, in words (the record's path)
-    truth: str  # what it is judged against, in words
+    route: str  # torch's route, in words (the record's path); the truth each is judged against: the module's table
     phase: str  # "jvp" (output-shaped) or "hvp" / "d3" (one per differentiable input: hvp[input])
     run: Callable[["Problem"], Any]  # torch's result: an array, or a tuple per differentiable input
 
@@ -157,16 +155,16 @@ def _fwd3(p: Problem) -> torch.Tensor:
 
 
 MODES: dict[str, Mode] = {m.name: m for m in (
-    Mode("forward", 1, "torch.func.jvp", "hand JVP", "jvp", _forward),
-    Mode("forward_ad", 1, "forward_ad dual numbers", "hand JVP", "jvp", _forward_ad),
-    Mode("jacfwd", 1, "torch.func.jacfwd · t", "hand JVP", "jvp", _jacfwd),
-    Mode("jacrev", 1, "torch.func.jacrev · t", "hand JVP", "jvp", _jacrev),
-    Mode("fwd_over_rev", 2, "jvp of vjp", "oracle H_u v", "hvp", _fwd_over_rev),
-    Mode("rev_over_rev", 2, "autograd.grad twice", "oracle H_u v", "hvp", _rev_over_rev),
-    Mode("hessian", 2, "torch.func.hessian · v", "oracle H_u v", "hvp", _hessian),
-    Mode("fwd_over_fwd", 2, "jvp of jvp", "oracle f''[t, t]", "jvp2", _fwd_over_fwd),
-    Mode("rev3", 3, "autograd.grad thrice", "oracle phi'''[v, w]", "d3", _rev3),
-    Mode("fwd3", 3, "jvp thrice", "oracle f'''[t, t, t]", "jvp3", _fwd3),
+    Mode("forward", "torch.func.jvp", "jvp", _forward),
+    Mode("forward_ad", "forward_ad dual numbers", "jvp", _forward_ad),
+    Mode("jacfwd", "torch.func.jacfwd · t", "jvp", _jacfwd),
+    Mode("jacrev", "torch.func.jacrev · t", "jvp", _jacrev),
+    Mode("fwd_over_rev", "jvp of vjp", "hvp", _fwd_over_rev),
+    Mode("rev_over_rev", "autograd.grad twice", "hvp", _rev_over_rev),
+    Mode("hessian", "torch.func.hessian · v", "hvp", _hessian),
+    Mode("fwd_over_fwd", "jvp of jvp", "jvp2", _fwd_over_fwd),
+    Mode("rev3", "autograd.grad thrice", "d3", _rev3),
+    Mode("fwd3", "jvp thrice", "jvp3", _fwd3),
 )}
 ALL = ("reverse", *MODES)
 NEEDED = {"jvp": "t", "jvp2": "t", "jvp3": "t", "hvp": "v", "d3": "vw"}  # the directions each kind of derivative takes
@@ -321,7 +319,7 @@ def run(runner: Runner, mode_name: str, recipe: Recipe) -> list[Comparison]:
     shape = tuple(np.shape(next(iter(case.inputs.values()))))
 
     def context(phase: str) -> Context:
-        return Context(spec.name, phase, mode.route, runner.device, runner.dtype, shape, _params(case),
+        return Context(spec.name, phase, mode.route, runner.device, runner.dtype, shape, _describe_params(case),
                        f"checks.modes.reproduce({spec.name!r}, {recipe!r}, {runner.device!r}, {runner.dtype!r}, {mode_name!r})")
 
     try:
@@ -385,12 +383,6 @@ def _materialized(tensor: torch.Tensor) -> np.ndarray:
     if tensor._is_zerotensor():
         return np.zeros(tuple(tensor.shape))
     return to_numpy(tensor)
-
-
-def _params(case: Case) -> str:
-    from checks.runner import _describe_params
-
-    return _describe_params(case)
 
 
 def reproduce(name: str, recipe: Recipe, device: str = "cpu", dtype: str = "float64", mode: str = "forward") -> list[Comparison]:

@@ -83,8 +83,9 @@ def ulp_error(actual: np.ndarray, expected: np.ndarray, scale: np.ndarray | floa
 def derivative_scale(expected: np.ndarray, terms: int, dtype: str, directions: float = 0.0) -> float:
     """The scale of a derivative along directions (a JVP J t, a Hessian-vector product, a third
     derivative), judged against the 50-digit truth: the largest |element| of the whole result, grown
-    by :func:`sum_growth` of the ``terms`` each element may sum (the differentiable inputs' sizes). Normwise, because a directional derivative's elements are sums of products of
-    the op's partial derivatives with the directions, whose size no registry entry declares; an
+    by :func:`sum_growth` of the ``terms`` each element may sum (the differentiable inputs' sizes).
+    Normwise, because a directional derivative's elements are sums of products of the op's
+    partial derivatives with the directions, whose size no registry entry declares; an
     element that cancels far below its neighbours is judged at their size (as a gradient is judged
     at its upstream gradient's), and a derivative wrong by a fraction of its size fails in every
     dtype: torch's known higher-order bugs (layer_norm, pytorch/pytorch#196700) are wrong by 70%.

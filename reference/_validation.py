@@ -145,9 +145,10 @@ def tangents(tangent: Any, shapes: dict[str, tuple[int, ...] | None]) -> tuple[n
     return tuple(result)
 
 
-def diagonal_jvp(backward: Callable[..., np.ndarray], tangent: Any, input: Any, *params: Any) -> np.ndarray:
-    """J t of an elementwise op, whose J is diagonal, so that J t = Jᵀ t: its backward with the
-    tangent as the upstream gradient (zeros for no tangent)."""
+def symmetric_jvp(backward: Callable[..., np.ndarray], tangent: Any, input: Any, *params: Any) -> np.ndarray:
+    """J t of an op of one input whose Jacobian is symmetric (an elementwise op's is diagonal,
+    softmax's is diag(p) - p pᵀ), so that J t = Jᵀ t: its backward with the tangent as the
+    upstream gradient (zeros for no tangent)."""
     x = as_float(input, "input")
     (t,) = tangents(tangent, {"input": x.shape})
     return np.zeros(x.shape) if t is None else backward(t, x, *params)

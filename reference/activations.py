@@ -15,7 +15,7 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, check_grad_shape, diagonal_jvp, quiet, write_back
+from reference._validation import as_float, check_grad_shape, symmetric_jvp, quiet, write_back
 
 
 __all__ = ["elu", "elu_backward", "elu_jvp", "hardtanh", "hardtanh_backward", "hardtanh_jvp", "leaky_relu", "leaky_relu_backward",
@@ -56,7 +56,7 @@ def sigmoid_backward(grad_output: Any, input: Any) -> np.ndarray:
 @quiet
 def sigmoid_jvp(tangent: Any, input: Any) -> np.ndarray:
     r"""$\dot y = \sigma(x)\sigma(-x)\,\dot x$: J is diagonal, so J t is the backward's Jᵀ t."""
-    return diagonal_jvp(sigmoid_backward, tangent, input)
+    return symmetric_jvp(sigmoid_backward, tangent, input)
 
 
 @facts.derivation(sigmoid)
@@ -91,7 +91,7 @@ def relu_backward(grad_output: Any, input: Any) -> np.ndarray:
 def relu_jvp(tangent: Any, input: Any, inplace: bool = False) -> np.ndarray:
     r"""$\dot y = [x > 0]\,\dot x$: J is diagonal, so J t = Jᵀ t, the backward's (0 at $x = 0$, $\dot x$ at NaN)."""
     check_inplace(inplace)
-    return diagonal_jvp(relu_backward, tangent, input)
+    return symmetric_jvp(relu_backward, tangent, input)
 
 
 @facts.derivation(relu)
@@ -121,7 +121,7 @@ def leaky_relu_backward(grad_output: Any, input: Any, negative_slope: float = 0.
 def leaky_relu_jvp(tangent: Any, input: Any, negative_slope: float = 0.01, inplace: bool = False) -> np.ndarray:
     r"""$\dot y = \dot x$ for $x > 0$, $a\,\dot x$ otherwise: J is diagonal, so J t = Jᵀ t, the backward's."""
     check_inplace(inplace)
-    return diagonal_jvp(leaky_relu_backward, tangent, input, negative_slope)
+    return symmetric_jvp(leaky_relu_backward, tangent, input, negative_slope)
 
 
 @facts.derivation(leaky_relu)
@@ -155,7 +155,7 @@ def elu_backward(grad_output: Any, input: Any, alpha: float = 1.0) -> np.ndarray
 def elu_jvp(tangent: Any, input: Any, alpha: float = 1.0, inplace: bool = False) -> np.ndarray:
     r"""$\dot y = \dot x$ for $x > 0$, $\alpha e^{x}\dot x$ for $x \leq 0$: J is diagonal, so J t = Jᵀ t, the backward's."""
     check_inplace(inplace)
-    return diagonal_jvp(elu_backward, tangent, input, alpha)
+    return symmetric_jvp(elu_backward, tangent, input, alpha)
 
 
 @facts.derivation(elu)
@@ -188,7 +188,7 @@ def hardtanh_jvp(tangent: Any, input: Any, min_val: float = -1.0, max_val: float
     r"""$\dot y = \dot x$ for $a < x < b$, else 0: J is diagonal, so J t = Jᵀ t, the backward's."""
     _bounds(min_val, max_val)
     check_inplace(inplace)
-    return diagonal_jvp(hardtanh_backward, tangent, input, min_val, max_val)
+    return symmetric_jvp(hardtanh_backward, tangent, input, min_val, max_val)
 
 
 def _bounds(min_val: Any, max_val: Any) -> tuple[float, float]:

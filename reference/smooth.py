@@ -18,7 +18,7 @@ import sympy as sp
 
 from reference import facts
 from reference import symbolic as S
-from reference._validation import as_float, check_grad_shape, diagonal_jvp, quiet, write_back
+from reference._validation import as_float, check_grad_shape, symmetric_jvp, quiet, write_back
 from reference.activations import check_inplace
 
 __all__ = ["gelu", "gelu_backward", "gelu_jvp", "logsigmoid", "logsigmoid_backward", "logsigmoid_jvp", "mish", "mish_backward", "mish_jvp",
@@ -67,7 +67,7 @@ def tanh_backward(grad_output: Any, input: Any) -> np.ndarray:
 @quiet
 def tanh_jvp(tangent: Any, input: Any) -> np.ndarray:
     r"""$\dot y = \operatorname{sech}^2 x\,\dot x$: J is diagonal, so J t = Jᵀ t, the backward's."""
-    return diagonal_jvp(tanh_backward, tangent, input)
+    return symmetric_jvp(tanh_backward, tangent, input)
 
 
 @facts.derivation(tanh)
@@ -103,7 +103,7 @@ def softplus_backward(grad_output: Any, input: Any, beta: float = 1.0, threshold
 @quiet
 def softplus_jvp(tangent: Any, input: Any, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
     r"""$\dot y = \sigma(\beta x)\,\dot x$, and $\dot x$ where $\beta x >$ threshold: J is diagonal, so J t = Jᵀ t, the backward's."""
-    return diagonal_jvp(softplus_backward, tangent, input, beta, threshold)
+    return symmetric_jvp(softplus_backward, tangent, input, beta, threshold)
 
 
 @facts.derivation(softplus)
@@ -132,7 +132,7 @@ def logsigmoid_backward(grad_output: Any, input: Any) -> np.ndarray:
 @quiet
 def logsigmoid_jvp(tangent: Any, input: Any) -> np.ndarray:
     r"""$\dot y = \sigma(-x)\,\dot x$: J is diagonal, so J t = Jᵀ t, the backward's."""
-    return diagonal_jvp(logsigmoid_backward, tangent, input)
+    return symmetric_jvp(logsigmoid_backward, tangent, input)
 
 
 @facts.derivation(logsigmoid)
@@ -182,7 +182,7 @@ def gelu_jvp(tangent: Any, input: Any, approximate: str = "none") -> np.ndarray:
     r"""$\dot y = (\Phi(x) + x\varphi(x))\,\dot x$, tanh: $(\frac{1}{2}(1 + \tanh u) + \frac{x}{2}\operatorname{sech}^2 u \cdot u')\,\dot x$:
     J is diagonal, so J t = Jᵀ t, the backward's."""
     _approximation(approximate)
-    return diagonal_jvp(gelu_backward, tangent, input, approximate)
+    return symmetric_jvp(gelu_backward, tangent, input, approximate)
 
 
 def _approximation(approximate: Any) -> str:
@@ -231,7 +231,7 @@ def silu_backward(grad_output: Any, input: Any) -> np.ndarray:
 def silu_jvp(tangent: Any, input: Any, inplace: bool = False) -> np.ndarray:
     r"""$\dot y = \sigma(x)(1 + x\,\sigma(-x))\,\dot x$: J is diagonal, so J t = Jᵀ t, the backward's."""
     check_inplace(inplace)
-    return diagonal_jvp(silu_backward, tangent, input)
+    return symmetric_jvp(silu_backward, tangent, input)
 
 
 @facts.derivation(silu)
@@ -260,7 +260,7 @@ def mish_backward(grad_output: Any, input: Any) -> np.ndarray:
 def mish_jvp(tangent: Any, input: Any, inplace: bool = False) -> np.ndarray:
     r"""$\dot y = (\tanh s + x\,\sigma(x)\operatorname{sech}^2 s)\,\dot x$, $s = \operatorname{softplus}(x)$: J is diagonal, so J t = Jᵀ t, the backward's."""
     check_inplace(inplace)
-    return diagonal_jvp(mish_backward, tangent, input)
+    return symmetric_jvp(mish_backward, tangent, input)
 
 
 @facts.derivation(mish)

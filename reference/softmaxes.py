@@ -19,7 +19,7 @@ from reference import symbolic as S
 import warnings
 
 from reference._formats import cast
-from reference._validation import as_float, check_dim, check_grad_shape, quiet, tangents
+from reference._validation import as_float, check_dim, check_grad_shape, quiet, symmetric_jvp, tangents
 
 
 __all__ = ["log_softmax", "log_softmax_backward", "log_softmax_jvp", "softmax", "softmax_backward", "softmax_jvp"]
@@ -109,15 +109,9 @@ def log_softmax_backward(grad_output: Any, input: Any, dim: int | None = None, _
 @quiet
 def softmax_jvp(tangent: Any, input: Any, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> np.ndarray:
     r"""$\dot p_i = \sum_j p_i(\delta_{ij} - p_j)\dot x_j = p_i\,(\dot x_i - \sum_j p_j \dot x_j)$, at the input rounded to
-    ``dtype`` (the cast's derivative taken as 1, as in the backward)."""
-    x, d = _args(input, dim, dtype, "softmax", _stacklevel)
-    (t,) = tangents(tangent, {"input": x.shape})
-    if t is None:
-        return np.zeros(x.shape)
-    if x.ndim == 0:
-        return t * 0.0
-    p = softmax_extended(x, d)
-    return (p * _centred(p, t, d)).astype(np.float64)
+    ``dtype`` (the cast's derivative taken as 1, as in the backward). J = diag(p) - p pᵀ is symmetric: the backward's."""
+    _args(input, dim, dtype, "softmax", _stacklevel)  # the arguments checked as the forward checks them
+    return symmetric_jvp(softmax_backward, tangent, input, dim, _stacklevel, dtype)
 
 
 @quiet

@@ -9,7 +9,6 @@ wrong (or while torch raises as declared), so the day torch fixes it the probe s
 """
 from __future__ import annotations
 
-import functools
 import re
 
 import numpy as np
@@ -40,7 +39,6 @@ def _own_ids() -> tuple[str, ...]:
     return tuple(d.id for d in DECLARED)
 
 
-@functools.lru_cache(maxsize=None)
 def _example_fails(quirk_id: str, device: str) -> bool:
     """Whether the quirk's example disagrees with the math (or raises as declared) on ``device``,
     judged with every quirk of this file lifted (so that no probe asks another)."""

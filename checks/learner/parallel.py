@@ -63,13 +63,13 @@ class Checks:
         checking it died (its check is then run here, as without workers)."""
         from checks import learner
 
-        spec = next(s for s, name in self.found if name == function)
         future = self._futures.get(function)
         if future is not None:
             try:
                 return future.result()
             except BrokenProcessPool:
                 pass
+        spec = next(s for s, name in self.found if name == function)
         return learner.check(self.module, spec, function, examples=self.examples, verbose=self.verbose)
 
     def __iter__(self) -> Iterator:
